@@ -1,0 +1,35 @@
+"""Distribution of sseplug: a spec-exact, plugin-driven Server-Sent Events consumer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "sseplug" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="sseplug",
+    version=VERSION,
+    description="Spec-exact Server-Sent Events consumer on gevent and urllib3, extended with pluggy plugins",
+    long_description=(HERE / "README.rst").read_text(encoding="utf-8"),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["sseplug", "sseplug.*"]),
+    package_data={"sseplug": ["py.typed"]},
+    install_requires=["gevent>=23.9", "urllib3>=2", "pluggy>=1.5"],
+    extras_require={
+        "fast": ["orjson>=3.9"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
+    },
+    entry_points={"console_scripts": ["sseplug = sseplug.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Framework :: Pytest",
+        "Topic :: Internet :: WWW/HTTP",
+    ],
+)

@@ -1,0 +1,168 @@
+"""Value objects: the request a connection makes and the events it yields."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+"""Largest event (or line), in UTF-8 bytes, a parser accepts unless told otherwise."""
+
+
+class SSEResponse(NamedTuple):
+    """One dispatched event: immutable and slotted (a named tuple, built at C speed on the hot path).
+
+    ``id`` is the last event ID at dispatch ("" when the stream never set one); ``event`` the event
+    type (``"message"`` by default); ``data`` the text, or what a deserialize plugin made of it;
+    ``comment`` the comment lines of the event's block joined by LF (``None`` without any);
+    ``raw_response`` the block's lines joined by LF; ``retry`` the reconnection time (ms) the
+    block set, or ``None``.
+    """
+
+    id: str
+    event: str
+    data: Any
+    comment: str | None = None
+    raw_response: str = ""
+    retry: int | None = None
+
+
+class RequestMethodType(str, enum.Enum):
+    """HTTP methods an event stream can be requested with."""
+
+    GET = "GET"
+    POST = "POST"
+
+
+class RequestContentType(str, enum.Enum):
+    """Request body content types, with the MIME values of flutter_http_sse."""
+
+    json = "application/json"
+    text_event_stream = "text/event-stream"
+    plain_text = "text/plain"
+    multipart_form_data = "multipart/form-data"
+
+
+OnData = Callable[[SSEResponse], Any]
+OnError = Callable[[BaseException], Any]
+OnDone = Callable[[], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SSERequest:
+    """What to connect to and how: validated at construction, reused unchanged on every reconnect.
+
+    A ``dict``/``list`` body is sent as JSON with ``Content-Type: application/json``; ``str`` and
+    ``bytes`` bodies are sent as they are. ``last_event_id`` resumes a stream from a stored id.
+    Invalid values raise ``ValueError`` naming the field.
+    """
+
+    url: str
+    method: RequestMethodType | str = RequestMethodType.GET
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    content_type: RequestContentType | str | None = None
+    on_data: OnData | None = None
+    on_error: OnError | None = None
+    on_done: OnDone | None = None
+    retry: bool = True
+    max_retries: int = 5
+    read_timeout: float | None = None
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE
+    last_event_id: str = ""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # normalising a frozen instance during construction
+        parts = urlsplit(self.url) if isinstance(self.url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"url: {self.url!r} is not an http:// or https:// URL with a host; "
+                "give a full URL such as 'http://127.0.0.1:8000/stream'"
+            )
+        set_(self, "method", _method(self.method))
+        set_(self, "headers", _headers(self.headers))
+        set_(self, "content_type", _content_type(self.body, self.content_type))
+        if self.body is not None and self.method is RequestMethodType.GET:
+            raise ValueError("body: a GET request carries no body; use method='POST' to send one")
+        if self.body is not None and not isinstance(self.body, (dict, list, str, bytes)):
+            raise ValueError(f"body: expected dict, list, str or bytes, got {type(self.body).__name__}")
+        for name in ("on_data", "on_error", "on_done"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise ValueError(f"{name}: expected a callable or None, got {value!r}")
+        if not isinstance(self.retry, bool):
+            raise ValueError(f"retry: expected True or False, got {self.retry!r}")
+        _require_int("max_retries", self.max_retries, minimum=0)
+        _require_int("max_event_size", self.max_event_size, minimum=1)
+        if self.read_timeout is not None and (
+            isinstance(self.read_timeout, bool)
+            or not isinstance(self.read_timeout, (int, float))
+            or not self.read_timeout > 0
+        ):
+            raise ValueError(f"read_timeout: expected seconds > 0 or None, got {self.read_timeout!r}")
+        if not isinstance(self.last_event_id, str) or "\x00" in self.last_event_id or any(
+            c in self.last_event_id for c in "\r\n"
+        ):
+            raise ValueError(
+                f"last_event_id: expected a str without NUL, CR or LF, got {self.last_event_id!r}"
+            )
+
+    def encoded_body(self) -> bytes | None:
+        """The body as sent on the wire (JSON for dict/list, UTF-8 for str), or ``None``."""
+        if self.body is None:
+            return None
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode("utf-8")
+        return json.dumps(self.body, separators=(",", ":")).encode("utf-8")
+
+
+def _method(value: RequestMethodType | str) -> RequestMethodType:
+    if isinstance(value, str):
+        try:
+            return RequestMethodType(value.upper())
+        except ValueError:
+            pass
+    raise ValueError(f"method: {value!r} is not supported; use 'GET' or 'POST'")
+
+
+def _headers(value: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"headers: expected a mapping of str to str, got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise ValueError(f"headers: {key!r}: names and values must be str, got {item!r}")
+        if not key or any(c in key for c in ": \r\n") or any(c in item for c in "\r\n\x00"):
+            raise ValueError(f"headers: {key!r}: name or value holds a forbidden character")
+    return dict(value)
+
+
+def _content_type(body: Any, value: RequestContentType | str | None) -> RequestContentType | str | None:
+    if body is None:
+        return None  # no request Content-Type without a body
+    if isinstance(body, (dict, list)):
+        if value not in (None, RequestContentType.json, RequestContentType.json.value):
+            raise ValueError(
+                f"content_type: a dict or list body is sent as JSON, not {value!r}; "
+                "drop content_type or pass the body as str/bytes"
+            )
+        return RequestContentType.json
+    if value is None:
+        return RequestContentType.plain_text if isinstance(body, str) else "application/octet-stream"
+    if isinstance(value, str):
+        try:
+            return RequestContentType(value)
+        except ValueError:
+            if "/" in value and not any(c in value for c in "\r\n"):
+                return value
+    raise ValueError(f"content_type: {value!r} is not a MIME type such as 'text/plain'")
+
+
+def _require_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")

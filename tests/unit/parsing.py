@@ -1,0 +1,45 @@
+"""Test helpers: feed a stream to EventParser every way it can arrive and require one answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+from sseplug import EventParser, SSEResponse
+
+
+class Outcome(NamedTuple):
+    events: list[SSEResponse]
+    last_event_id: str
+    retry: int | None
+
+
+def run(chunks: Iterable[bytes], *, bulk: bool = True, **options: object) -> Outcome:
+    parser = EventParser(**options)  # type: ignore[arg-type]
+    parser._bulk_enabled = bulk
+    events: list[SSEResponse] = []
+    for chunk in chunks:
+        events.extend(parser.feed(chunk))
+    return Outcome(events, parser.last_event_id, parser.retry)
+
+
+def chunkings(stream: bytes) -> Iterator[tuple[str, list[bytes]]]:
+    """Whole; one byte at a time; split at every offset."""
+    yield "whole", [stream]
+    yield "bytewise", [stream[i : i + 1] for i in range(len(stream))]
+    for cut in range(1, len(stream)):
+        yield f"split@{cut}", [stream[:cut], stream[cut:]]
+
+
+def parse(stream: bytes, **options: object) -> Outcome:
+    """The outcome of ``stream``, after checking every chunking and both paths agree on it."""
+    expected = run([stream], **options)
+    for name, chunks in chunkings(stream):
+        for bulk in (True, False):
+            got = run(chunks, bulk=bulk, **options)
+            assert got == expected, f"{name} (bulk={bulk}) differs from whole feed"
+    return expected
+
+
+def datas(stream: bytes, **options: object) -> list[str]:
+    return [event.data for event in parse(stream, **options).events]

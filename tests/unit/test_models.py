@@ -1,0 +1,160 @@
+"""SSERequest validation, SSEResponse immutability, the error tree and the package surface."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+import sseplug
+from sseplug import RequestContentType, RequestMethodType, SSERequest, SSEResponse
+from sseplug import errors
+
+URL = "http://127.0.0.1:8000/stream"
+
+
+def test_sse_response_is_immutable_and_slotted() -> None:
+    event = SSEResponse("1", "message", "hi")
+    with pytest.raises(AttributeError):
+        event.data = "changed"  # type: ignore[misc]
+    assert not hasattr(event, "__dict__")
+    assert (event.comment, event.raw_response, event.retry) == (None, "", None)
+
+
+def test_sse_request_is_frozen_and_slotted() -> None:
+    request = SSERequest(URL)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.url = "http://elsewhere"  # type: ignore[misc]
+    assert not hasattr(request, "__dict__")
+
+
+def test_sse_request_defaults() -> None:
+    request = SSERequest(URL)
+    assert request.method is RequestMethodType.GET
+    assert request.retry is True and request.max_retries == 5
+    assert request.max_event_size == 16 * 1024 * 1024
+    assert request.content_type is None and request.encoded_body() is None
+    assert request.last_event_id == ""
+
+
+@pytest.mark.parametrize("method", ["post", "POST", RequestMethodType.POST])
+def test_method_accepts_enum_and_strings(method: str) -> None:
+    assert SSERequest(URL, method=method).method is RequestMethodType.POST
+
+
+def test_dict_and_list_bodies_are_sent_as_json() -> None:
+    request = SSERequest(URL, method="POST", body={"q": 1, "s": "é"})
+    assert request.content_type is RequestContentType.json
+    assert json.loads(request.encoded_body() or b"") == {"q": 1, "s": "é"}
+    assert json.loads(SSERequest(URL, method="POST", body=[1, 2]).encoded_body() or b"") == [1, 2]
+
+
+def test_str_and_bytes_bodies_are_sent_as_they_are() -> None:
+    text = SSERequest(URL, method="POST", body="a=1", content_type=RequestContentType.plain_text)
+    assert text.encoded_body() == b"a=1" and text.content_type is RequestContentType.plain_text
+    raw = SSERequest(URL, method="POST", body=b"\x00\x01", content_type="application/x-thing")
+    assert raw.encoded_body() == b"\x00\x01" and raw.content_type == "application/x-thing"
+
+
+def test_content_type_values_match_the_seed() -> None:
+    assert [c.value for c in RequestContentType] == [
+        "application/json",
+        "text/event-stream",
+        "text/plain",
+        "multipart/form-data",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"url": "127.0.0.1:8000/stream"}, "url"),
+        ({"url": "ftp://127.0.0.1/stream"}, "url"),
+        ({"url": "http://"}, "url"),
+        ({"url": URL, "method": "DELETE"}, "method"),
+        ({"url": URL, "method": 3}, "method"),
+        ({"url": URL, "max_retries": -1}, "max_retries"),
+        ({"url": URL, "max_retries": True}, "max_retries"),
+        ({"url": URL, "max_event_size": 0}, "max_event_size"),
+        ({"url": URL, "read_timeout": 0}, "read_timeout"),
+        ({"url": URL, "read_timeout": "10"}, "read_timeout"),
+        ({"url": URL, "headers": {"X-A": 1}}, "headers"),
+        ({"url": URL, "headers": {"X-A": "a\r\nX-Injected: 1"}}, "headers"),
+        ({"url": URL, "body": {"a": 1}}, "body"),
+        ({"url": URL, "method": "POST", "body": object()}, "body"),
+        ({"url": URL, "method": "POST", "body": {"a": 1}, "content_type": "text/plain"}, "content_type"),
+        ({"url": URL, "method": "POST", "body": "x", "content_type": "nonsense"}, "content_type"),
+        ({"url": URL, "on_data": "print"}, "on_data"),
+        ({"url": URL, "retry": "yes"}, "retry"),
+        ({"url": URL, "last_event_id": "a\nb"}, "last_event_id"),
+    ],
+)
+def test_invalid_request_values_raise_value_error_naming_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{field}: "):
+        SSERequest(**kwargs)
+
+
+def test_retryable_is_a_property_of_the_error_class() -> None:
+    assert not errors.SSEError.retryable
+    assert errors.TemporaryHTTPError.retryable and errors.NetworkError.retryable
+    fatal = [
+        errors.HTTPStatusError,
+        errors.ContentTypeError,
+        errors.RedirectError,
+        errors.RetriesExhaustedError,
+        errors.EventTooLargeError,
+        errors.ConfigError,
+        errors.PluginError,
+    ]
+    assert not any(cls.retryable for cls in fatal)
+    assert all(issubclass(cls, errors.SSEError) for cls in fatal)
+
+
+def test_status_errors_carry_their_facts() -> None:
+    busy = errors.HTTPStatusError.for_status(503, headers={"Retry-After": "2"}, body=b"later", connection_id="c", url=URL)
+    assert isinstance(busy, errors.TemporaryHTTPError) and busy.retryable
+    assert (busy.status, busy.headers["Retry-After"], busy.body, busy.connection_id, busy.url) == (
+        503, "2", b"later", "c", URL
+    )
+    gone = errors.HTTPStatusError.for_status(404, body=b"<html>nope</html>", connection_id="c", url=URL)
+    assert type(gone) is errors.HTTPStatusError and not gone.retryable
+    assert "404" in str(gone) and "'c'" in str(gone) and URL in str(gone) and "nope" in str(gone)
+    assert errors.HTTPStatusError.for_status(429).retryable
+
+
+def test_other_errors_carry_their_facts() -> None:
+    too_large = errors.EventTooLargeError("big", limit=10, size=11, connection_id="c")
+    assert (too_large.limit, too_large.size, too_large.events) == (10, 11, [])
+    config = errors.ConfigError("must be a string", key="connections[1].url", path="run.toml")
+    assert str(config) == "run.toml: connections[1].url: must be a string"
+    plugin = errors.PluginError("boom", plugin="mine", hook="sseplug_handle_event", event_id="7")
+    assert (plugin.plugin, plugin.hook, plugin.event_id) == ("mine", "sseplug_handle_event", "7")
+    exhausted = errors.RetriesExhaustedError("gave up", attempts=5)
+    assert exhausted.attempts == 5
+
+
+def test_package_exports_exactly_the_public_names() -> None:
+    expected = {
+        "EventParser", "RequestContentType", "RequestMethodType", "SSEError", "SSERequest", "SSEResponse",
+        "hookimpl",
+    }
+    assert expected <= set(sseplug.__all__)
+    assert set(sseplug.__all__) - expected <= {"SSEClient"}
+    for name in sseplug.__all__:
+        assert getattr(sseplug, name).__doc__, name
+
+
+def test_import_does_not_monkey_patch() -> None:
+    code = "import socket, sseplug, gevent.monkey; print(gevent.monkey.is_module_patched('socket'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"
+
+
+def test_version_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "sseplug", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.strip() == f"sseplug {sseplug.__version__}"

@@ -1,0 +1,98 @@
+"""Property tests: random streams, random line endings, random chunking; bulk path == spec path."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sseplug import SSEResponse
+
+from .parsing import run
+
+LINE_TEXT = st.text(
+    alphabet=st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)), max_size=12
+)
+EOLS = st.sampled_from(["\n", "\r", "\r\n"])
+
+EVENT = st.fixed_dictionaries(
+    {
+        "id": st.none() | LINE_TEXT,
+        "event": st.none() | LINE_TEXT,
+        "data": st.lists(LINE_TEXT, min_size=1, max_size=4),
+        "comments": st.lists(LINE_TEXT, max_size=2),
+        "space": st.booleans(),
+    }
+)
+
+
+def cut(blob: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(blob) + 1) for c in cuts})
+    return [blob[a:b] for a, b in zip([0, *points], [*points, len(blob)])]
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[bytes, list[SSEResponse]]:
+    """An event stream with random line endings, and the events a browser would dispatch."""
+    events = draw(st.lists(EVENT, max_size=6))
+    text, expected, last_id, previous_eol = [], [], "", ""
+
+    def line(content: str) -> None:
+        nonlocal previous_eol
+        eol = draw(EOLS)
+        if previous_eol == "\r" and eol == "\n":
+            eol = "\r\n"  # a lone LF after a lone CR would merge into one CRLF
+        text.append(content + eol)
+        previous_eol = eol
+
+    sep = ": " if draw(st.booleans()) else ":"
+    for event in events:
+        lines = [":" + (" " if c.startswith(" ") or event["space"] else "") + c for c in event["comments"]]
+        if event["id"] is not None:
+            lines.append("id" + (": " if event["id"].startswith(" ") else sep) + event["id"])
+            last_id = event["id"]
+        if event["event"] is not None:
+            lines.append("event" + (": " if event["event"].startswith(" ") else sep) + event["event"])
+        others, lines = lines, ["data" + (": " if d.startswith(" ") or event["space"] else ":") + d for d in event["data"]]
+        at = 0
+        for other in others:  # non-data lines anywhere in the block; each kind keeps its order
+            at = draw(st.integers(min_value=at, max_value=len(lines)))
+            lines.insert(at, other)
+            at += 1
+        for content in lines:
+            line(content)
+        line("")
+        data = "\n".join(event["data"])
+        comment = "\n".join(event["comments"]) if event["comments"] else None
+        expected.append((last_id, event["event"] or "message", data, comment))
+    prefix = "\ufeff" if draw(st.booleans()) else ""
+    return (prefix + "".join(text)).encode(), expected
+
+
+def shape(events: list[SSEResponse]) -> list[tuple[str, str, str, str | None]]:
+    return [(e.id, e.event, e.data, e.comment) for e in events]
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams(), st.lists(st.integers(min_value=0), max_size=8))
+def test_random_streams_with_random_chunking_give_the_browser_events(
+    stream: tuple[bytes, list[tuple[str, str, str, str | None]]], cuts: list[int]
+) -> None:
+    blob, expected = stream
+    for bulk in (True, False):
+        assert shape(run(cut(blob, cuts), bulk=bulk).events) == expected
+
+
+TOKENS = st.sampled_from(
+    [b"data", b"id", b"event", b"retry", b":", b" ", b"\n", b"\n\n", b"\r", b"\r\n", b"x", b"12",
+     b"\x00", b"\xc3", b"\xa9", b"\xef\xbb\xbf", b"\xef", b"\xff", b"\xe2\x80\xa8"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(TOKENS, max_size=40), st.lists(st.integers(min_value=0), max_size=8))
+def test_bulk_path_equals_spec_path_on_every_input(tokens: list[bytes], cuts: list[int]) -> None:
+    blob = b"".join(tokens)
+    reference = run([blob], bulk=False)
+    assert run([blob]) == reference
+    assert run(cut(blob, cuts)) == reference
+    assert run(cut(blob, cuts), bulk=False) == reference
