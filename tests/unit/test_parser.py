@@ -269,3 +269,31 @@ def test_event_at_exactly_max_event_size_is_accepted() -> None:
     assert datas(block + b"\n\n", max_event_size=20) == ["z" * 13]
     with pytest.raises(EventTooLargeError):
         run([block + b"z\n\n"], max_event_size=20)
+
+
+# -- cases in the style of the wpt and LaunchDarkly sse-contract-tests suites ----------------------
+
+
+def test_comments_anywhere_with_any_line_end_are_ignored() -> None:
+    long = b"x" * 2048
+    stream = b"data:1\r:\x00\n:\r\ndata:2\n:" + long + b"\rdata:3\n:data:fail\r:" + long + b"\ndata:4\n\n"
+    out = run([stream])
+    assert [e.data for e in out.events] == ["1\n2\n3\n4"]
+    assert run([stream[i : i + 7] for i in range(0, len(stream), 7)], bulk=False) == out
+
+
+def test_comment_only_blocks_between_events_dispatch_nothing() -> None:
+    assert datas(b": hi\n\ndata: a\n\n:\n: keep-alive\n\ndata: b\n\n:\n\n") == ["a", "b"]
+
+
+def test_fields_in_reverse_order() -> None:
+    out = parse(b"data: Hello\nid: abc\nevent: greeting\n\n")
+    assert [(e.id, e.event, e.data) for e in out.events] == [("abc", "greeting", "Hello")]
+
+
+def test_many_events_keep_their_order() -> None:
+    stream = b"".join(b"id: %d\ndata: message %d\n\n" % (i, i) for i in range(300))
+    for bulk in (True, False):
+        events = run([stream[i : i + 1000] for i in range(0, len(stream), 1000)], bulk=bulk).events
+        assert [e.data for e in events] == [f"message {i}" for i in range(300)]
+        assert [e.id for e in events] == [str(i) for i in range(300)]
