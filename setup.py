@@ -20,12 +20,25 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["sseplug", "sseplug.*"]),
     package_data={"sseplug": ["py.typed"]},
-    install_requires=["gevent>=23.9", "urllib3>=2", "pluggy>=1.5"],
+    install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5"],
     extras_require={
         "fast": ["orjson>=3.9"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "pytest-timeout>=2.3",
+            # servers nobody here wrote, run by the integration tests
+            "sse-starlette>=2",
+            "uvicorn>=0.30",
+            "aiohttp>=3.9",
+            "aiohttp-sse>=2.2",
+            "flask>=3",
+        ],
     },
-    entry_points={"console_scripts": ["sseplug = sseplug.cli:main"]},
+    entry_points={
+        "console_scripts": ["sseplug = sseplug.cli:main"],
+        "pytest11": ["sseplug = sseplug.testing"],  # fixtures for plugin authors; inert until used
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.11",

@@ -6,17 +6,19 @@ itself, first thing (the ``sseplug`` command does so for you).
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
+from .client import SSEClient
 from .errors import SSEError
 from .hookspecs import hookimpl
 from .models import RequestContentType, RequestMethodType, SSERequest, SSEResponse
 from .parser import EventParser
 
-__version__ = "0.1.0"
-
 __all__ = [
     "EventParser",
     "RequestContentType",
     "RequestMethodType",
+    "SSEClient",
     "SSEError",
     "SSERequest",
     "SSEResponse",

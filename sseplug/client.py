@@ -1,0 +1,188 @@
+"""SSEClient: named connections on a gevent greenlet pool, each an iterator of events."""
+
+from __future__ import annotations
+
+import logging
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+import gevent.monkey
+import gevent.pool
+import gevent.queue
+import urllib3
+
+from .connection import Connection, HttpFor
+from .errors import SSEError
+from .models import SSERequest, SSEResponse
+from .plugins import PluginManager, create_plugin_manager
+
+__all__ = ["SSEClient", "EventStream"]
+
+log = logging.getLogger("sseplug.client")
+
+QUEUE_BATCHES = 256  # per stream; a slow consumer holds the connection's reads back (backpressure)
+CLOSE_TIMEOUT = 5.0
+_END = object()
+
+
+class EventStream(Iterator[SSEResponse]):
+    """The events of one connection, across reconnects, in stream order.
+
+    Iteration ends cleanly when the stream ends or is closed, and raises the ``SSEError`` that
+    ended it otherwise (after the events received before it).
+    """
+
+    def __init__(self, connection_id: str, request: SSERequest, *, http_for: HttpFor, plugins: PluginManager) -> None:
+        self.connection = Connection(connection_id, request, http_for=http_for, plugins=plugins, deliver=self._put)
+        self.closed = False
+        self._queue: gevent.queue.Queue[Any] = gevent.queue.Queue(QUEUE_BATCHES)
+        self._batch: list[SSEResponse] = []
+        self._index = 0
+        self._greenlet: gevent.Greenlet | None = None
+
+    def __next__(self) -> SSEResponse:
+        while self._index >= len(self._batch):
+            if self.closed and self._queue.empty():
+                raise StopIteration
+            item = self._queue.get()
+            if item is _END:
+                self.closed = True
+                raise StopIteration
+            if isinstance(item, BaseException):
+                raise item
+            self._batch, self._index = item, 0
+        event = self._batch[self._index]
+        self._index += 1
+        return event
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Stop the connection, release its socket and end the iteration (no exception)."""
+        self.closed = True
+        self.connection.stop()
+        try:
+            self._queue.put_nowait(_END)  # wake a consumer blocked on an empty queue
+        except gevent.queue.Full:
+            pass
+        greenlet = self._greenlet
+        if greenlet is not None and greenlet is not gevent.getcurrent():
+            greenlet.join(timeout)
+            if not greenlet.dead:  # blocked handing over to a consumer that went away
+                greenlet.kill(block=True, timeout=timeout)
+
+    def _run(self) -> None:
+        """The connection's greenlet: run it and pass its outcome to the iterator."""
+        try:
+            self.connection.run()
+        except SSEError as error:
+            self._put(error)
+        except gevent.GreenletExit:
+            raise
+        except BaseException as error:  # a bug: never let a stream die silently
+            log.exception("connection %r crashed", self.connection.id)
+            wrapped = SSEError(f"internal error: {type(error).__name__}: {error}",
+                               connection_id=self.connection.id, url=self.connection.url)
+            wrapped.__cause__ = error
+            self._put(wrapped)
+        self._put(_END)
+
+    def _put(self, item: Any) -> None:
+        if not self.closed:
+            self._queue.put(item)
+
+
+class SSEClient:
+    """Many named event streams at once, one greenlet each in a bounded ``gevent.pool.Pool``.
+
+    Loads the installed plugins unless a ``plugin_manager`` is given. Needs gevent's monkey
+    patches, applied first thing in the program::
+
+        from gevent import monkey; monkey.patch_all()
+
+    ``connect(id, request)`` returns the stream's iterator; ``close(id)`` or ``close()`` ends
+    streams cleanly. A second ``connect`` with the id of a stream still open raises ``ValueError``.
+    """
+
+    def __init__(
+        self,
+        *,
+        plugin_manager: PluginManager | None = None,
+        pool_size: int = 1000,
+        http: urllib3.PoolManager | None = None,
+        config: Any = None,
+    ) -> None:
+        if not gevent.monkey.is_module_patched("socket"):
+            raise RuntimeError(
+                "SSEClient needs gevent's monkey patches: add "
+                "'from gevent import monkey; monkey.patch_all()' as the first lines of your program"
+            )
+        self.plugins = plugin_manager if plugin_manager is not None else create_plugin_manager()
+        self.pool = gevent.pool.Pool(pool_size)
+        self._http = http or urllib3.PoolManager(num_pools=max(10, pool_size), maxsize=pool_size, retries=False)
+        self._proxies: dict[str, urllib3.ProxyManager] = {}
+        self._own_http = http is None
+        self._streams: dict[str, EventStream] = {}
+        self.plugins.hook.sseplug_configure(config=config)
+
+    def connect(self, connection_id: str, request: SSERequest) -> EventStream:
+        """Open the stream ``connection_id`` in the pool and return its event iterator."""
+        if not isinstance(request, SSERequest):
+            raise TypeError(f"request: expected an SSERequest, got {type(request).__name__}")
+        current = self._streams.get(connection_id)
+        if current is not None and not current.closed:
+            raise ValueError(
+                f"connection id {connection_id!r} is already open; close it first or use another id"
+            )
+        stream = EventStream(connection_id, request, http_for=self._http_for, plugins=self.plugins)
+        self._streams[connection_id] = stream
+        stream._greenlet = self.pool.spawn(stream._run)
+        return stream
+
+    def close(self, connection_id: str | None = None) -> None:
+        """Close one stream, or every stream when ``connection_id`` is omitted."""
+        if connection_id is None:
+            streams = list(self._streams.values())
+            self._streams.clear()
+        else:
+            stream = self._streams.pop(connection_id, None)
+            if stream is None:
+                raise KeyError(f"no connection {connection_id!r}; open ones: {sorted(self._streams)}")
+            streams = [stream]
+        for stream in streams:
+            stream.connection.stop()  # ask all first, so they wind down together
+        for stream in streams:
+            stream.close()
+
+    def shutdown(self) -> None:
+        """Close every stream, tell the plugins (``sseplug_unconfigure``) and release sockets."""
+        self.close()
+        self.plugins.hook.sseplug_unconfigure()
+        if self._own_http:
+            self._http.clear()
+        for proxy in self._proxies.values():
+            proxy.clear()
+
+    def __enter__(self) -> SSEClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    @property
+    def connections(self) -> dict[str, Connection]:
+        """The open connections by id."""
+        return {cid: stream.connection for cid, stream in self._streams.items() if not stream.closed}
+
+    def _http_for(self, url: str) -> urllib3.PoolManager:
+        """The proxy manager the standard proxy settings ask for, else the direct pool."""
+        if not self._own_http:
+            return self._http  # a PoolManager passed in is used as it is
+        parts = urlsplit(url)
+        proxy = urllib.request.getproxies().get(parts.scheme)
+        if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+            return self._http
+        if proxy not in self._proxies:
+            self._proxies[proxy] = urllib3.ProxyManager(proxy, num_pools=10, retries=False)
+        return self._proxies[proxy]

@@ -1,0 +1,392 @@
+"""One stream's life: connect, read, parse, dispatch to the hooks, reconnect like a browser."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+from urllib.parse import urljoin, urlsplit
+
+import gevent.event
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from .errors import (
+    ContentTypeError,
+    EventTooLargeError,
+    HTTPStatusError,
+    NetworkError,
+    PluginError,
+    RedirectError,
+    RetriesExhaustedError,
+    SSEError,
+)
+from .models import SSERequest, SSEResponse
+from .parser import EventParser
+from .plugins import PluginManager
+
+__all__ = ["Connection", "HttpFor"]
+
+log = logging.getLogger("sseplug.connection")
+
+HttpFor = Callable[[str], urllib3.PoolManager]
+"""Gives the urllib3 pool manager (direct or proxy) to use for a URL."""
+
+READ_SIZE = 64 * 1024
+CONNECT_TIMEOUT = 10.0
+MAX_REDIRECTS = 10
+ERROR_BODY_LIMIT = 1024
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+_new_event = tuple.__new__
+
+
+class _EventHooks(NamedTuple):
+    """The per-event hook callers that have implementations (``None`` when none has)."""
+
+    generation: int
+    deserialize: Any
+    handle_event: Any
+    checkpoint_save: Any
+
+
+class Connection:
+    """One named event stream: reads it, hands each event to the plugins, reconnects on failure.
+
+    ``run()`` returns when the stream ended cleanly (204, ``retry=False`` and EOF, a retry
+    decision of ``False`` after EOF, or ``stop()``) and raises the ``SSEError`` that ended it
+    otherwise. ``deliver`` receives each batch of events after the handlers and the checkpoint.
+    """
+
+    def __init__(
+        self,
+        connection_id: str,
+        request: SSERequest,
+        *,
+        http_for: HttpFor,
+        plugins: PluginManager,
+        deliver: Callable[[list[SSEResponse]], Any] | None = None,
+    ) -> None:
+        self.id = connection_id
+        self.request = request
+        self.url = request.url
+        self.last_event_id = request.last_event_id
+        self.attempt = 0  # consecutive failures; reset once a response delivered events
+        self.retry_ms: int | None = None  # the server's last retry: value
+        self.state = "new"  # connecting, open, waiting, closed, failed
+        self.events_total = 0
+        self.bytes_total = 0
+        self.reconnects_total = 0
+        self._http_for = http_for
+        self._plugins = plugins
+        self._deliver = deliver
+        self._event_hooks = _EventHooks(-1, None, None, None)
+        self._stopping = False
+        self._wakeup = gevent.event.Event()
+        self._response: urllib3.BaseHTTPResponse | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id!r} {self.state} {self.url}>"
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume the stream until it ends for good; call ``on_done`` or ``on_error`` once."""
+        try:
+            self._run()
+        except SSEError as error:
+            self.state = "failed"
+            self._callback("on_error", error)
+            raise
+        self.state = "closed"
+        self._callback("on_done")
+
+    def stop(self) -> None:
+        """Stop reading and reconnecting: ``run()`` returns soon after, without an error."""
+        self._stopping = True
+        self._wakeup.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.shutdown()  # wakes a read blocked on the socket
+            except (ValueError, RuntimeError, OSError):
+                pass
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop()`` was called."""
+        return self._stopping
+
+    def _run(self) -> None:
+        loaded = self._call("sseplug_checkpoint_load", connection=self)
+        if loaded is not None:
+            self.last_event_id = loaded
+        while not self._stopping:
+            error: SSEError | None = None
+            delivered_before = self.events_total
+            try:
+                if self._consume_once():
+                    return  # 204: the server asked us to stop
+            except SSEError as failure:
+                if self._stopping:
+                    return
+                if not failure.retryable:
+                    raise
+                error = failure
+            if self._stopping:
+                return
+            if self.events_total > delivered_before:
+                self.attempt = 0  # a stream that delivered resets the failure count
+            self.attempt += 1
+            if not self.request.retry:
+                if error is not None:
+                    raise error
+                return
+            if self.attempt > self.request.max_retries:
+                raise RetriesExhaustedError(
+                    f"gave up after {self.request.max_retries} consecutive failed attempts "
+                    f"(last: {error or 'stream ended without events'}); check the server, or raise max_retries",
+                    attempts=self.attempt - 1,
+                    connection_id=self.id,
+                    url=self.url,
+                ) from error
+            wait = self._call(
+                "sseplug_retry_decision",
+                connection=self,
+                attempt=self.attempt,
+                error=error,
+                status=getattr(error, "status", None),
+            )
+            if wait is None or wait is False:
+                if error is not None:
+                    raise error
+                return
+            self.state = "waiting"
+            log.info("connection %r: reconnecting in %.2fs (attempt %d): %s", self.id, wait, self.attempt, error or "eof")
+            self._wakeup.wait(float(wait))
+            self.reconnects_total += 1
+
+    # -- one response ----------------------------------------------------------------------------
+
+    def _consume_once(self) -> bool:
+        """One request and its response; True when the server said to stop (204)."""
+        self.state = "connecting"
+        reason = "eof"
+        response = self._open()
+        self._response = response
+        try:
+            if response.status == 204:
+                reason = "204"
+                return True
+            self._check(response)
+            self._call("sseplug_connection_opened", connection=self, status=response.status,
+                       headers=dict(response.headers))
+            self.state = "open"
+            self._read(response)
+            return False
+        except SSEError as error:
+            reason = "closed" if self._stopping else f"{type(error).__name__}: {error.message}"
+            raise
+        finally:
+            self._response = None
+            response.close()
+            response.release_conn()
+            self._call("sseplug_connection_closed", connection=self, reason=reason)
+
+    def _open(self) -> urllib3.BaseHTTPResponse:
+        """Send the request, following redirects; the response is not read yet."""
+        request = self.request
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **request.headers}
+        for extra in reversed(self._call_all("sseplug_auth_headers", connection=self, request=request)):
+            headers.update(extra)  # reversed: the first-run plugin wins a conflict
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        body = request.encoded_body()
+        if body is not None:
+            headers["Content-Type"] = str(getattr(request.content_type, "value", request.content_type))
+        method, url = request.method.value, self.url  # type: ignore[union-attr]
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=request.read_timeout)
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                response = self._http_for(url).urlopen(
+                    method, url, body=body, headers=headers, timeout=timeout, retries=False,
+                    redirect=False, preload_content=False, decode_content=True,
+                )
+            except (Urllib3Error, OSError) as error:
+                raise NetworkError(f"cannot connect: {error}", connection_id=self.id, url=url) from error
+            if response.status not in REDIRECTS:
+                return response
+            location = response.headers.get("Location", "").strip()
+            response.close()
+            response.release_conn()
+            if not location:
+                raise RedirectError(
+                    f"HTTP {response.status} redirect without a Location header; fix the server or the URL",
+                    connection_id=self.id, url=url,
+                )
+            target = urljoin(url, location)
+            if urlsplit(target).netloc != urlsplit(url).netloc:
+                headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+            if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                method, body = "GET", None  # as browsers do
+                headers.pop("Content-Type", None)
+            url = target
+        raise RedirectError(
+            f"more than {MAX_REDIRECTS} redirects; the server is redirecting in a loop",
+            connection_id=self.id, url=self.url,
+        )
+
+    def _check(self, response: urllib3.BaseHTTPResponse) -> None:
+        """Raise the error for a response that is not an event stream (status first)."""
+        facts = {"headers": dict(response.headers), "connection_id": self.id, "url": self.url}
+        if response.status != 200:
+            raise HTTPStatusError.for_status(response.status, body=self._error_body(response), **facts)
+        content_type = response.headers.get("Content-Type")
+        if (content_type or "").split(";")[0].strip().lower() != "text/event-stream":
+            raise ContentTypeError(
+                f"expected Content-Type text/event-stream, got {content_type!r}; "
+                "is this URL an event stream?",
+                content_type=content_type,
+                body=self._error_body(response),
+                **facts,
+            )
+
+    def _error_body(self, response: urllib3.BaseHTTPResponse) -> bytes:
+        try:
+            return response.read(ERROR_BODY_LIMIT)
+        except (Urllib3Error, OSError):
+            return b""
+
+    def _read(self, response: urllib3.BaseHTTPResponse) -> None:
+        """Read the stream until EOF, dispatching every batch of events."""
+        parser = EventParser(self.last_event_id, self.request.max_event_size)
+        read1 = response.read1
+        while not self._stopping:
+            try:
+                chunk = read1(READ_SIZE)
+            except (Urllib3Error, OSError) as error:
+                raise NetworkError(
+                    f"stream broke: {error}", connection_id=self.id, url=self.url
+                ) from error
+            if not chunk:
+                return
+            self.bytes_total += len(chunk)
+            try:
+                events = parser.feed(chunk)
+            except EventTooLargeError as error:
+                if error.events:
+                    self._dispatch(error.events, error.events[-1].id)
+                error.connection_id, error.url = self.id, self.url
+                raise
+            if parser.retry is not None:
+                self.retry_ms = parser.retry
+            if events:
+                self._dispatch(events, parser.last_event_id)
+            elif parser.last_event_id != self.last_event_id:
+                self._checkpoint(parser.last_event_id)  # an id-only block
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def _hooks(self) -> _EventHooks:
+        pm = self._plugins
+        if self._event_hooks.generation != pm.generation:
+            hook = pm.hook
+            self._event_hooks = _EventHooks(
+                pm.generation,
+                *(
+                    getattr(hook, name) if pm.implements(name) else None
+                    for name in ("sseplug_deserialize", "sseplug_handle_event", "sseplug_checkpoint_save")
+                ),
+            )
+        return self._event_hooks
+
+    def _dispatch(self, events: list[SSEResponse], last_event_id: str) -> None:
+        """Deserialize, handle, checkpoint, deliver: in that order, for one batch."""
+        hooks = self._hooks()
+        if hooks.deserialize is not None:
+            events = [self._deserialize(hooks.deserialize, event) for event in events]
+        on_data = self.request.on_data
+        if hooks.handle_event is not None or on_data is not None:
+            for index, event in enumerate(events):
+                try:
+                    if hooks.handle_event is not None:
+                        hooks.handle_event(event=event, connection=self)
+                    if on_data is not None:
+                        on_data(event)
+                except Exception as error:
+                    done = events[:index]
+                    if done:  # what the handlers finished is checkpointed and delivered
+                        self._checkpoint(done[-1].id)
+                        self._hand_over(done)
+                    plugin = (
+                        self._plugins.plugin_that_raised("sseplug_handle_event", error)
+                        if hooks.handle_event is not None
+                        else "unknown"
+                    )
+                    if plugin == "unknown" and on_data is not None:
+                        plugin = "on_data callback"
+                    raise self._plugin_error(plugin, "sseplug_handle_event", error, event.id) from error
+        self._checkpoint(last_event_id)
+        self._hand_over(events)
+
+    def _deserialize(self, caller: Any, event: SSEResponse) -> SSEResponse:
+        try:
+            data = caller(event=event, connection=self)
+        except Exception as error:
+            plugin = self._plugins.plugin_that_raised("sseplug_deserialize", error)
+            raise self._plugin_error(plugin, "sseplug_deserialize", error, event.id) from error
+        if data is None:
+            return event
+        return _new_event(SSEResponse, (event[0], event[1], data, event[3], event[4], event[5]))
+
+    def _checkpoint(self, last_event_id: str) -> None:
+        if last_event_id == self.last_event_id:
+            return
+        self.last_event_id = last_event_id
+        caller = self._hooks().checkpoint_save
+        if caller is not None:
+            try:
+                caller(connection=self, last_event_id=last_event_id)
+            except Exception as error:
+                plugin = self._plugins.plugin_that_raised("sseplug_checkpoint_save", error)
+                raise self._plugin_error(plugin, "sseplug_checkpoint_save", error, last_event_id) from error
+
+    def _hand_over(self, events: list[SSEResponse]) -> None:
+        self.events_total += len(events)
+        if self._deliver is not None:
+            self._deliver(events)
+
+    # -- hooks and callbacks ---------------------------------------------------------------------
+
+    def _call(self, name: str, **kwargs: Any) -> Any:
+        """Call hook ``name``; an implementation that raises becomes a ``PluginError``."""
+        try:
+            return getattr(self._plugins.hook, name)(**kwargs)
+        except Exception as error:
+            plugin = self._plugins.plugin_that_raised(name, error)
+            raise self._plugin_error(plugin, name, error, self.last_event_id) from error
+
+    def _call_all(self, name: str, **kwargs: Any) -> list[Mapping[str, str]]:
+        results = self._call(name, **kwargs)
+        for result in results:
+            if not isinstance(result, Mapping):
+                raise PluginError(f"{name} returned {result!r}, expected a mapping of headers",
+                                  hook=name, connection_id=self.id, url=self.url)
+        return results
+
+    def _plugin_error(self, plugin: str, hook: str, error: Exception, event_id: str | None) -> PluginError:
+        log.error("plugin %r failed in %s on connection %r at event id %r: %s: %s",
+                  plugin, hook, self.id, event_id, type(error).__name__, error)
+        return PluginError(
+            f"plugin {plugin!r} raised in {hook} at event id {event_id!r}: {type(error).__name__}: {error}",
+            plugin=plugin, hook=hook, event_id=event_id, connection_id=self.id, url=self.url,
+        )
+
+    def _callback(self, name: str, *args: Any) -> None:
+        callback = getattr(self.request, name)
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("connection %r: the %s callback raised", self.id, name)

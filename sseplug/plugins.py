@@ -1,0 +1,155 @@
+"""The plugin manager: built-ins and installed plugins (entry point group ``sseplug``), one way in."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import types
+from collections.abc import Collection, Iterable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+
+from . import __version__, hookspecs
+from .errors import ConfigError, PluginError
+
+__all__ = ["BUILTINS", "LIBRARY_BUILTINS", "ENTRY_POINT_GROUP", "PluginManager", "create_plugin_manager"]
+
+log = logging.getLogger("sseplug.plugins")
+
+ENTRY_POINT_GROUP = "sseplug"
+
+BUILTINS = {
+    "json": "sseplug.builtin.json",
+    "retry": "sseplug.builtin.retry",
+    "stdout": "sseplug.builtin.stdout",
+    "sqlite": "sseplug.builtin.sqlite",
+}
+"""Every built-in plugin: name -> module. The runner loads them all."""
+
+LIBRARY_BUILTINS = ("json", "retry")
+"""The built-ins of plain library use: no stdout sink, no checkpoint file."""
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager for project "sseplug", counting registrations so that per-event code can
+    cache which hooks have implementations (``generation`` changes whenever plugins change)."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.generation = 0
+        self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` (validated against the hookspecs now, not at call time)."""
+        try:
+            registered = super().register(plugin, name)
+        except pluggy.PluginValidationError as error:
+            raise PluginError(
+                f"plugin {name or error.plugin!r} does not match sseplug's hooks: {error}; "
+                "check the hook names and arguments against sseplug.hookspecs",
+                plugin=name,
+            ) from error
+        self.generation += 1
+        return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        """Unregister a plugin by object or name."""
+        removed = super().unregister(plugin, name)
+        self.generation += 1
+        return removed
+
+    def implements(self, hook_name: str) -> bool:
+        """Whether any registered plugin implements ``hook_name``."""
+        return bool(getattr(self.hook, hook_name).get_hookimpls())
+
+    def plugin_that_raised(self, hook_name: str, error: BaseException) -> str:
+        """The name of the plugin whose ``hook_name`` implementation raised ``error``."""
+        codes = {
+            impl.function.__code__: impl.plugin_name
+            for impl in getattr(self.hook, hook_name).get_hookimpls()
+            if hasattr(impl.function, "__code__")
+        }
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code in codes:
+                return codes[tb.tb_frame.f_code]
+            tb = tb.tb_next
+        return "unknown"
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Name, distribution, version and implemented hooks of every registered plugin."""
+        rows = []
+        for name, plugin in sorted(self.list_name_plugin(), key=lambda item: item[0]):
+            if plugin is None:
+                continue  # blocked
+            dist, version = self.distributions.get(name, ("sseplug", __version__))
+            hooks = sorted(caller.name for caller in self.get_hookcallers(plugin) or ())
+            rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
+        return rows
+
+
+def create_plugin_manager(
+    *,
+    builtins: Iterable[str] = LIBRARY_BUILTINS,
+    disable: Collection[str] = (),
+    load_entry_points: bool = True,
+    extra: Iterable[tuple[str, object]] = (),
+) -> PluginManager:
+    """A manager with the given built-ins, the installed plugins, then ``extra`` (name, plugin) pairs.
+
+    Names in ``disable`` are blocked before anything loads; an unknown name is a ``ConfigError``
+    listing the known ones. A plugin that fails to import, or whose hooks do not match the
+    specs, raises ``PluginError`` naming it (and its distribution). ``SSEPLUG_TRACE_PLUGINS=1``
+    logs every hook call at DEBUG level.
+    """
+    builtins = tuple(builtins)
+    installed = list(entry_points(group=ENTRY_POINT_GROUP)) if load_entry_points else []
+    extra = list(extra)
+    known = set(BUILTINS) | {ep.name for ep in installed} | {name for name, _ in extra}
+    for index, name in enumerate(disable):
+        if name not in known:
+            raise ConfigError(
+                f"unknown plugin {name!r}; known plugins: {', '.join(sorted(known))}",
+                key=f"runner.plugins.disable[{index}]",
+            )
+    pm = PluginManager()
+    for name in disable:
+        pm.set_blocked(name)
+    for name in builtins:
+        if not pm.is_blocked(name):
+            pm.register(importlib.import_module(BUILTINS[name]), name)
+    for ep in installed:
+        if not pm.is_blocked(ep.name) and pm.get_plugin(ep.name) is None:
+            pm.register(_load(ep), ep.name)
+            if ep.dist is not None:
+                pm.distributions[ep.name] = (ep.dist.name, ep.dist.version)
+    for name, plugin in extra:
+        if not pm.is_blocked(name):
+            pm.register(plugin, name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as error:
+        raise PluginError(f"{error}; sseplug has no such hook (see sseplug.hookspecs)") from error
+    if os.environ.get("SSEPLUG_TRACE_PLUGINS") == "1":
+        pm.trace.root.setwriter(lambda message: log.debug("%s", message.rstrip()))
+        pm.enable_tracing()
+    return pm
+
+
+def _load(ep: EntryPoint) -> object:
+    dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+    try:
+        plugin = ep.load()
+    except Exception as error:
+        raise PluginError(
+            f"plugin {ep.name!r} from {dist} failed to load ({ep.value}): "
+            f"{type(error).__name__}: {error}; reinstall it or disable it in runner.plugins.disable",
+            plugin=ep.name,
+        ) from error
+    if not isinstance(plugin, (types.ModuleType, type)) and not hasattr(plugin, "__dict__"):
+        raise PluginError(f"plugin {ep.name!r} from {dist} is not a module or object", plugin=ep.name)
+    return plugin

@@ -1,0 +1,112 @@
+"""Third-party SSE test server: sse-starlette ``EventSourceResponse`` under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import uvicorn
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+MAX_COUNT = 10_000
+
+
+class AbortStream(Exception):
+    """Raised inside a stream generator to make uvicorn drop the connection mid-body."""
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    """Return query parameter ``name`` as a bounded non-negative int, else ``default``."""
+    try:
+        value = int(request.query_params.get(name, default))
+    except ValueError:
+        return default
+    return max(0, min(value, MAX_COUNT))
+
+
+def _last_event_id(request: Request) -> int:
+    """Return the Last-Event-ID request header as an int, 0 when absent or invalid."""
+    try:
+        return int(request.headers.get("last-event-id", "0").strip() or "0")
+    except ValueError:
+        return 0
+
+
+async def _number_events(start: int, stop: int) -> AsyncIterator[ServerSentEvent]:
+    """Yield ``number`` events with ids ``start..stop`` inclusive."""
+    for n in range(start, stop + 1):
+        yield ServerSentEvent(data=str(n), event="number", id=str(n))
+        await asyncio.sleep(0)
+
+
+async def numbers(request: Request) -> Response:
+    """Stream numbers after Last-Event-ID up to ``count``, then end the stream."""
+    count = _int_param(request, "count", 5)
+    return EventSourceResponse(_number_events(_last_event_id(request) + 1, count))
+
+
+async def echo(request: Request) -> Response:
+    """Send one event per key of the posted JSON object, in sorted key order."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return PlainTextResponse("expected application/json", status_code=415)
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return PlainTextResponse("invalid JSON", status_code=400)
+    if not isinstance(body, dict):
+        return PlainTextResponse("expected a JSON object", status_code=400)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        for key in sorted(body):
+            yield ServerSentEvent(data=json.dumps(body[key]), event=key)
+
+    return EventSourceResponse(events())
+
+
+async def drop(request: Request) -> Response:
+    """Like /numbers, but a fresh connection is aborted (no clean end) after ``drop_after`` events."""
+    count = _int_param(request, "count", 5)
+    drop_after = _int_param(request, "drop_after", 2)
+    resumed = "last-event-id" in request.headers
+    start = _last_event_id(request) + 1
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        sent = 0
+        async for event in _number_events(start, count):
+            if not resumed and sent >= drop_after:
+                # Let the already-sent bytes reach the socket, then fail the app:
+                # uvicorn closes the connection without the terminating chunk.
+                await asyncio.sleep(0.05)
+                raise AbortStream("deliberate mid-stream abort")
+            yield event
+            sent += 1
+
+    return EventSourceResponse(events())
+
+
+app = Starlette(
+    routes=[
+        Route("/numbers", numbers, methods=["GET"]),
+        Route("/echo", echo, methods=["POST"]),
+        Route("/drop", drop, methods=["GET"]),
+    ]
+)
+
+
+def main() -> None:
+    """Parse ``--port`` and serve on 127.0.0.1."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

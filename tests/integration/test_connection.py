@@ -1,0 +1,355 @@
+"""SSEClient and Connection against the scripted loopback server: one named test per behaviour."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import gevent
+import pytest
+
+from sseplug import SSEClient, SSERequest, hookimpl
+from sseplug.errors import (
+    ContentTypeError,
+    EventTooLargeError,
+    HTTPStatusError,
+    NetworkError,
+    RedirectError,
+    RetriesExhaustedError,
+    TemporaryHTTPError,
+)
+from sseplug.server import DROP, Response, SSEServer
+
+from .collect import collect
+
+STREAM = {"Content-Type": "text/event-stream"}
+DONE = Response(204, {"Content-Type": "text/html"})
+
+
+class QuickRetry:
+    """Reconnect after 10 ms, so tests about counting and headers need not wait the policy."""
+
+    @hookimpl(tryfirst=True)
+    def sseplug_retry_decision(self) -> float:
+        return 0.01
+
+
+@pytest.fixture
+def quick(register_plugin: Callable[..., object]) -> None:
+    register_plugin(QuickRetry(), "quick-retry")
+
+
+def events(*blocks: str) -> bytes:
+    return "".join(blocks).encode()
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_first_event_arrives_while_the_server_keeps_the_connection_open(
+    sse_server: SSEServer, sse_client: SSEClient, framing: str
+) -> None:
+    sse_server.script("/s", Response(body=[b"data: first\n\n", 30.0], framing=framing))  # type: ignore[arg-type]
+    started = time.monotonic()
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))), count=1, timeout=5)
+    assert [e.data for e in got] == ["first"]
+    assert time.monotonic() - started < 5  # not held back until the 30 s body ends
+
+
+def test_events_split_across_http_chunks(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    body = [b"id: 1\r", b"\ndata: caf\xc3", b"\xa9\r\n", b"\r\n", b"data: {\"n\"", b": 2}\n\n"]
+    sse_server.script("/s", Response(body=body), DONE)
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert [(e.id, e.data) for e in got] == [("1", "café"), ("1", {"n": 2})]
+
+
+def test_gzip_body_is_decoded(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(body=[b"data: a\n\n", b"data: b\n\n"], gzip=True), DONE)
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert [e.data for e in got] == ["a", "b"]
+    assert gzip.decompress(gzip.compress(b"x")) == b"x"
+
+
+def test_charset_parameter_is_accepted_and_ignored(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    headers = {"Content-Type": "Text/Event-Stream; charset=iso-8859-1"}
+    sse_server.script("/s", Response(headers=headers, body=["data: é\n\n".encode()]), DONE)
+    assert [e.data for e in collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))] == ["é"]
+
+
+# -- request -------------------------------------------------------------------------------------
+
+
+def test_request_headers(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", DONE)
+    collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), headers={"X-Trace": "t1"})))
+    sent = sse_server.requests_for("/s")[0]
+    assert sent.method == "GET"
+    assert sent.headers["accept"] == "text/event-stream"
+    assert sent.headers["cache-control"] == "no-cache"
+    assert sent.headers["x-trace"] == "t1"
+    assert "content-type" not in sent.headers and "last-event-id" not in sent.headers
+
+
+def test_post_sends_json_body_on_every_reconnect(sse_server: SSEServer, sse_client: SSEClient, quick: None) -> None:
+    sse_server.script("/s", Response(body=[b"id: 1\ndata: a\n\n"]), DONE)
+    request = SSERequest(sse_server.url("/s"), method="POST", body={"topic": "orders"})
+    collect(sse_client.connect("s", request))
+    sent = sse_server.requests_for("/s")
+    assert [(r.method, r.body, r.headers["content-type"]) for r in sent] == [
+        ("POST", b'{"topic":"orders"}', "application/json")
+    ] * 2
+    assert sent[1].headers["last-event-id"] == "1"
+
+
+def test_stored_last_event_id_is_sent_on_first_connect(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", DONE)
+    collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), last_event_id="41")))
+    assert sse_server.requests_for("/s")[0].headers["last-event-id"] == "41"
+
+
+# -- statuses ------------------------------------------------------------------------------------
+
+
+def test_204_ends_cleanly_without_reconnect(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    done: list[int] = []
+    sse_server.script("/s", DONE)
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), on_done=lambda: done.append(1)))
+    assert collect(stream) == []
+    gevent.sleep(0.05)
+    assert done == [1] and len(sse_server.requests_for("/s")) == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirects_are_followed(sse_server: SSEServer, sse_client: SSEClient, status: int) -> None:
+    sse_server.script("/old", Response(status, {"Location": "/new"}))
+    sse_server.script("/new", Response(body=[b"data: moved\n\n"]), DONE)
+    request = SSERequest(sse_server.url("/old"), retry=False)
+    assert [e.data for e in collect(sse_client.connect("s", request))] == ["moved"]
+    assert sse_server.requests_for("/new")[0].headers["accept"] == "text/event-stream"
+
+
+def test_307_keeps_post_body_and_303_turns_it_into_get(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/307", Response(307, {"Location": "/target"}))
+    sse_server.script("/303", Response(303, {"Location": "/target"}))
+    sse_server.script("/target", DONE)
+    for path in ("/307", "/303"):
+        collect(sse_client.connect(path, SSERequest(sse_server.url(path), method="POST", body={"a": 1})))
+    kept, turned = sse_server.requests_for("/target")
+    assert (kept.method, kept.body) == ("POST", b'{"a":1}')
+    assert (turned.method, turned.body) == ("GET", b"") and "content-type" not in turned.headers
+
+
+def test_redirect_without_location_is_an_error(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(302, {"Location": ""}))
+    with pytest.raises(RedirectError, match="without a Location"):
+        collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert len(sse_server.requests_for("/s")) == 1
+
+
+def test_redirect_loop_is_an_error_not_a_hang(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/loop", Response(302, {"Location": "/loop"}))
+    with pytest.raises(RedirectError, match="more than 10 redirects"):
+        collect(sse_client.connect("s", SSERequest(sse_server.url("/loop"))))
+    assert len(sse_server.requests_for("/loop")) == 11
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+def test_5xx_and_429_are_retried(sse_server: SSEServer, sse_client: SSEClient, quick: None, status: int) -> None:
+    sse_server.script("/s", Response(status, {"Content-Type": "text/html"}, [b"busy"], "length"),
+                      Response(body=[b"data: back\n\n"]), DONE)
+    assert [e.data for e in collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))] == ["back"]
+
+
+def test_retry_after_seconds_is_honoured(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(503, {"Retry-After": "1", "Content-Type": "text/plain"}), DONE)
+    collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    first, second = sse_server.requests_for("/s")
+    assert second.received_at - first.received_at >= 0.95  # the default policy alone could wait 0 s
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410])
+def test_other_4xx_fail_at_once_with_status_headers_and_body(
+    sse_server: SSEServer, sse_client: SSEClient, status: int
+) -> None:
+    errors: list[BaseException] = []
+    headers = {"Content-Type": "text/html", "X-Reason": "nope"}
+    sse_server.script("/s", Response(status, headers, [b"<h1>denied</h1>"], "length"))
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), on_error=errors.append))
+    with pytest.raises(HTTPStatusError) as caught:
+        collect(stream)
+    error = caught.value
+    assert (error.status, error.headers["X-Reason"], error.body) == (status, "nope", b"<h1>denied</h1>")
+    assert not error.retryable and error.connection_id == "s" and error.url == sse_server.url("/s")
+    assert errors == [error] and len(sse_server.requests_for("/s")) == 1
+
+
+@pytest.mark.parametrize("content_type", ["application/json", None])
+def test_wrong_or_missing_content_type_fails_at_once(
+    sse_server: SSEServer, sse_client: SSEClient, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    sse_server.script("/s", Response(headers=headers, body=[b'{"not": "a stream"}'], framing="length"))
+    with pytest.raises(ContentTypeError) as caught:
+        collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert caught.value.content_type == content_type and caught.value.body == b'{"not": "a stream"}'
+    assert len(sse_server.requests_for("/s")) == 1
+
+
+# -- reconnection --------------------------------------------------------------------------------
+
+
+def test_reconnect_sends_last_event_id_after_eof(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(body=[events("retry: 20\n\n", "id: 1\ndata: a\n\n", "id: 2\ndata: b\n\n")]),
+                      Response(body=[events("id: 3\ndata: c\n\n")]), DONE)
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert [e.data for e in got] == ["a", "b", "c"]
+    assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == [None, "2", "3"]
+
+
+def test_reconnect_after_drop_mid_event_never_sends_the_cut_off_id(
+    sse_server: SSEServer, sse_client: SSEClient
+) -> None:
+    sse_server.script("/s", Response(body=[events("retry: 20\n\nid: 1\ndata: a\n\n", "id: 2\ndata: cut"), DROP]),
+                      Response(body=[events("id: 2\ndata: b\n\n")]), DONE)
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert [e.data for e in got] == ["a", "b"]  # the incomplete event was never delivered
+    assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == [None, "1", "2"]
+
+
+def test_empty_id_means_no_last_event_id_header(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(body=[events("retry: 20\n\nid: 1\ndata: a\n\nid:\ndata: b\n\n")]), DONE)
+    collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == [None, None]
+
+
+def test_flaky_feed_delivers_every_event_once_in_order(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    request = SSERequest(sse_server.url("/flaky/f?count=10&drop_every=3&interval=0"))
+    got = collect(sse_client.connect("f", request), timeout=15)
+    assert [e.data["seq"] for e in got] == list(range(1, 11))
+    assert len(sse_server.requests_for("/flaky/f")) == 5  # 4 drops, then 204 once all arrived
+
+
+def test_retries_exhausted_after_max_retries(sse_server: SSEServer, sse_client: SSEClient, quick: None) -> None:
+    errors: list[BaseException] = []
+    sse_server.script("/s", Response(503, {"Content-Type": "text/plain"}))
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), max_retries=2, on_error=errors.append))
+    with pytest.raises(RetriesExhaustedError) as caught:
+        collect(stream)
+    assert caught.value.attempts == 2 and isinstance(caught.value.__cause__, TemporaryHTTPError)
+    assert len(sse_server.requests_for("/s")) == 3 and errors == [caught.value]
+
+
+def test_failure_count_resets_once_a_stream_delivered(
+    sse_server: SSEServer, sse_client: SSEClient, quick: None
+) -> None:
+    busy = Response(503, {"Content-Type": "text/plain"})
+    sse_server.script("/s", busy, busy, Response(body=[b"data: ok\n\n"]), busy, DONE)
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), max_retries=2)))
+    assert [e.data for e in got] == ["ok"] and len(sse_server.requests_for("/s")) == 5
+
+
+def test_dead_server_is_a_network_error_retried_until_exhausted(sse_client: SSEClient, quick: None) -> None:
+    with SSEServer() as gone:
+        url = gone.url("/s")
+    with pytest.raises(RetriesExhaustedError) as caught:
+        collect(sse_client.connect("s", SSERequest(url, max_retries=2)))
+    assert isinstance(caught.value.__cause__, NetworkError)
+
+
+def test_retry_false_ends_with_the_first_response(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(body=[b"data: once\n\n"]))
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), retry=False)))
+    assert [e.data for e in got] == ["once"] and len(sse_server.requests_for("/s")) == 1
+    sse_server.script("/e", Response(503, {"Content-Type": "text/plain"}))
+    with pytest.raises(TemporaryHTTPError):
+        collect(sse_client.connect("e", SSERequest(sse_server.url("/e"), retry=False)))
+    assert len(sse_server.requests_for("/e")) == 1
+
+
+def test_stalled_stream_reconnects_after_read_timeout(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(body=[b"retry: 10\n\nid: 7\ndata: a\n\n"], stall=30), DONE)
+    request = SSERequest(sse_server.url("/s"), read_timeout=0.3)
+    got = collect(sse_client.connect("s", request), timeout=10)
+    assert [e.data for e in got] == ["a"]
+    assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == [None, "7"]
+
+
+def test_event_past_max_event_size_fails_the_stream(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(body=[b"data: small\n\n", b"data: " + b"x" * 5000 + b"\n\n"]))
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), max_event_size=1000))
+    got: list[object] = []
+    with pytest.raises(EventTooLargeError) as caught:
+        for event in stream:
+            got.append(event.data)
+    assert got == ["small"] and caught.value.limit == 1000 and caught.value.connection_id == "s"
+
+
+# -- client --------------------------------------------------------------------------------------
+
+
+def test_many_named_connections_at_once(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    streams = {f"c{i}": sse_client.connect(f"c{i}", SSERequest(sse_server.url(f"/feed/c{i}?count=5&interval=0.01")))
+               for i in range(50)}
+    results = {cid: gevent.spawn(collect, stream, None, 15) for cid, stream in streams.items()}
+    gevent.joinall(list(results.values()), timeout=20, raise_error=True)
+    assert all([e.data["seq"] for e in g.value] == [1, 2, 3, 4, 5] for g in results.values())
+
+
+def test_close_one_connection_ends_its_iterator_cleanly(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    done: list[str] = []
+    slow = "/feed/{}?count=1000&interval=0.05"
+    a = sse_client.connect("a", SSERequest(sse_server.url(slow.format("a")), on_done=lambda: done.append("a")))
+    b = sse_client.connect("b", SSERequest(sse_server.url(slow.format("b"))))
+    assert len(collect(a, count=2)) == 2 and len(collect(b, count=2)) == 2
+    sse_client.close("a")
+    collect(a, timeout=2)  # what was already queued, then a clean end: never an exception
+    assert done == ["a"]
+    assert len(collect(b, count=2)) == 2  # the other stream is unaffected
+    sse_client.close()
+    collect(b, timeout=2)
+    assert sse_client.connections == {}
+    for _ in range(40):  # the server sees the sockets closed at its next write
+        if sse_server.open_streams("/feed/a") == sse_server.open_streams("/feed/b") == 0:
+            break
+        gevent.sleep(0.05)
+    assert sse_server.open_streams("/feed/a") == sse_server.open_streams("/feed/b") == 0
+
+
+def test_close_stops_reconnects(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(503, {"Content-Type": "text/plain", "Retry-After": "30"}))
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s")))
+    gevent.sleep(0.2)  # now waiting 30 s before reconnecting
+    started = time.monotonic()
+    sse_client.close("s")
+    assert list(stream) == [] and time.monotonic() - started < 2
+    assert len(sse_server.requests_for("/s")) == 1
+
+
+def test_same_id_while_open_is_an_error(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    request = SSERequest(sse_server.url("/feed/x?count=100&interval=0.05"))
+    sse_client.connect("x", request)
+    with pytest.raises(ValueError, match="already open"):
+        sse_client.connect("x", request)
+    sse_client.close("x")
+    sse_client.connect("x", request)  # free again once closed
+
+
+def test_callbacks_on_data_each_event_and_on_error_once(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    seen: list[object] = []
+    errors: list[BaseException] = []
+    sse_server.script("/s", Response(body=[b"data: 1\n\ndata: 2\n\n"]), Response(404, {"Content-Type": "text/html"}))
+    request = SSERequest(sse_server.url("/s"), on_data=lambda e: seen.append(e.data), on_error=errors.append)
+    with pytest.raises(HTTPStatusError):
+        collect(sse_client.connect("s", request))
+    assert seen == [1, 2] and len(errors) == 1
+
+
+def test_client_refuses_to_start_without_monkey_patches() -> None:
+    code = "from sseplug import SSEClient\nSSEClient()"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "monkey.patch_all()" in out.stderr and "first lines of your program" in out.stderr
