@@ -23,6 +23,7 @@ setup(
     install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5"],
     extras_require={
         "fast": ["orjson>=3.9"],
+        "metrics": ["prometheus-client>=0.17"],
         "test": [
             "pytest>=8",
             "hypothesis>=6.100",

@@ -1,21 +1,126 @@
-"""The ``sseplug`` command line."""
+"""The ``sseplug`` command line: run, check, plugins, demo, serve."""
 
-from __future__ import annotations
+from gevent import monkey
 
-import argparse
-from collections.abc import Sequence
+monkey.patch_all()  # first: before anything imports socket or ssl (importing sseplug does neither)
 
-from . import __version__
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .config import Config, load_config  # noqa: E402
+from .errors import ConfigError, PluginError  # noqa: E402
+from .plugins import BUILTINS, create_plugin_manager, known_plugin_names  # noqa: E402
+
+EXIT_USAGE = 2
+EXIT_CONFIG = os.EX_CONFIG  # 78
+
+log = logging.getLogger("sseplug.cli")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sseplug`` command."""
     parser = argparse.ArgumentParser(prog="sseplug", description="Consume Server-Sent Events streams.")
     parser.add_argument("--version", action="version", version=f"sseplug {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="consume the streams of a config file")
+    run.add_argument("config", help="path of the TOML config")
+    check = commands.add_parser("check", help="validate a config file and load its plugins, without connecting")
+    check.add_argument("config", help="path of the TOML config")
+    plugins = commands.add_parser("plugins", help="list the plugins: name, distribution, version, hooks")
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    commands.add_parser("demo", help="run the runner against the embedded loopback server (ends by itself)")
+    serve = commands.add_parser("serve", help="run the embedded loopback SSE server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sseplug`` console script; returns the exit status."""
-    build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if args.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=args.log_level, handlers=[handler], force=True)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, PluginError) as error:
+        print(f"sseplug: error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _load(path: str) -> Config:
+    return load_config(path, known_plugins=known_plugin_names())
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import Runner
+
+    return Runner(_load(args.config)).run()
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .runner import runner_plugins
+
+    config = _load(args.config)
+    pm = runner_plugins(config)
+    pm.hook.sseplug_configure(config=config)  # plugins validate their own tables here
+    pm.hook.sseplug_unconfigure()
+    names = ", ".join(row["name"] for row in pm.describe())
+    print(f"{args.config}: OK, {len(config.connections)} connections; plugins: {names}")
     return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    rows = create_plugin_manager(builtins=BUILTINS).describe()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['name']:<12} {row['distribution']:<20} {row['version']:<10} {', '.join(row['hooks'])}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import SSEServer
+
+    with SSEServer(args.host, args.port) as server:
+        print(f"serving on {server.url('')} (/feed/NAME, /flaky/NAME); Ctrl-C to stop", file=sys.stderr)
+        stop = gevent.event.Event()
+        handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGINT, signal.SIGTERM)]
+        stop.wait()
+        for handler in handlers:
+            handler.cancel()
+    return 0
+
+
+COMMANDS = {"run": _run, "check": _check, "plugins": _plugins, "demo": _demo, "serve": _serve}

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
+import gevent.event
 import gevent.monkey
 import gevent.pool
 import gevent.queue
@@ -35,8 +36,21 @@ class EventStream(Iterator[SSEResponse]):
     ended it otherwise (after the events received before it).
     """
 
-    def __init__(self, connection_id: str, request: SSERequest, *, http_for: HttpFor, plugins: PluginManager) -> None:
-        self.connection = Connection(connection_id, request, http_for=http_for, plugins=plugins, deliver=self._put)
+    def __init__(
+        self,
+        connection_id: str,
+        request: SSERequest,
+        *,
+        http_for: HttpFor,
+        plugins: PluginManager,
+        iterate: bool = True,
+    ) -> None:
+        self.connection = Connection(
+            connection_id, request, http_for=http_for, plugins=plugins, deliver=self._put if iterate else None
+        )
+        self.iterate = iterate
+        self.error: SSEError | None = None  # what ended the stream, once it ended with an error
+        self.ended = gevent.event.Event()
         self.closed = False
         self._queue: gevent.queue.Queue[Any] = gevent.queue.Queue(QUEUE_BATCHES)
         self._batch: list[SSEResponse] = []
@@ -77,19 +91,22 @@ class EventStream(Iterator[SSEResponse]):
         try:
             self.connection.run()
         except SSEError as error:
-            self._put(error)
+            self.error = error
         except gevent.GreenletExit:
             raise
         except BaseException as error:  # a bug: never let a stream die silently
             log.exception("connection %r crashed", self.connection.id)
-            wrapped = SSEError(f"internal error: {type(error).__name__}: {error}",
-                               connection_id=self.connection.id, url=self.connection.url)
-            wrapped.__cause__ = error
-            self._put(wrapped)
+            self.error = SSEError(f"internal error: {type(error).__name__}: {error}",
+                                  connection_id=self.connection.id, url=self.connection.url)
+            self.error.__cause__ = error
+        finally:
+            self.ended.set()
+        if self.error is not None:
+            self._put(self.error)
         self._put(_END)
 
     def _put(self, item: Any) -> None:
-        if not self.closed:
+        if self.iterate and not self.closed:
             self._queue.put(item)
 
 
@@ -126,8 +143,12 @@ class SSEClient:
         self._streams: dict[str, EventStream] = {}
         self.plugins.hook.sseplug_configure(config=config)
 
-    def connect(self, connection_id: str, request: SSERequest) -> EventStream:
-        """Open the stream ``connection_id`` in the pool and return its event iterator."""
+    def connect(self, connection_id: str, request: SSERequest, *, iterate: bool = True) -> EventStream:
+        """Open the stream ``connection_id`` in the pool and return its event iterator.
+
+        With ``iterate=False`` events go only to the plugins and callbacks (the runner's way);
+        the returned stream's ``ended`` and ``error`` tell how it finished.
+        """
         if not isinstance(request, SSERequest):
             raise TypeError(f"request: expected an SSERequest, got {type(request).__name__}")
         current = self._streams.get(connection_id)
@@ -135,7 +156,9 @@ class SSEClient:
             raise ValueError(
                 f"connection id {connection_id!r} is already open; close it first or use another id"
             )
-        stream = EventStream(connection_id, request, http_for=self._http_for, plugins=self.plugins)
+        stream = EventStream(
+            connection_id, request, http_for=self._http_for, plugins=self.plugins, iterate=iterate
+        )
         self._streams[connection_id] = stream
         stream._greenlet = self.pool.spawn(stream._run)
         return stream

@@ -15,7 +15,14 @@ import pluggy
 from . import __version__, hookspecs
 from .errors import ConfigError, PluginError
 
-__all__ = ["BUILTINS", "LIBRARY_BUILTINS", "ENTRY_POINT_GROUP", "PluginManager", "create_plugin_manager"]
+__all__ = [
+    "BUILTINS",
+    "ENTRY_POINT_GROUP",
+    "LIBRARY_BUILTINS",
+    "PluginManager",
+    "create_plugin_manager",
+    "known_plugin_names",
+]
 
 log = logging.getLogger("sseplug.plugins")
 
@@ -24,10 +31,11 @@ ENTRY_POINT_GROUP = "sseplug"
 BUILTINS = {
     "json": "sseplug.builtin.json",
     "retry": "sseplug.builtin.retry",
-    "stdout": "sseplug.builtin.stdout",
-    "sqlite": "sseplug.builtin.sqlite",
+    "stdout": "sseplug.builtin.stdout:StdoutSink",
+    "sqlite": "sseplug.builtin.sqlite:SQLiteCheckpoints",
 }
-"""Every built-in plugin: name -> module. The runner loads them all."""
+"""Every built-in plugin: name -> module, or module:class for those with state (one instance per
+manager). The runner loads them all."""
 
 LIBRARY_BUILTINS = ("json", "retry")
 """The built-ins of plain library use: no stdout sink, no checkpoint file."""
@@ -92,6 +100,11 @@ class PluginManager(pluggy.PluginManager):
         return rows
 
 
+def known_plugin_names() -> set[str]:
+    """The names of the built-ins and of every installed plugin."""
+    return set(BUILTINS) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def create_plugin_manager(
     *,
     builtins: Iterable[str] = LIBRARY_BUILTINS,
@@ -121,7 +134,7 @@ def create_plugin_manager(
         pm.set_blocked(name)
     for name in builtins:
         if not pm.is_blocked(name):
-            pm.register(importlib.import_module(BUILTINS[name]), name)
+            pm.register(_builtin(name), name)
     for ep in installed:
         if not pm.is_blocked(ep.name) and pm.get_plugin(ep.name) is None:
             pm.register(_load(ep), ep.name)
@@ -138,6 +151,12 @@ def create_plugin_manager(
         pm.trace.root.setwriter(lambda message: log.debug("%s", message.rstrip()))
         pm.enable_tracing()
     return pm
+
+
+def _builtin(name: str) -> object:
+    module_name, _, class_name = BUILTINS[name].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)() if class_name else module
 
 
 def _load(ep: EntryPoint) -> object:

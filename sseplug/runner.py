@@ -1,0 +1,127 @@
+"""``sseplug run``: every configured stream in one pool, signals, stats, exit codes."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import Counter
+
+import gevent
+import gevent.event
+
+from .client import EventStream, SSEClient
+from .config import Config
+from .metrics import MetricsServer
+from .plugins import BUILTINS, PluginManager, create_plugin_manager
+
+__all__ = ["Runner", "EXIT_OK", "EXIT_FAILED"]
+
+log = logging.getLogger("sseplug.runner")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+STATS_INTERVAL = 10.0
+
+
+def runner_plugins(config: Config) -> PluginManager:
+    """Every built-in and installed plugin, minus ``runner.plugins.disable``.
+
+    The stdout sink stays only when no other event handler is enabled: an installed plugin
+    counts once its ``[plugins.NAME]`` table is in the config (installed sinks stay inert
+    without one), a plugin registered by other means always counts.
+    """
+    pm = create_plugin_manager(builtins=BUILTINS, disable=config.runner.disable)
+    handlers = {impl.plugin_name for impl in pm.hook.sseplug_handle_event.get_hookimpls()} - {"stdout"}
+    enabled = {name for name in handlers if name in config.plugins or name not in pm.distributions}
+    if enabled and pm.get_plugin("stdout") is not None:
+        pm.unregister(name="stdout")
+    return pm
+
+
+class Runner:
+    """Consumes every stream of ``config`` until all ended, or until ``stop()`` (SIGINT/SIGTERM).
+
+    ``run()`` returns 0 when every stream ended cleanly or the runner was stopped, and 1 when a
+    stream failed for good (the others keep running until they end).
+    """
+
+    def __init__(self, config: Config, *, plugin_manager: PluginManager | None = None) -> None:
+        self.config = config
+        self.plugins = plugin_manager if plugin_manager is not None else runner_plugins(config)
+        self.streams: dict[str, EventStream] = {}
+        self.stopping = False
+        self._stopped = gevent.event.Event()
+        self._events_seen = 0
+        self._stats_at = time.monotonic()
+
+    def run(self) -> int:
+        """Run until every stream ended or a stop; returns the exit status."""
+        runner = self.config.runner
+        metrics = None
+        with SSEClient(plugin_manager=self.plugins, pool_size=runner.pool_size, config=self.config) as client:
+            if runner.http_listen is not None:
+                metrics = MetricsServer(runner.http_listen, lambda: [s.connection for s in self.streams.values()])
+                metrics.start()
+                log.info("metrics on http://%s:%d/metrics", *metrics.address)
+            for connection in self.config.connections:
+                self.streams[connection.id] = client.connect(connection.id, connection.request(), iterate=False)
+            log.info("running %d streams (pool of %d)", len(self.streams), runner.pool_size)
+            handlers = [gevent.signal_handler(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)]
+            stats = gevent.spawn(self._report_every, STATS_INTERVAL)
+            try:
+                waiter = gevent.spawn(self._wait_all)
+                gevent.wait([waiter, self._stopped], count=1)
+                if self.stopping:
+                    self._shutdown(client, runner.shutdown_timeout)
+                waiter.kill()
+            finally:
+                stats.kill()
+                for handler in handlers:
+                    handler.cancel()
+                if metrics is not None:
+                    metrics.stop()
+                self._report()
+        failed = [s for s in self.streams.values() if s.error is not None and not s.connection.stopping]
+        for stream in failed:
+            log.error("connection %r failed: %s", stream.connection.id, stream.error)
+        return EXIT_FAILED if failed else EXIT_OK
+
+    def stop(self) -> None:
+        """Ask for a graceful stop: reading stops, handlers finish, checkpoints are saved."""
+        if not self.stopping:
+            log.info("stopping: letting handlers finish and checkpoints save")
+            self.stopping = True
+            self._stopped.set()
+
+    def _wait_all(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.ended.wait()
+
+    def _shutdown(self, client: SSEClient, timeout: float) -> None:
+        """Two phases: ask every connection to stop, wait up to ``timeout``, then kill the rest."""
+        for stream in self.streams.values():
+            stream.connection.stop()
+        deadline = time.monotonic() + timeout
+        for stream in self.streams.values():
+            if not stream.ended.wait(max(0.0, deadline - time.monotonic())):
+                log.warning("connection %r did not stop within %.1fs; killing it", stream.connection.id, timeout)
+        client.close()
+
+    def _report_every(self, interval: float) -> None:
+        while True:
+            gevent.sleep(interval)
+            self._report()
+
+    def _report(self) -> None:
+        """One stats line: connections per state and the event rate since the last line."""
+        connections = [stream.connection for stream in self.streams.values()]
+        states = Counter(connection.state for connection in connections)
+        seen = sum(connection.events_total for connection in connections)
+        now = time.monotonic()
+        rate = (seen - self._events_seen) / max(now - self._stats_at, 1e-9)
+        self._events_seen, self._stats_at = seen, now
+        log.info(
+            "stats: %d connected, %d reconnecting, %d failed, %d ended, %d events, %.1f events/s",
+            states["open"] + states["connecting"], states["waiting"], states["failed"], states["closed"], seen, rate,
+        )
