@@ -82,7 +82,7 @@ class Runner:
                 if metrics is not None:
                     metrics.stop()
                 self._report()
-        failed = [s for s in self.streams.values() if s.error is not None and not s.connection.stopping]
+        failed = [stream for stream in self.streams.values() if stream.error is not None]
         for stream in failed:
             log.error("connection %r failed: %s", stream.connection.id, stream.error)
         return EXIT_FAILED if failed else EXIT_OK

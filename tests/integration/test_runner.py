@@ -1,0 +1,239 @@
+"""The ``sseplug`` runner as users run it: the real script in a subprocess, loopback servers."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import gevent
+import pytest
+
+from sseplug.server import Response, SSEServer
+
+from . import runner_process as rp
+from .thirdparty import free_port
+
+DONE = Response(204, {"Content-Type": "text/html"})
+
+
+def write_config(tmp_path: Path, connections: str, runner: str = "") -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(f'[runner]\nstate_dir = "state"\nshutdown_timeout = 5\n{runner}\n{connections}')
+    return path
+
+
+def connection(cid: str, url: str, extra: str = "") -> str:
+    return f'[[connections]]\nid = "{cid}"\nurl = "{url}"\n{extra}\n'
+
+
+def checkpoint(tmp_path: Path, cid: str) -> str | None:
+    with sqlite3.connect(tmp_path / "state" / "checkpoints.sqlite3") as db:
+        row = db.execute("SELECT last_event_id FROM checkpoints WHERE connection = ?", (cid,)).fetchone()
+    return None if row is None else row[0]
+
+
+def by_connection(lines: list[dict]) -> dict[str, list[int]]:
+    ids: dict[str, list[int]] = defaultdict(list)
+    for line in lines:
+        ids[line["connection"]].append(int(line["id"]))
+    return ids
+
+
+# -- delivery across crashes and stops -------------------------------------------------------------
+
+
+def test_sigkill_at_several_moments_then_restart_loses_no_event(tmp_path: Path, sse_server: SSEServer) -> None:
+    count = 60
+    config = write_config(tmp_path, connection("a", sse_server.url(f"/feed/a?count={count}&interval=0.01"))
+                          + connection("b", sse_server.url(f"/flaky/b?count={count}&drop_every=7&interval=0.01")))
+    printed: list[list[dict]] = []
+    for moment in (5, 17, 31):  # kill after this many printed lines
+        proc = rp.start("run", str(config), cwd=tmp_path)
+        printed.append(rp.read_events(proc, moment))
+        rp.kill(proc)
+    status, rest, err = rp.finish(rp.start("run", str(config), cwd=tmp_path))
+    printed.append(rest)
+    assert status == 0, err
+    seen: dict[str, list[int]] = defaultdict(list)
+    for run in printed:
+        for cid, ids in by_connection(run).items():
+            assert ids == sorted(ids), f"run out of order for {cid}: {ids}"
+            seen[cid] += ids
+    for cid in ("a", "b"):
+        assert set(seen[cid]) == set(range(1, count + 1)), f"{cid} lost events"
+        duplicates = len(seen[cid]) - count
+        assert duplicates <= 3, f"{cid}: {duplicates} duplicates for 3 kills"  # at most the batch in flight
+
+
+def test_sigterm_exits_0_and_next_start_resumes_after_last_printed(tmp_path: Path, sse_server: SSEServer) -> None:
+    config = write_config(tmp_path, connection("a", sse_server.url("/feed/a?count=500&interval=0.02")))
+    proc = rp.start("run", str(config), cwd=tmp_path)
+    first = rp.read_events(proc, 10)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    status, rest, err = rp.finish(proc, timeout=10)
+    assert status == 0, err
+    assert time.monotonic() - started < 6  # shutdown_timeout is 5 s
+    last = int((first + rest)[-1]["id"])
+    assert checkpoint(tmp_path, "a") == str(last)
+    proc = rp.start("run", str(config), cwd=tmp_path)
+    resumed = rp.read_events(proc, 3)
+    rp.kill(proc)
+    assert [int(line["id"]) for line in resumed] == [last + 1, last + 2, last + 3]
+    assert sse_server.requests_for("/feed/a")[1].headers["last-event-id"] == str(last)
+
+
+def test_id_only_blocks_are_checkpointed(tmp_path: Path, sse_server: SSEServer) -> None:
+    sse_server.script("/s", Response(body=[b"id: 1\ndata: a\n\n", b"id: 9\n\n"]), DONE)
+    status, lines, err = rp.finish(rp.start("run", str(write_config(tmp_path, connection("s", sse_server.url("/s")))),
+                                            cwd=tmp_path))
+    assert status == 0, err
+    assert [line["id"] for line in lines] == ["1"] and checkpoint(tmp_path, "s") == "9"
+    assert sse_server.requests_for("/s")[1].headers["last-event-id"] == "9"
+
+
+# -- bad configs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[[connections]]\nid = 'a'\nurl = 'http://127.0.0.1:1/s'\nbroken = = 1\n", "invalid TOML"),
+        ("[[connections]]\nid = 'a'\n", "connections[0].url"),
+        ("[[connections]]\nid = 'a'\nurl = 'ftp://127.0.0.1/s'\n", "connections[0].url"),
+        ("[runner]\npool_sise = 3\n[[connections]]\nid = 'a'\nurl = 'http://127.0.0.1:1/s'\n", "pool_sise"),
+        ("[[connections]]\nid = 'a'\nurl = 'http://127.0.0.1:1/s'\n[[connections]]\nid = 'a'\nurl = 'http://127.0.0.1:1/t'\n",
+         "connections[1].id"),
+        ("[runner]\npool_size = 0\n[[connections]]\nid = 'a'\nurl = 'http://127.0.0.1:1/s'\n", "runner.pool_size"),
+        ("[runner]\npool_size = 'ten'\n[[connections]]\nid = 'a'\nurl = 'http://127.0.0.1:1/s'\n", "runner.pool_size"),
+        ("[[connections]]\nid = 'a'\nurl = 'http://127.0.0.1:1/s'\nheaders = { A = '${SSEPLUG_TEST_UNSET}' }\n",
+         "SSEPLUG_TEST_UNSET"),
+        ("[runner]\nplugins = { disable = ['nope'] }\n[[connections]]\nid = 'a'\nurl = 'http://127.0.0.1:1/s'\n",
+         "runner.plugins.disable[0]"),
+    ],
+    ids=["syntax", "no-url", "ftp-url", "unknown-key", "duplicate-id", "pool-zero", "pool-text", "unset-var",
+         "unknown-plugin"],
+)
+def test_bad_config_exits_78_with_one_precise_message(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    for command in ("run", "check"):
+        status, lines, err = rp.finish(rp.start(command, str(path), cwd=tmp_path))
+        assert status == 78, err
+        assert str(path) in err and expected in err
+        assert lines == [] and err.count("error:") == 1
+
+
+def test_missing_config_file_exits_78(tmp_path: Path) -> None:
+    status, _, err = rp.finish(rp.start("run", str(tmp_path / "nope.toml")))
+    assert status == 78 and "does not exist" in err
+
+
+def test_check_opens_no_connection(tmp_path: Path, sse_server: SSEServer) -> None:
+    config = write_config(tmp_path, connection("a", sse_server.url("/feed/a")))
+    proc = rp.start("check", str(config), cwd=tmp_path)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "OK, 1 connections" in out and "sqlite" in out
+    assert sse_server.requests == []
+
+
+def test_plugins_lists_builtins_with_hooks(tmp_path: Path) -> None:
+    import json
+
+    out = rp.start("plugins", "--json").communicate(timeout=20)[0]
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert {"json", "retry", "stdout", "sqlite"} <= set(rows)
+    assert rows["sqlite"]["hooks"] == ["sseplug_checkpoint_load", "sseplug_checkpoint_save", "sseplug_configure",
+                                       "sseplug_unconfigure"]
+
+
+# -- failures --------------------------------------------------------------------------------------
+
+
+FAILING_PLUGIN = '''
+from sseplug import hookimpl
+
+@hookimpl
+def sseplug_handle_event(event, connection):
+    if event.id == "3":
+        raise RuntimeError("cannot store event 3")
+'''
+
+
+def install_fake_plugin(root: Path, name: str, source: str) -> dict[str, str]:
+    """A plugin distribution on PYTHONPATH, found through the ``sseplug`` entry point group."""
+    dist = root / f"{name}-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[sseplug]\n{name} = {name}_plugin\n")
+    (root / f"{name}_plugin.py").write_text(source)
+    return {"PYTHONPATH": str(root)}
+
+
+def test_handler_that_raises_is_logged_and_nothing_is_checkpointed_past(tmp_path: Path, sse_server: SSEServer) -> None:
+    env = install_fake_plugin(tmp_path / "site", "failplug", FAILING_PLUGIN)
+    config = write_config(tmp_path, connection("orders", sse_server.url("/feed/o?count=5&interval=0")) + "[plugins.failplug]\n")
+    status, _, err = rp.finish(rp.start("run", str(config), env=env, cwd=tmp_path))
+    assert status == 1
+    assert "plugin 'failplug'" in err and "connection 'orders'" in err and "event id '3'" in err
+    assert checkpoint(tmp_path, "orders") == "2"  # events 1 and 2 were handled; 3 was not
+    status, _, err = rp.finish(rp.start("run", str(config), env=env, cwd=tmp_path))
+    assert sse_server.requests_for("/feed/o")[-1].headers["last-event-id"] == "2"  # retried, not skipped
+
+
+def test_event_past_max_event_size_fails_only_its_connection(tmp_path: Path, sse_server: SSEServer) -> None:
+    sse_server.script("/big", Response(body=[b"id: 1\ndata: ok\n\n", b"data: " + b"x" * 4000 + b"\n\n"]))
+    config = write_config(tmp_path, connection("big", sse_server.url("/big"), "max_event_size = 1024")
+                          + connection("fine", sse_server.url("/feed/f?count=5&interval=0.05")))
+    status, lines, err = rp.finish(rp.start("run", str(config), cwd=tmp_path))
+    assert status == 1
+    assert "'big'" in err and "max_event_size (1024 bytes)" in err
+    ids = by_connection(lines)
+    assert ids["big"] == [1] and ids["fine"] == [1, 2, 3, 4, 5]
+
+
+def test_stalled_server_reconnects_with_last_event_id_after_read_timeout(
+    tmp_path: Path, sse_server: SSEServer
+) -> None:
+    sse_server.script("/s", Response(body=[b"retry: 10\n\nid: 4\ndata: a\n\n"], stall=30),
+                      Response(body=[b"id: 5\ndata: b\n\n"]), DONE)
+    config = write_config(tmp_path, connection("s", sse_server.url("/s"), "read_timeout = 0.5"))
+    status, lines, err = rp.finish(rp.start("run", str(config), cwd=tmp_path))
+    assert status == 0, err
+    assert [line["id"] for line in lines] == ["4", "5"]
+    assert sse_server.requests_for("/s")[1].headers["last-event-id"] == "4"
+
+
+def test_metrics_counts_match_the_events_printed(tmp_path: Path, sse_server: SSEServer) -> None:
+    port = free_port()
+    body = b"".join(b"id: %d\ndata: %d\n\n" % (i, i) for i in range(1, 21))
+    sse_server.script("/m", Response(body=[body], stall=30))
+    config = write_config(tmp_path, connection("m", sse_server.url("/m")), f'http_listen = "127.0.0.1:{port}"')
+    proc = rp.start("run", str(config), cwd=tmp_path)
+    try:
+        lines = rp.read_events(proc, 20)
+        base = f"http://127.0.0.1:{port}"
+        with gevent.Timeout(10):
+            metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
+            health = urllib.request.urlopen(f"{base}/health").status
+            ready = urllib.request.urlopen(f"{base}/ready").status
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        status, _, err = rp.finish(proc)
+    assert len(lines) == 20 and status == 0, err
+    assert 'sseplug_events_total{connection="m"} 20.0' in metrics
+    assert f'sseplug_bytes_total{{connection="m"}} {float(len(body))}' in metrics
+    assert 'sseplug_connections{state="open"} 1.0' in metrics
+    assert (health, ready) == (200, 200)
+
+
+def test_demo_ends_by_itself_with_events_a_reconnect_and_a_resume() -> None:
+    status, lines, err = rp.finish(rp.start("demo"), timeout=30)
+    assert status == 0, err
+    assert len(lines) >= 10 and {line["connection"] for line in lines} == {"news", "flaky"}
+    assert "with Last-Event-ID: 3" in err and "news resumed with Last-Event-ID: 5" in err
