@@ -87,7 +87,7 @@ def _check(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     pm = runner_plugins(config)
-    pm.hook.sseplug_configure(config=config)  # plugins validate their own tables here
+    pm.hook.sseplug_configure.call_historic(kwargs={"config": config})  # plugins check their tables
     pm.hook.sseplug_unconfigure()
     names = ", ".join(row["name"] for row in pm.describe())
     print(f"{args.config}: OK, {len(config.connections)} connections; plugins: {names}")

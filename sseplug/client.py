@@ -141,7 +141,8 @@ class SSEClient:
         self._proxies: dict[str, urllib3.ProxyManager] = {}
         self._own_http = http is None
         self._streams: dict[str, EventStream] = {}
-        self.plugins.hook.sseplug_configure(config=config)
+        self._shut_down = False
+        self.plugins.hook.sseplug_configure.call_historic(kwargs={"config": config})
 
     def connect(self, connection_id: str, request: SSERequest, *, iterate: bool = True) -> EventStream:
         """Open the stream ``connection_id`` in the pool and return its event iterator.
@@ -179,8 +180,11 @@ class SSEClient:
             stream.close()
 
     def shutdown(self) -> None:
-        """Close every stream, tell the plugins (``sseplug_unconfigure``) and release sockets."""
+        """Close every stream, tell the plugins (``sseplug_unconfigure``, once) and release sockets."""
         self.close()
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.plugins.hook.sseplug_unconfigure()
         if self._own_http:
             self._http.clear()

@@ -9,6 +9,7 @@ from urllib.parse import urljoin, urlsplit
 
 import gevent.event
 import urllib3
+from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from .errors import (
@@ -183,6 +184,8 @@ class Connection:
                        headers=dict(response.headers))
             self.state = "open"
             self._read(response)
+            if self._stopping:
+                reason = "closed"
             return False
         except SSEError as error:
             reason = "closed" if self._stopping else f"{type(error).__name__}: {error.message}"
@@ -196,9 +199,10 @@ class Connection:
     def _open(self) -> urllib3.BaseHTTPResponse:
         """Send the request, following redirects; the response is not read yet."""
         request = self.request
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **request.headers}
-        for extra in reversed(self._call_all("sseplug_auth_headers", connection=self, request=request)):
-            headers.update(extra)  # reversed: the first-run plugin wins a conflict
+        headers = HTTPHeaderDict({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
+        for layer in (request.headers, *reversed(self._call_all("sseplug_auth_headers", connection=self, request=request))):
+            for name, value in layer.items():  # reversed: the first-run plugin wins a conflict
+                headers[name] = value  # replaces a header of the same name whatever its case
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
         body = request.encoded_body()
@@ -226,7 +230,8 @@ class Connection:
                 )
             target = urljoin(url, location)
             if urlsplit(target).netloc != urlsplit(url).netloc:
-                headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+                for name in CREDENTIAL_HEADERS:
+                    headers.pop(name, None)
             if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                 method, body = "GET", None  # as browsers do
                 headers.pop("Content-Type", None)
@@ -340,8 +345,8 @@ class Connection:
         return _new_event(SSEResponse, (event[0], event[1], data, event[3], event[4], event[5]))
 
     def _checkpoint(self, last_event_id: str) -> None:
-        if last_event_id == self.last_event_id:
-            return
+        """Record the id to resume from and tell the checkpoint plugins, once per handled batch
+        (also when the id did not change: sinks flush there, before any checkpoint is stored)."""
         self.last_event_id = last_event_id
         caller = self._hooks().checkpoint_save
         if caller is not None:

@@ -36,9 +36,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 # -- configure ---------------------------------------------------------------------------------
 
 
-@hookspec
+@hookspec(historic=True)
 def sseplug_configure(config: Any) -> None:
-    """Called once, when a client or runner starts, before any connection opens.
+    """Called once, when a client or runner starts, before any connection opens; a plugin
+    registered later gets the call at registration (a historic hook, as pytest's configure).
 
     ``config`` is the runner's ``sseplug.config.Config`` (read your own ``[plugins.NAME]`` table
     with ``config.plugin_config(NAME)``), or ``None`` in plain library use. Results are ignored.
@@ -98,7 +99,8 @@ def sseplug_handle_event(event: SSEResponse, connection: Connection) -> None:
 
 @hookspec
 def sseplug_checkpoint_save(connection: Connection, last_event_id: str) -> None:
-    """Called after every handler returned for a batch of events (and for id-only blocks).
+    """Called once per batch of events, after every handler returned for all of them (also when
+    the id did not change, so sinks can flush here first), and after an id-only block.
 
     ``last_event_id`` is the id to resume from after a restart. Results are ignored.
     """
@@ -133,4 +135,7 @@ def sseplug_connection_closed(connection: Connection, reason: str) -> None:
 
 @hookspec
 def sseplug_unconfigure() -> None:
-    """Called once, when the client or runner shuts down, after every connection ended."""
+    """Called once, when the client or runner shuts down, after every connection ended.
+
+    Results are ignored.
+    """

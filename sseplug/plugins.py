@@ -52,15 +52,33 @@ class PluginManager(pluggy.PluginManager):
         self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
-        """Register ``plugin`` (validated against the hookspecs now, not at call time)."""
+        """Register ``plugin``, validated against the hookspecs now, not at call time: a hook
+        argument the spec lacks or an unknown ``sseplug_*`` hook is a ``PluginError`` naming the
+        plugin, and leaves nothing registered."""
+        label = name or self.get_canonical_name(plugin)
         try:
             registered = super().register(plugin, name)
         except pluggy.PluginValidationError as error:
+            if self.is_registered(plugin):  # pluggy registered it before finding the bad hook
+                super().unregister(plugin)
             raise PluginError(
-                f"plugin {name or error.plugin!r} does not match sseplug's hooks: {error}; "
+                f"plugin {label!r} does not match sseplug's hooks: {error}; "
                 "check the hook names and arguments against sseplug.hookspecs",
-                plugin=name,
+                plugin=label,
             ) from error
+        unknown = sorted(
+            caller.name
+            for caller in self.get_hookcallers(plugin) or ()
+            if caller.spec is None and caller.name.startswith("sseplug_")
+        )
+        if unknown:
+            super().unregister(plugin)
+            raise PluginError(
+                f"plugin {label!r} implements {', '.join(unknown)}, which sseplug does not have; "
+                "check the spelling against sseplug.hookspecs",
+                plugin=label,
+                hook=unknown[0],
+            )
         self.generation += 1
         return registered
 
@@ -75,16 +93,19 @@ class PluginManager(pluggy.PluginManager):
         return bool(getattr(self.hook, hook_name).get_hookimpls())
 
     def plugin_that_raised(self, hook_name: str, error: BaseException) -> str:
-        """The name of the plugin whose ``hook_name`` implementation raised ``error``."""
-        codes = {
-            impl.function.__code__: impl.plugin_name
-            for impl in getattr(self.hook, hook_name).get_hookimpls()
-            if hasattr(impl.function, "__code__")
-        }
+        """The name of the plugin whose ``hook_name`` implementation raised ``error``: the
+        outermost traceback frame running an implementation's code (and, for a method, on that
+        implementation's instance, so two instances of one class are told apart)."""
+        impls = getattr(self.hook, hook_name).get_hookimpls()
         tb = error.__traceback__
         while tb is not None:
-            if tb.tb_frame.f_code in codes:
-                return codes[tb.tb_frame.f_code]
+            frame = tb.tb_frame
+            for impl in impls:
+                function = impl.function
+                if getattr(function, "__code__", None) is frame.f_code and (
+                    not hasattr(function, "__self__") or frame.f_locals.get("self") is function.__self__
+                ):
+                    return impl.plugin_name
             tb = tb.tb_next
         return "unknown"
 
@@ -137,7 +158,13 @@ def create_plugin_manager(
             pm.register(_builtin(name), name)
     for ep in installed:
         if not pm.is_blocked(ep.name) and pm.get_plugin(ep.name) is None:
-            pm.register(_load(ep), ep.name)
+            plugin = _load(ep)
+            try:
+                pm.register(plugin, ep.name)
+            except PluginError as error:
+                raise PluginError(
+                    f"{error.message} (installed by {_dist(ep)})", plugin=ep.name, hook=error.hook
+                ) from error
             if ep.dist is not None:
                 pm.distributions[ep.name] = (ep.dist.name, ep.dist.version)
     for name, plugin in extra:
@@ -146,7 +173,10 @@ def create_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as error:
-        raise PluginError(f"{error}; sseplug has no such hook (see sseplug.hookspecs)") from error
+        name = pm.get_name(error.plugin) or repr(error.plugin)
+        raise PluginError(
+            f"plugin {name!r}: {error}; sseplug has no such hook (see sseplug.hookspecs)", plugin=name
+        ) from error
     if os.environ.get("SSEPLUG_TRACE_PLUGINS") == "1":
         pm.trace.root.setwriter(lambda message: log.debug("%s", message.rstrip()))
         pm.enable_tracing()
@@ -159,8 +189,12 @@ def _builtin(name: str) -> object:
     return getattr(module, class_name)() if class_name else module
 
 
+def _dist(ep: EntryPoint) -> str:
+    return f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+
+
 def _load(ep: EntryPoint) -> object:
-    dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+    dist = _dist(ep)
     try:
         plugin = ep.load()
     except Exception as error:

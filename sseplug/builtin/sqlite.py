@@ -26,6 +26,7 @@ class SQLiteCheckpoints:
 
     def __init__(self) -> None:
         self.db: sqlite3.Connection | None = None
+        self._saved: dict[str, str] = {}  # connection id -> id last written: skip rewriting it
 
     def open(self, state_dir: Path) -> None:
         """Open (creating if needed) the database in ``state_dir``."""
@@ -51,6 +52,7 @@ class SQLiteCheckpoints:
         """Open the database when the config has a runner state_dir."""
         if config is not None and self.db is None:
             self.open(Path(config.runner.state_dir))
+            self._saved.clear()
 
     @hookimpl(trylast=True)
     def sseplug_checkpoint_load(self, connection: Connection) -> str | None:
@@ -65,12 +67,13 @@ class SQLiteCheckpoints:
     @hookimpl(trylast=True)
     def sseplug_checkpoint_save(self, connection: Connection, last_event_id: str) -> None:
         """Save (upsert) the connection's last event id."""
-        if self.db is not None:
+        if self.db is not None and self._saved.get(connection.id) != last_event_id:
             self.db.execute(
                 "INSERT INTO checkpoints VALUES (?, ?, ?) ON CONFLICT(connection) DO UPDATE "
                 "SET last_event_id = excluded.last_event_id, saved_at = excluded.saved_at",
                 (connection.id, last_event_id, time.time()),
             )
+            self._saved[connection.id] = last_event_id
 
     @hookimpl
     def sseplug_unconfigure(self) -> None:

@@ -1,0 +1,231 @@
+"""sseplug plugin ``jsonl``: append every event to a JSON Lines file, flushed before its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from sseplug.errors import ConfigError
+from sseplug.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from sseplug.config import Config
+    from sseplug.connection import Connection
+    from sseplug.models import SSEResponse
+
+__all__ = ["NAME", "JsonlSink", "plugin"]
+
+__version__ = "0.1.0"
+
+NAME = "jsonl"
+"""The plugin's name: entry point, ``[plugins.jsonl]`` table, ``runner.plugins.disable`` entry."""
+
+KEYS = ("path", "max_bytes", "backups", "fsync")
+MIN_MAX_BYTES = 1024
+DEFAULT_BACKUPS = 5
+BUFFER_SIZE = 64 * 1024
+
+
+class JsonlSink:
+    """The sink: one instance per plugin manager; inactive until configured with a ``[plugins.jsonl]`` table.
+
+    Each event becomes one line ``{"connection", "id", "event", "data"}``, written with a single
+    ``write`` call into a buffer. Nothing between the rotation check and that call yields to
+    another greenlet (file I/O is not cooperative under gevent), so lines of concurrent
+    connections never interleave inside a line and rotation always falls between lines.
+    """
+
+    def __init__(self) -> None:
+        self.path: Path | None = None  # None: inactive
+        self.max_bytes: int | None = None
+        self.backups = DEFAULT_BACKUPS
+        self.fsync = False
+        self._file: IO[bytes] | None = None
+        self._size = 0  # bytes in the current file, buffered ones included
+        self._dirty = False  # written since the last flush
+
+    def __repr__(self) -> str:
+        return f"<JsonlSink {str(self.path) if self.path else 'inactive'}>"
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    @hookimpl
+    def sseplug_configure(self, config: Config | None) -> None:
+        """Validate ``[plugins.jsonl]`` and open the file; stay inactive without config or table."""
+        self.close()
+        if config is None or NAME not in config.plugins:
+            return
+        settings = _settings(config.plugin_config(NAME), config)
+        self.path, self.max_bytes, self.backups, self.fsync = settings
+        try:
+            self._open()
+        except OSError as error:
+            self.path = None
+            raise ConfigError(
+                f"cannot open {str(settings[0])!r} for appending ({error.strerror or error}); "
+                "check that the directory is writable and the path is not a directory",
+                key=f"plugins.{NAME}.path",
+                path=str(config.path),
+            ) from error
+
+    @hookimpl
+    def sseplug_handle_event(self, event: SSEResponse, connection: Connection) -> None:
+        """Append the event's line; flush at once when no checkpoint will follow for it."""
+        if self.path is None:
+            return
+        self.write(connection.id, event)
+        if event.id == connection.last_event_id:
+            # The connection saves a checkpoint (and so calls our flush) only when the id moves
+            # on; a stream without ids never checkpoints, so its lines are flushed right here.
+            self.flush()
+
+    # tryfirst: the checkpoint store (the built-in sqlite, redis...) must find these lines on disk
+    # before it records last_event_id; saved first and flushed after, a crash in between would
+    # resume past lines that never reached the file, breaking at-least-once delivery. Plain
+    # registration order would not do: pluggy runs the last-registered plugin first.
+    @hookimpl(tryfirst=True)
+    def sseplug_checkpoint_save(self) -> None:
+        """Flush the buffered lines (and fsync when configured) before any checkpoint is saved."""
+        self.flush()
+
+    @hookimpl
+    def sseplug_unconfigure(self) -> None:
+        """Flush and close the file; the sink is inactive until configured again."""
+        self.close()
+
+    # -- file ----------------------------------------------------------------------------------
+
+    def write(self, connection_id: str, event: SSEResponse) -> None:
+        """Append one line for ``event``, rotating first if it would overflow ``max_bytes``."""
+        if self._file is None:
+            self._open()  # raises (failing the connection) rather than dropping the line
+        record = {"connection": connection_id, "id": event.id, "event": event.event, "data": event.data}
+        try:
+            line = (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates (e.g. from JSON "\ud800"): escape them instead
+            line = (json.dumps(record, default=str) + "\n").encode("ascii")
+        if self.max_bytes is not None and self._size and self._size + len(line) > self.max_bytes:
+            self._rotate()
+        assert self._file is not None
+        self._file.write(line)  # one call per line: whole lines, whichever greenlet writes
+        self._size += len(line)
+        self._dirty = True
+
+    def flush(self) -> None:
+        """Hand buffered lines to the OS (and to the disk with ``fsync``); cheap when nothing is new."""
+        if self._file is None or not self._dirty:
+            return
+        self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())
+        self._dirty = False
+
+    def close(self) -> None:
+        """Flush and close the file, if open; the sink becomes inactive."""
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                if self._dirty and self.fsync:
+                    file.flush()
+                    os.fsync(file.fileno())
+            finally:
+                file.close()
+                self._dirty = False
+        self.path = None
+
+    def _open(self, mode: str = "ab") -> None:
+        if self.path is None:
+            raise RuntimeError("the jsonl sink is not configured")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(self.path, mode, buffering=BUFFER_SIZE)  # kept open until unconfigure
+        try:
+            self._size = os.fstat(file.fileno()).st_size
+            if self._size and _last_byte(self.path) != b"\n":
+                # A crash mid-flush left a torn line: end it, so the next line stays parseable
+                # on its own (the torn event was not checkpointed and will be delivered again).
+                file.write(b"\n")
+                file.flush()
+                self._size += 1
+        except BaseException:
+            file.close()
+            raise
+        self._file = file
+        self._dirty = False
+
+    def _rotate(self) -> None:
+        """events.jsonl -> .1 -> .2 ... -> .N (the oldest dropped), like logging's RotatingFileHandler."""
+        assert self._file is not None and self.path is not None
+        self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())  # lines of a batch not yet checkpointed move to .1
+        self._file.close()
+        self._file = None
+        if self.backups == 0:
+            self._open("wb")  # no backups: start the file over
+            return
+        for index in range(self.backups - 1, 0, -1):
+            older = _numbered(self.path, index)
+            if older.exists():
+                os.replace(older, _numbered(self.path, index + 1))
+        os.replace(self.path, _numbered(self.path, 1))
+        self._open()
+
+
+plugin = JsonlSink()
+"""The instance the ``jsonl`` entry point registers (``sseplug_jsonl:plugin``)."""
+
+
+def _settings(table: Mapping[str, Any], config: Config) -> tuple[Path, int | None, int, bool]:
+    """``(path, max_bytes, backups, fsync)`` from the table, or a ``ConfigError`` naming the key."""
+
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(message, key=f"plugins.{NAME}.{key}", path=str(config.path))
+
+    for key in table:
+        if key not in KEYS:
+            raise fail(key, f"unknown key {key!r} in [plugins.{NAME}]; known keys: {', '.join(KEYS)}")
+    if "path" not in table:
+        raise fail("path", 'missing key \'path\'; e.g. path = "events.jsonl" (relative to the config file)')
+    raw_path = table["path"]
+    if not isinstance(raw_path, str) or not raw_path.strip():
+        raise fail("path", f"expected a file path, got {_show(raw_path)}; e.g. path = \"events.jsonl\"")
+    path = Path(raw_path).expanduser()
+    if not path.is_absolute():
+        path = config.path.absolute().parent / path
+    max_bytes = table.get("max_bytes")
+    if max_bytes is not None and not _is_int(max_bytes, MIN_MAX_BYTES):
+        raise fail(
+            "max_bytes",
+            f"expected an integer >= {MIN_MAX_BYTES}, got {_show(max_bytes)}; e.g. max_bytes = 104857600 "
+            "(leave it out to never rotate)",
+        )
+    backups = table.get("backups", DEFAULT_BACKUPS)
+    if not _is_int(backups, 0):
+        raise fail("backups", f"expected an integer >= 0, got {_show(backups)}; e.g. backups = {DEFAULT_BACKUPS}")
+    fsync = table.get("fsync", False)
+    if not isinstance(fsync, bool):
+        raise fail("fsync", f"expected true or false, got {_show(fsync)}")
+    return path, max_bytes, backups, fsync
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "a table" if isinstance(value, dict) else "an array"
+    return f"{json.dumps(value) if isinstance(value, (bool, str)) else value} ({type(value).__name__})"
+
+
+def _numbered(path: Path, index: int) -> Path:
+    return path.with_name(f"{path.name}.{index}")
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as file:
+        file.seek(-1, os.SEEK_END)
+        return file.read(1)

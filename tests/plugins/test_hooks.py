@@ -1,0 +1,497 @@
+"""The hook contract: every sseplug_* hook documented, and shown at work on a real loopback stream."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gevent
+import pytest
+
+from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl, hookspecs
+from sseplug.connection import Connection
+from sseplug.errors import PluginError, SSEError, TemporaryHTTPError
+from sseplug.plugins import PluginManager
+from sseplug.server import Response, SSEServer
+
+from ..integration.collect import collect
+
+Register = Callable[..., object]
+
+DONE = Response(204, {"Content-Type": "text/html"})
+HOOK_NAMES = sorted(
+    name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("sseplug_")
+)
+RESULT_RULES = ("First non-", "merged", "ignored")
+
+
+class QuickRetry:
+    """Reconnect after 10 ms, so tests about reconnects need not wait the default policy."""
+
+    @hookimpl(tryfirst=True)
+    def sseplug_retry_decision(self) -> float:
+        return 0.01
+
+
+def body(*blocks: str) -> list[bytes | float]:
+    """Response pieces: each block its own HTTP chunk, 20 ms apart so each is read on its own."""
+    pieces: list[bytes | float] = []
+    for block in blocks:
+        if pieces:
+            pieces.append(0.02)
+        pieces.append(block.encode())
+    return pieces
+
+
+# -- the contract ------------------------------------------------------------------------------
+
+
+def test_hookspecs_exist() -> None:
+    """The introspection below sees every hook of DESIGN.md's table."""
+    assert HOOK_NAMES == sorted(
+        [
+            "sseplug_configure", "sseplug_auth_headers", "sseplug_checkpoint_load", "sseplug_connection_opened",
+            "sseplug_deserialize", "sseplug_handle_event", "sseplug_checkpoint_save", "sseplug_retry_decision",
+            "sseplug_connection_closed", "sseplug_unconfigure",
+        ]
+    )
+
+
+@pytest.mark.parametrize("name", HOOK_NAMES)
+def test_every_hook_is_documented(name: str, sseplug_plugins: PluginManager) -> None:
+    """Each docstring says when the hook is called and its result rule (matching firstresult)."""
+    doc = inspect.getdoc(getattr(hookspecs, name)) or ""
+    assert "Called" in doc, f"{name}: the docstring does not say when it is called"
+    assert any(rule in doc for rule in RESULT_RULES), f"{name}: the docstring states no result rule"
+    firstresult = getattr(sseplug_plugins.hook, name).spec.opts["firstresult"]
+    assert ("First non-" in doc) == firstresult, f"{name}: result rule and firstresult disagree"
+
+
+def test_every_hook_has_a_test() -> None:
+    """datasette's rule: a test named test_hook_<hookname> for every hook."""
+    module = sys.modules[__name__]
+    missing = [name for name in HOOK_NAMES if not callable(getattr(module, f"test_hook_{name}", None))]
+    assert missing == []
+
+
+# -- configure / unconfigure -------------------------------------------------------------------
+
+
+class Lifecycle:
+    """Records configure, the lifecycle of connections and unconfigure, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    @hookimpl
+    def sseplug_configure(self, config: Any) -> None:
+        self.calls.append(("configure", config))
+
+    @hookimpl
+    def sseplug_connection_opened(self, connection: Connection) -> None:
+        self.calls.append(("opened", connection.id))
+
+    @hookimpl
+    def sseplug_connection_closed(self, connection: Connection, reason: str) -> None:
+        self.calls.append(("closed", reason))
+
+    @hookimpl
+    def sseplug_unconfigure(self) -> None:
+        self.calls.append(("unconfigure", None))
+
+
+def test_hook_sseplug_configure(
+    sse_server: SSEServer, sseplug_plugins: PluginManager, register_plugin: Register
+) -> None:
+    """Called once, with config=None in library use, before any connection opens."""
+    plugin = Lifecycle()
+    register_plugin(plugin, "lifecycle")
+    sse_server.script("/s", Response(body=body("data: a\n\n")), DONE)
+    with SSEClient(plugin_manager=sseplug_plugins) as client:
+        assert plugin.calls == [("configure", None)]
+        collect(client.connect("s", SSERequest(sse_server.url("/s"), retry=False)))
+        collect(client.connect("t", SSERequest(sse_server.url("/s"), retry=False)))
+    names = [name for name, _ in plugin.calls]
+    assert names.count("configure") == 1 and names[0] == "configure" and "opened" in names
+
+
+def test_configure_reaches_a_plugin_registered_after_the_client_started(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+) -> None:
+    """The plugin-author pattern: register_plugin with the sse_client fixture."""
+    plugin = Lifecycle()
+    register_plugin(plugin, "lifecycle")
+    sse_server.script("/s", DONE)
+    collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert ("configure", None) in plugin.calls
+
+
+def test_hook_sseplug_unconfigure(
+    sse_server: SSEServer, sseplug_plugins: PluginManager, register_plugin: Register
+) -> None:
+    """Called on client.shutdown(), after every connection ended."""
+    plugin = Lifecycle()
+    register_plugin(plugin, "lifecycle")
+    sse_server.script("/s", Response(body=[b"data: a\n\n", 30.0]))
+    client = SSEClient(plugin_manager=sseplug_plugins)
+    try:
+        stream = client.connect("s", SSERequest(sse_server.url("/s")))
+        assert [e.data for e in collect(stream, count=1, timeout=5)] == ["a"]
+        assert ("unconfigure", None) not in plugin.calls
+        started = time.monotonic()
+    finally:
+        client.shutdown()
+    assert time.monotonic() - started < 5
+    names = [name for name, _ in plugin.calls]
+    assert names.count("unconfigure") == 1 and names[-1] == "unconfigure"
+    assert names.index("closed") < names.index("unconfigure")
+
+
+def test_unconfigure_is_called_once_when_shutdown_is_called_twice(
+    sseplug_plugins: PluginManager, register_plugin: Register
+) -> None:
+    """An explicit shutdown() inside `with SSEClient()` does not unconfigure the plugins twice."""
+    plugin = Lifecycle()
+    register_plugin(plugin, "lifecycle")
+    with SSEClient(plugin_manager=sseplug_plugins) as client:
+        client.shutdown()
+    assert [name for name, _ in plugin.calls].count("unconfigure") == 1
+
+
+# -- connect -----------------------------------------------------------------------------------
+
+
+class CountingToken:
+    """A fresh token before every connect: token-1, token-2, ..."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seen: list[tuple[str, str]] = []
+
+    @hookimpl
+    def sseplug_auth_headers(self, connection: Connection, request: SSERequest) -> dict[str, str]:
+        self.count += 1
+        self.seen.append((connection.id, request.url))
+        return {"Authorization": f"Bearer token-{self.count}", "X-Tenant": "second", "X-Second": "2"}
+
+
+class TenantFirst:
+    """Runs first (tryfirst): its X-Tenant wins the conflict."""
+
+    @hookimpl(tryfirst=True)
+    def sseplug_auth_headers(self) -> dict[str, str]:
+        return {"X-Tenant": "first", "X-First": "1"}
+
+
+class NoHeaders:
+    """Answers nothing: adds no header."""
+
+    @hookimpl
+    def sseplug_auth_headers(self) -> None:
+        return None
+
+
+def test_hook_sseplug_auth_headers(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+    """Recomputed before every connect and reconnect; merged, the first-run plugin winning a conflict."""
+    token = CountingToken()
+    register_plugin(TenantFirst(), "tenant-first")
+    register_plugin(token, "token")
+    register_plugin(NoHeaders(), "no-headers")
+    register_plugin(QuickRetry(), "quick-retry")
+    sse_server.script("/s", Response(body=body("id: 1\ndata: a\n\n")), Response(body=body("id: 2\ndata: b\n\n")), DONE)
+    request = SSERequest(sse_server.url("/s"), headers={"X-Tenant": "request", "X-Own": "own"})
+    assert [e.data for e in collect(sse_client.connect("s", request))] == ["a", "b"]
+    sent = sse_server.requests_for("/s")
+    assert [r.headers["authorization"] for r in sent] == ["Bearer token-1", "Bearer token-2", "Bearer token-3"]
+    assert token.seen == [("s", sse_server.url("/s"))] * 3
+    for r in sent:
+        assert (r.headers["x-tenant"], r.headers["x-first"], r.headers["x-second"]) == ("first", "1", "2")
+        assert r.headers["x-own"] == "own" and r.headers["accept"] == "text/event-stream"
+    assert [r.headers.get("last-event-id") for r in sent] == [None, "1", "2"]
+
+
+def test_auth_headers_override_request_headers_whatever_their_case(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+) -> None:
+    """HTTP names are case-insensitive: a plugin's header replaces the request's, not joins it."""
+
+    class LowerCase:
+        @hookimpl
+        def sseplug_auth_headers(self) -> dict[str, str]:
+            return {"authorization": "Bearer fresh"}
+
+    register_plugin(LowerCase(), "lower")
+    sse_server.script("/s", DONE)
+    collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), headers={"Authorization": "Bearer stale"})))
+    assert sse_server.requests_for("/s")[0].headers["authorization"] == "Bearer fresh"
+
+
+class SavedCheckpoint:
+    """A checkpoint store holding id 41 for connection "s"."""
+
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+
+    @hookimpl
+    def sseplug_checkpoint_load(self, connection: Connection) -> str | None:
+        self.loaded.append(connection.id)
+        return "41" if connection.id == "s" else None
+
+
+def test_hook_sseplug_checkpoint_load(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+    """Called once, before the first connect; its id goes out as Last-Event-ID and is the events' id."""
+    store = SavedCheckpoint()
+    register_plugin(store, "store")
+    register_plugin(QuickRetry(), "quick-retry")
+    sse_server.script("/s", Response(body=body("data: a\n\n", "id: 42\ndata: b\n\n")), DONE)
+    sse_server.script("/other", DONE)
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), last_event_id="7")))
+    assert [(e.id, e.data) for e in got] == [("41", "a"), ("42", "b")]
+    assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == ["41", "42"]
+    assert store.loaded == ["s"]  # not again on the reconnect
+    collect(sse_client.connect("other", SSERequest(sse_server.url("/other"), last_event_id="7")))
+    assert sse_server.requests_for("/other")[0].headers["last-event-id"] == "7"  # no answer: the request's
+
+
+class Opened:
+    """Records what connection_opened saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, dict[str, str]]] = []
+
+    @hookimpl
+    def sseplug_connection_opened(self, connection: Connection, status: int, headers: Mapping[str, str]) -> None:
+        self.seen.append((connection.id, status, dict(headers)))
+
+
+def test_hook_sseplug_connection_opened(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+) -> None:
+    """Called with status 200 and the headers once a response is accepted; not for a 5xx or 204."""
+    opened = Opened()
+    register_plugin(opened, "opened")
+    register_plugin(QuickRetry(), "quick-retry")
+    stream_headers = {"Content-Type": "text/event-stream", "X-Server": "scripted"}
+    sse_server.script(
+        "/s",
+        Response(503, {"Content-Type": "text/html"}, [b"busy"], "length"),
+        Response(headers=stream_headers, body=body("data: a\n\n")),
+        DONE,
+    )
+    assert [e.data for e in collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))] == ["a"]
+    assert len(sse_server.requests_for("/s")) == 3
+    assert len(opened.seen) == 1
+    connection_id, status, headers = opened.seen[0]
+    assert (connection_id, status) == ("s", 200)
+    assert headers["X-Server"] == "scripted" and headers["Content-Type"] == "text/event-stream"
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+class Shout:
+    """Runs before the built-in json plugin: upper-cases "shout" events, no answer for the rest."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Any, str]] = []
+
+    @hookimpl(tryfirst=True)
+    def sseplug_deserialize(self, event: SSEResponse, connection: Connection) -> Any:
+        self.seen.append((event.event, event.data, connection.id))
+        return {"shouted": event.data.upper()} if event.event == "shout" else None
+
+
+def test_hook_sseplug_deserialize(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+    """Its answer becomes data (beating the built-in json); no answer from anyone leaves the text."""
+    shout = Shout()
+    register_plugin(shout, "shout")
+    sse_server.script(
+        "/s",
+        Response(body=body('event: shout\ndata: {"a": 1}\n\n', 'data: {"n": 2}\n\n', "data: [DONE]\n\n")),
+        DONE,
+    )
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), retry=False)))
+    assert [e.data for e in got] == [{"shouted": '{"A": 1}'}, {"n": 2}, "[DONE]"]
+    assert [e.event for e in got] == ["shout", "message", "message"]
+    assert shout.seen == [("shout", '{"a": 1}', "s"), ("message", '{"n": 2}', "s"), ("message", "[DONE]", "s")]
+
+
+class Handler:
+    """Records every event it handles with its connection; raises for data "boom"."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, Any]] = []
+
+    @hookimpl
+    def sseplug_handle_event(self, event: SSEResponse, connection: Connection) -> None:
+        self.seen.append((connection.id, event.id, event.data))
+        if event.data == "boom":
+            raise RuntimeError("handler failed")
+
+
+class Checkpoints:
+    """Records every checkpoint_save and what the handler had seen by then."""
+
+    def __init__(self, handler: Handler | None = None) -> None:
+        self.saved: list[tuple[str, str]] = []
+        self.handled_before: list[int] = []
+        self._handler = handler
+
+    @hookimpl
+    def sseplug_checkpoint_save(self, connection: Connection, last_event_id: str) -> None:
+        self.saved.append((connection.id, last_event_id))
+        if self._handler is not None:
+            self.handled_before.append(len(self._handler.seen))
+
+
+def test_hook_sseplug_handle_event(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+    """Every event, in stream order, across reads and a reconnect, with its connection."""
+    handler = Handler()
+    register_plugin(handler, "handler")
+    register_plugin(QuickRetry(), "quick-retry")
+    sse_server.script(
+        "/s",
+        Response(body=[b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n", 0.02, b"data: c\n\n"]),
+        Response(body=body("id: 3\ndata: d\n\n")),
+        DONE,
+    )
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert handler.seen == [("s", "1", "a"), ("s", "2", "b"), ("s", "2", "c"), ("s", "3", "d")]
+    assert [(e.id, e.data) for e in got] == [(i, d) for _, i, d in handler.seen]
+
+
+def test_hook_sseplug_checkpoint_save(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+    """After the handlers, with the batch's last id; also for an id-only block; never past a failed event."""
+    handler = Handler()
+    checkpoints = Checkpoints(handler)
+    register_plugin(handler, "handler")
+    register_plugin(checkpoints, "checkpoints")
+    sse_server.script(
+        "/s",
+        Response(body=[b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n", 0.02, b"id: 5\n\n", 0.02,
+                       b"id: 6\ndata: c\n\nid: 7\ndata: boom\n\nid: 8\ndata: never\n\n"]),
+    )
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s")))
+    got: list[SSEResponse] = []
+    with pytest.raises(PluginError) as caught:
+        with gevent.Timeout(5):
+            for event in stream:
+                got.append(event)
+    assert caught.value.event_id == "7"
+    assert [e.id for e in got] == ["1", "2", "6"]
+    assert checkpoints.saved == [("s", "2"), ("s", "5"), ("s", "6")]  # 2 once per batch, never 7 or 8
+    assert checkpoints.handled_before == [2, 2, 4]  # each save after its batch's handlers (6 and the failed 7)
+    assert [i for _, i, _ in handler.seen] == ["1", "2", "6", "7"]
+
+
+# -- failure -----------------------------------------------------------------------------------
+
+
+class Decide:
+    """Answers retry_decision with a fixed value (tryfirst: before the built-in policy)."""
+
+    def __init__(self, answer: float | bool) -> None:
+        self.answer = answer
+        self.seen: list[tuple[str, int, SSEError | None, int | None]] = []
+
+    @hookimpl(tryfirst=True)
+    def sseplug_retry_decision(
+        self, connection: Connection, attempt: int, error: SSEError | None, status: int | None
+    ) -> float | bool:
+        self.seen.append((connection.id, attempt, error, status))
+        return self.answer
+
+
+def test_hook_sseplug_retry_decision(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+    """A delay is waited before reconnecting (seen as the gap between requests)."""
+    decide = Decide(0.3)
+    register_plugin(decide, "decide")
+    sse_server.script("/s", Response(body=body("id: 1\ndata: a\n\n")), DONE)
+    assert [e.data for e in collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))] == ["a"]
+    first, second = sse_server.requests_for("/s")
+    assert 0.28 <= second.received_at - first.received_at < 2.0
+    assert decide.seen == [("s", 1, None, None)]  # after EOF: no error, no status; 204 is not asked
+
+
+def test_retry_decision_false_after_eof_ends_the_stream_cleanly(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+) -> None:
+    decide = Decide(False)
+    register_plugin(decide, "decide")
+    done: list[int] = []
+    sse_server.script("/s", Response(body=body("id: 1\ndata: a\n\n")), Response(body=body("data: never\n\n")))
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), on_done=lambda: done.append(1)))
+    assert [e.data for e in collect(stream)] == ["a"]
+    gevent.sleep(0.05)
+    assert done == [1] and len(sse_server.requests_for("/s")) == 1
+    assert decide.seen == [("s", 1, None, None)]
+
+
+def test_retry_decision_false_after_5xx_raises_the_error(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+) -> None:
+    decide = Decide(False)
+    register_plugin(decide, "decide")
+    errors: list[BaseException] = []
+    sse_server.script("/s", Response(503, {"Content-Type": "text/html"}, [b"busy"], "length"), DONE)
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), on_error=errors.append))
+    with pytest.raises(TemporaryHTTPError) as caught:
+        collect(stream)
+    assert caught.value.status == 503 and errors == [caught.value]
+    assert decide.seen == [("s", 1, caught.value, 503)]
+    assert len(sse_server.requests_for("/s")) == 1
+
+
+class Closed:
+    """Records the reasons connection_closed was given."""
+
+    def __init__(self) -> None:
+        self.reasons: list[tuple[str, str]] = []
+
+    @hookimpl
+    def sseplug_connection_closed(self, connection: Connection, reason: str) -> None:
+        self.reasons.append((connection.id, reason))
+
+
+def test_hook_sseplug_connection_closed(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+) -> None:
+    """Called whenever a response ends, with the reason: an error, "eof", "204"."""
+    closed = Closed()
+    register_plugin(closed, "closed")
+    register_plugin(QuickRetry(), "quick-retry")
+    sse_server.script(
+        "/s",
+        Response(503, {"Content-Type": "text/html"}, [b"busy"], "length"),
+        Response(body=body("data: a\n\n")),
+        DONE,
+    )
+    assert [e.data for e in collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))] == ["a"]
+    gevent.sleep(0.05)
+    ids = {connection_id for connection_id, _ in closed.reasons}
+    reasons = [reason for _, reason in closed.reasons]
+    assert ids == {"s"} and len(reasons) == 3
+    assert reasons[0].startswith("TemporaryHTTPError") and "503" in reasons[0]
+    assert reasons[1:] == ["eof", "204"]
+
+
+def test_connection_closed_reason_is_closed_when_stopped_from_a_handler(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+) -> None:
+    """A plugin that ends the stream itself (connection.stop()) sees reason "closed", not "eof"."""
+
+    class StopAfterFirst:
+        @hookimpl
+        def sseplug_handle_event(self, connection: Connection) -> None:
+            connection.stop()
+
+    closed = Closed()
+    register_plugin(closed, "closed")
+    register_plugin(StopAfterFirst(), "stop-after-first")
+    sse_server.script("/s", Response(body=[b"data: a\n\n", 30.0]))
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s")))
+    assert [e.data for e in collect(stream, timeout=5)] == ["a"]
+    assert closed.reasons == [("s", "closed")]

@@ -1,0 +1,345 @@
+"""The ``jsonl`` plugin (sseplug-jsonl) against real loopback streams: lines, flush order, rotation, config."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gevent
+import pytest
+
+import sseplug_jsonl
+from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
+from sseplug.config import Config, parse_config
+from sseplug.errors import ConfigError
+from sseplug.plugins import PluginManager
+from sseplug.server import Response, SSEServer
+from sseplug_jsonl import JsonlSink
+
+DONE = Response(204, {"Content-Type": "text/html"})
+TIMEOUT = 5.0
+
+
+def make_config(tmp_path: Path, table: str | None = 'path = "events.jsonl"', *, at: str = "run.toml") -> Config:
+    """A validated runner config at ``tmp_path/at`` with ``[plugins.jsonl]`` holding ``table``."""
+    text = '[[connections]]\nid = "c"\nurl = "http://127.0.0.1:9/"\n'
+    if table is not None:
+        text += f"\n[plugins.jsonl]\n{table}\n"
+    return parse_config(text, path=tmp_path / at)
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of ``path`` as JSON; a line that does not parse fails the test."""
+    text = path.read_text(encoding="utf-8")
+    assert text == "" or text.endswith("\n"), f"torn last line in {path}"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def drain(client: SSEClient, connection_id: str, url: str, limit: int = 1000) -> list[SSEResponse]:
+    """Every event of one stream until it ends; bounded by ``limit`` events and ``TIMEOUT`` seconds."""
+    events: list[SSEResponse] = []
+    with gevent.Timeout(TIMEOUT, AssertionError(f"{connection_id}: stream did not end; got {len(events)}")):
+        for event in client.connect(connection_id, SSERequest(url)):
+            events.append(event)
+            assert len(events) <= limit, "more events than the server sends"
+    return events
+
+
+@pytest.fixture
+def sink(register_plugin: Callable[..., object]) -> Iterator[JsonlSink]:
+    """A fresh sink registered as ``jsonl`` for this test, closed afterwards."""
+    plugin = JsonlSink()
+    register_plugin(plugin, "jsonl")
+    yield plugin
+    plugin.close()
+
+
+@pytest.fixture
+def client_for(sseplug_plugins: PluginManager) -> Iterator[Callable[[Config | None], SSEClient]]:
+    """``client_for(config)``: an SSEClient on the test's plugin manager (configure runs now)."""
+    clients: list[SSEClient] = []
+
+    def make(config: Config | None) -> SSEClient:
+        clients.append(SSEClient(plugin_manager=sseplug_plugins, config=config))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.shutdown()
+
+
+def event(id: str = "1", data: Any = "x", kind: str = "message") -> SSEResponse:
+    """An event as a connection hands it to the handlers."""
+    return SSEResponse(id=id, event=kind, data=data)
+
+
+def conn(connection_id: str = "c", last_event_id: str = "") -> Any:
+    """A stand-in connection with what the sink reads (``id``, ``last_event_id``)."""
+    return SimpleNamespace(id=connection_id, last_event_id=last_event_id)
+
+
+# -- lines over a real stream ---------------------------------------------------------------------
+
+
+def test_every_event_written_once_in_order_with_decoded_data(
+    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, client_for: Callable[..., SSEClient]
+) -> None:
+    body = [
+        b"retry: 10\n\n: ping\n\n",
+        b'id: 1\ndata: {"n": 1}\n\n',
+        b"id: 2\nevent: note\ndata: caf\xc3\xa9\n\n",
+        b"id: 3\ndata: [DONE]\n\n",
+        b'data: "quoted"\n\nid: 4\ndata: [1,\ndata: 2]\n\n',
+    ]
+    sse_server.script("/s", Response(body=body), DONE)
+    client = client_for(make_config(tmp_path))
+    got = drain(client, "orders", sse_server.url("/s"))
+    client.shutdown()  # unconfigure: flush and close
+    assert read_lines(tmp_path / "events.jsonl") == [
+        {"connection": "orders", "id": e.id, "event": e.event, "data": e.data} for e in got
+    ]
+    assert [(e.id, e.event, e.data) for e in got] == [
+        ("1", "message", {"n": 1}),
+        ("2", "note", "café"),
+        ("3", "message", "[DONE]"),
+        ("3", "message", "quoted"),
+        ("4", "message", [1, 2]),
+    ]
+    assert "café" in (tmp_path / "events.jsonl").read_text(encoding="utf-8")  # ensure_ascii=False
+
+
+def test_concurrent_connections_write_whole_lines_each_in_order(
+    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, client_for: Callable[..., SSEClient]
+) -> None:
+    client = client_for(make_config(tmp_path))
+    names = [f"feed{index}" for index in range(4)]
+    jobs = [gevent.spawn(drain, client, name, sse_server.url(f"/feed/{name}?count=40&interval=0")) for name in names]
+    gevent.joinall(jobs, timeout=TIMEOUT, raise_error=True)
+    assert all(job.successful() for job in jobs)
+    client.shutdown()
+    lines = read_lines(tmp_path / "events.jsonl")
+    assert len(lines) == 4 * 40
+    for name in names:
+        mine = [line for line in lines if line["connection"] == name]
+        assert [line["data"] for line in mine] == [{"feed": name, "seq": seq} for seq in range(1, 41)]
+        assert [line["id"] for line in mine] == [str(seq) for seq in range(1, 41)]
+
+
+def test_lines_are_flushed_before_any_checkpoint_is_saved(
+    tmp_path: Path,
+    sse_server: SSEServer,
+    sink: JsonlSink,
+    register_plugin: Callable[..., object],
+    client_for: Callable[..., SSEClient],
+) -> None:
+    path = tmp_path / "events.jsonl"
+
+    class CheckpointProbe:
+        """Registered after jsonl, so pluggy would run it first were jsonl not ``tryfirst``."""
+
+        def __init__(self) -> None:
+            self.seen_while_handling: list[int] = []
+            self.seen_at_checkpoint: list[tuple[str, list[str]]] = []
+
+        @hookimpl(trylast=True)
+        def sseplug_handle_event(self) -> None:  # after jsonl wrote the line
+            self.seen_while_handling.append(len(read_lines(path)))
+
+        @hookimpl
+        def sseplug_checkpoint_save(self, last_event_id: str) -> None:
+            self.seen_at_checkpoint.append((last_event_id, [line["id"] for line in read_lines(path)]))
+
+    probe = CheckpointProbe()
+    register_plugin(probe, "probe")
+    body = [
+        b"retry: 10\n\n",
+        b"id: 1\ndata: a\n\n",
+        0.05,
+        b"id: 2\ndata: b\n\nid: 3\ndata: c\n\n",
+        0.05,
+        b"id: 4\ndata: d\n\n",
+    ]
+    sse_server.script("/s", Response(body=body), DONE)  # type: ignore[arg-type]
+    client = client_for(make_config(tmp_path))
+    assert [e.id for e in drain(client, "s", sse_server.url("/s"))] == ["1", "2", "3", "4"]
+    assert probe.seen_while_handling == [0, 1, 1, 3]  # buffered until the batch's checkpoint
+    assert probe.seen_at_checkpoint == [("1", ["1"]), ("3", ["1", "2", "3"]), ("4", ["1", "2", "3", "4"])]
+
+
+def test_events_without_ids_are_flushed_at_once(
+    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, client_for: Callable[..., SSEClient]
+) -> None:
+    sse_server.script("/s", Response(body=[b"retry: 10\n\n", b"data: a\n\ndata: b\n\n", 30.0]))
+    client = client_for(make_config(tmp_path))
+    stream = client.connect("s", SSERequest(sse_server.url("/s")))
+    with gevent.Timeout(TIMEOUT):
+        assert [next(stream).data, next(stream).data] == ["a", "b"]
+    # no id, so no checkpoint_save comes; the lines are in the file all the same
+    assert [line["data"] for line in read_lines(tmp_path / "events.jsonl")] == ["a", "b"]
+
+
+# -- rotation -----------------------------------------------------------------------------------
+
+
+def test_rotation_by_max_bytes_keeps_whole_lines_and_backups(
+    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, client_for: Callable[..., SSEClient]
+) -> None:
+    client = client_for(make_config(tmp_path, 'path = "out/events.jsonl"\nmax_bytes = 1024\nbackups = 2'))
+    drain(client, "r", sse_server.url("/feed/r?count=120&interval=0"))
+    client.shutdown()
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
+    files = [out / "events.jsonl.2", out / "events.jsonl.1", out / "events.jsonl"]  # oldest first
+    assert all(0 < f.stat().st_size <= 1024 for f in files)
+    kept = [line["data"]["seq"] for f in files for line in read_lines(f)]
+    assert kept == list(range(kept[0], 121)) and kept[0] > 1  # a contiguous tail, oldest rotated out
+    # every full file was rotated only because the next line would not fit
+    for older in files[:2]:
+        assert older.stat().st_size + len(json.dumps(read_lines(older)[-1])) + 1 > 1024
+
+
+def test_backups_zero_starts_the_file_over(tmp_path: Path) -> None:
+    plugin = JsonlSink()
+    plugin.sseplug_configure(make_config(tmp_path, 'path = "e.jsonl"\nmax_bytes = 1024\nbackups = 0'))
+    for seq in range(1, 101):
+        plugin.sseplug_handle_event(event(str(seq), "x" * 40), conn())
+    plugin.sseplug_unconfigure()
+    assert [p.name for p in tmp_path.iterdir() if p.name != "run.toml"] == ["e.jsonl"]
+    ids = [line["id"] for line in read_lines(tmp_path / "e.jsonl")]
+    assert ids[-1] == "100" and 0 < (tmp_path / "e.jsonl").stat().st_size <= 1024
+
+
+def test_a_line_larger_than_max_bytes_gets_a_file_of_its_own(tmp_path: Path) -> None:
+    plugin = JsonlSink()
+    plugin.sseplug_configure(make_config(tmp_path, 'path = "e.jsonl"\nmax_bytes = 1024\nbackups = 3'))
+    for seq, size in enumerate([10, 3000, 10], start=1):
+        plugin.sseplug_handle_event(event(str(seq), "x" * size), conn())
+    plugin.sseplug_unconfigure()
+    assert [[line["id"] for line in read_lines(tmp_path / name)] for name in ("e.jsonl.2", "e.jsonl.1", "e.jsonl")] == [
+        ["1"], ["2"], ["3"]
+    ]
+
+
+# -- file handling ------------------------------------------------------------------------------
+
+
+def test_relative_path_starts_at_the_config_file_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    plugin = JsonlSink()
+    plugin.sseplug_configure(make_config(tmp_path, 'path = "logs/e.jsonl"', at="conf/run.toml"))
+    plugin.sseplug_handle_event(event(), conn())
+    plugin.sseplug_unconfigure()
+    assert read_lines(tmp_path / "conf" / "logs" / "e.jsonl") == [
+        {"connection": "c", "id": "1", "event": "message", "data": "x"}
+    ]
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_appends_and_ends_a_torn_last_line(tmp_path: Path) -> None:
+    (tmp_path / "e.jsonl").write_bytes(b'{"id": "0"}\n{"connection": "c", "id": "1", "ev')
+    plugin = JsonlSink()
+    plugin.sseplug_configure(make_config(tmp_path, 'path = "e.jsonl"'))
+    plugin.sseplug_handle_event(event("1"), conn())
+    plugin.sseplug_unconfigure()
+    lines = (tmp_path / "e.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines[:2] == ['{"id": "0"}', '{"connection": "c", "id": "1", "ev']
+    assert json.loads(lines[2])["id"] == "1" and len(lines) == 3
+
+
+def test_data_json_cannot_hold_is_written_as_text(tmp_path: Path) -> None:
+    plugin = JsonlSink()
+    plugin.sseplug_configure(make_config(tmp_path, 'path = "e.jsonl"'))
+    plugin.sseplug_handle_event(event("1", {"raw": b"\x00", "set": {1}}), conn())
+    plugin.sseplug_handle_event(event("2", "lone \ud800 surrogate"), conn())  # as JSON "\ud800" decodes
+    plugin.sseplug_unconfigure()
+    first, second = read_lines(tmp_path / "e.jsonl")
+    assert first["data"] == {"raw": "b'\\x00'", "set": "{1}"}
+    assert second["data"] == "lone \ud800 surrogate"
+
+
+def test_fsync_runs_when_flushing_for_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(sseplug_jsonl.os, "fsync", synced.append)
+    plugin = JsonlSink()
+    plugin.sseplug_configure(make_config(tmp_path, 'path = "e.jsonl"\nfsync = true'))
+    plugin.sseplug_handle_event(event("1"), conn(last_event_id=""))
+    assert synced == []
+    plugin.sseplug_checkpoint_save()
+    plugin.sseplug_checkpoint_save()  # nothing new: no second fsync
+    assert len(synced) == 1
+    plugin.sseplug_unconfigure()
+
+
+def test_checkpoint_save_is_tryfirst(sseplug_plugins: PluginManager, sink: JsonlSink) -> None:
+    impls = sseplug_plugins.hook.sseplug_checkpoint_save.get_hookimpls()
+    assert [impl.plugin_name for impl in impls if impl.tryfirst] == ["jsonl"]
+
+
+# -- config -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("", "path"),
+        ("path = 3", "path"),
+        ('path = ""', "path"),
+        ('path = "e.jsonl"\nmax_bytes = 1023', "max_bytes"),
+        ('path = "e.jsonl"\nmax_bytes = true', "max_bytes"),
+        ('path = "e.jsonl"\nmax_bytes = "1MB"', "max_bytes"),
+        ('path = "e.jsonl"\nmax_bytes = 2048.0', "max_bytes"),
+        ('path = "e.jsonl"\nbackups = -1', "backups"),
+        ('path = "e.jsonl"\nbackups = 1.5', "backups"),
+        ('path = "e.jsonl"\nfsync = "yes"', "fsync"),
+        ('path = "e.jsonl"\nfsync = 1', "fsync"),
+        ('path = "e.jsonl"\nmaxbytes = 2048', "maxbytes"),
+        ('path = "."', "path"),  # a directory cannot be opened for appending
+    ],
+)
+def test_bad_config_raises_config_error_naming_the_key(tmp_path: Path, table: str, key: str) -> None:
+    plugin = JsonlSink()
+    with pytest.raises(ConfigError) as caught:
+        plugin.sseplug_configure(make_config(tmp_path, table))
+    assert caught.value.key == f"plugins.jsonl.{key}"
+    assert caught.value.path == str(tmp_path / "run.toml")
+    assert plugin.path is None
+
+
+def test_bad_config_fails_the_client_at_construction(
+    tmp_path: Path, sink: JsonlSink, sseplug_plugins: PluginManager
+) -> None:
+    with pytest.raises(ConfigError, match=r"plugins\.jsonl\.backups"):
+        SSEClient(plugin_manager=sseplug_plugins, config=make_config(tmp_path, 'path = "e.jsonl"\nbackups = "5"'))
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_library_use_without_config_writes_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sse_server: SSEServer,
+    sink: JsonlSink,
+    client_for: Callable[..., SSEClient],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    client = client_for(None)
+    assert len(drain(client, "lib", sse_server.url("/feed/lib?count=5&interval=0"))) == 5
+    client.shutdown()
+    assert list(tmp_path.iterdir()) == [] and sink.path is None
+
+
+def test_config_without_a_jsonl_table_leaves_the_plugin_inactive(tmp_path: Path) -> None:
+    plugin = JsonlSink()
+    plugin.sseplug_configure(make_config(tmp_path, None))
+    plugin.sseplug_handle_event(event(), conn())
+    plugin.sseplug_unconfigure()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_entry_point_target_is_a_sink() -> None:
+    assert isinstance(sseplug_jsonl.plugin, JsonlSink)
