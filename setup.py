@@ -28,6 +28,7 @@ setup(
             "pytest>=8",
             "hypothesis>=6.100",
             "pytest-timeout>=2.3",
+            "trustme>=1.1",  # certificates for the TLS tests
             # servers nobody here wrote, run by the integration tests
             "sse-starlette>=2",
             "uvicorn>=0.30",

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import socket
+import ssl
 import time
 import zlib
 from collections import Counter
@@ -107,8 +108,9 @@ class SSEServer:
     Any other path gets a 404.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
         self.host = host
+        self.ssl_context = ssl_context  # serve https with it
         self.requests: list[RecordedRequest] = []
         self._requested_port = port
         self._server: StreamServer | None = None
@@ -122,7 +124,8 @@ class SSEServer:
         """Bind and serve in the background (in greenlets); return ``self``."""
         if self._server is not None:
             raise RuntimeError("server already started")
-        self._server = StreamServer((self.host, self._requested_port), self._handle, spawn=self._pool)
+        extra = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
+        self._server = StreamServer((self.host, self._requested_port), self._handle, spawn=self._pool, **extra)
         self._server.start()
         return self
 
@@ -152,7 +155,8 @@ class SSEServer:
 
     def url(self, path: str = "/") -> str:
         """The absolute URL of ``path`` on this server."""
-        return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/{path.lstrip('/')}"
 
     def script(self, path: str, *responses: Response) -> None:
         """Answer the Nth request to ``path`` (from now on) with ``responses[N]``; the last repeats."""

@@ -4,13 +4,15 @@ To adapt it: rename this module and the distribution in ``setup.py``, pick the e
 that becomes your plugin's handle (``runner.plugins.disable``, ``[plugins.NAME]``), then keep only
 the hooks you need. Every hook is documented in ``sseplug.hookspecs``; an implementation may take
 any subset of the hook's arguments, and one that returns ``None`` leaves the decision to the
-other plugins and the built-ins. The plugin implements three hooks:
+other plugins and the built-ins. The plugin implements four hooks:
 
 - ``sseplug_auth_headers``: ``Authorization: Bearer $SKELETON_TOKEN``, read on every connect so a
   refreshed token is used on the next reconnect; no header while the variable is unset;
 - ``sseplug_deserialize``: the data of ``csv`` events as a list of fields (other events are left
   to the built-in JSON decoding);
-- ``sseplug_handle_event``: logs every event on the ``sseplug_skeleton`` logger at INFO.
+- ``sseplug_handle_event``: logs every event on the ``sseplug_skeleton`` logger at INFO;
+- ``sseplug_retry_decision``: no reconnect after a stream whose last event was of type ``end``
+  (the server said it is finished); otherwise the built-in policy decides.
 """
 
 from __future__ import annotations
@@ -24,12 +26,20 @@ from sseplug import SSEResponse, hookimpl
 if TYPE_CHECKING:
     from sseplug.connection import Connection
 
-__all__ = ["TOKEN_VARIABLE", "sseplug_auth_headers", "sseplug_deserialize", "sseplug_handle_event"]
+__all__ = [
+    "TOKEN_VARIABLE",
+    "sseplug_auth_headers",
+    "sseplug_deserialize",
+    "sseplug_handle_event",
+    "sseplug_retry_decision",
+]
 
 TOKEN_VARIABLE = "SKELETON_TOKEN"
 """The environment variable holding the bearer token."""
 
 log = logging.getLogger("sseplug_skeleton")
+
+_finished: set[str] = set()  # ids of connections whose last event was an "end" event
 
 
 @hookimpl
@@ -51,3 +61,15 @@ def sseplug_deserialize(event: SSEResponse) -> list[str] | None:
 def sseplug_handle_event(event: SSEResponse, connection: Connection) -> None:
     """Log each event; lazy %-formatting keeps this cheap when INFO is off."""
     log.info("connection %s: event id=%r type=%r", connection.id, event.id, event.event)
+    if event.event == "end":
+        _finished.add(connection.id)
+    else:
+        _finished.discard(connection.id)
+
+
+@hookimpl
+def sseplug_retry_decision(connection: Connection, error: object) -> bool | None:
+    """``False`` (stop) when the stream ended cleanly right after an ``end`` event, else no answer."""
+    if error is None and connection.id in _finished:
+        return False
+    return None

@@ -108,5 +108,5 @@ def test_installed_skeleton_is_listed_by_the_plugin_manager() -> None:
         "name": "skeleton",
         "distribution": "sseplug-skeleton",
         "version": dist.version,
-        "hooks": ["sseplug_auth_headers", "sseplug_deserialize", "sseplug_handle_event"],
+        "hooks": ["sseplug_auth_headers", "sseplug_deserialize", "sseplug_handle_event", "sseplug_retry_decision"],
     }
