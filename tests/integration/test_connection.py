@@ -13,7 +13,7 @@ import pytest
 import trustme
 import urllib3
 
-from sseplug import SSEClient, SSERequest, hookimpl
+from sseplug import SSEClient, SSEError, SSERequest, hookimpl
 from sseplug.errors import (
     ContentTypeError,
     EventTooLargeError,
@@ -394,3 +394,19 @@ def test_proxy_from_the_standard_environment_variables(
     got = collect(sse_client.connect("s", SSERequest("http://stream.example.invalid/s", retry=False)))
     assert [e.data for e in got] == ["via proxy"]
     assert sse_server.requests_for("/s")[0].headers["host"] == "stream.example.invalid"
+
+
+def test_a_crash_outside_the_error_tree_is_logged_and_raised_never_silent(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Callable[..., object],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Bug:
+        @hookimpl
+        def sseplug_handle_event(self) -> None:
+            raise KeyboardInterrupt  # not an Exception: escapes the plugin-error path
+
+    register_plugin(Bug(), "bug")
+    sse_server.script("/s", Response(body=[b"data: 1\n\n"]))
+    with pytest.raises(SSEError, match="internal error: KeyboardInterrupt"):
+        collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert any("connection 's' crashed" in r.getMessage() for r in caplog.records)

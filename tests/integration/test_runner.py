@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import time
@@ -143,8 +144,6 @@ def test_check_opens_no_connection(tmp_path: Path, sse_server: SSEServer) -> Non
 
 
 def test_plugins_lists_builtins_with_hooks(tmp_path: Path) -> None:
-    import json
-
     out = rp.start("plugins", "--json").communicate(timeout=20)[0]
     rows = {row["name"]: row for row in json.loads(out)}
     assert {"json", "retry", "stdout", "sqlite"} <= set(rows)
@@ -237,3 +236,31 @@ def test_demo_ends_by_itself_with_events_a_reconnect_and_a_resume() -> None:
     assert status == 0, err
     assert len(lines) >= 10 and {line["connection"] for line in lines} == {"news", "flaky"}
     assert "with Last-Event-ID: 3" in err and "news resumed with Last-Event-ID: 5" in err
+
+
+def test_jsonl_sink_replaces_stdout_and_flushes_before_each_checkpoint(tmp_path: Path, sse_server: SSEServer) -> None:
+    config = write_config(tmp_path, connection("j", sse_server.url("/feed/j?count=5&interval=0"))
+                          + '[plugins.jsonl]\npath = "out/events.jsonl"\n')
+    status, lines, err = rp.finish(rp.start("run", str(config), cwd=tmp_path))
+    assert status == 0, err
+    assert lines == []  # an enabled sink takes the stdout sink's place
+    written = [json.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
+    assert [(w["connection"], w["id"], w["data"]["seq"]) for w in written] == [("j", str(i), i) for i in range(1, 6)]
+    assert checkpoint(tmp_path, "j") == "5"
+
+
+def test_logs_go_to_stderr_as_json_and_stdout_holds_only_events(tmp_path: Path, sse_server: SSEServer) -> None:
+    config = write_config(tmp_path, connection("a", sse_server.url("/feed/a?count=3&interval=0")))
+    status, lines, err = rp.finish(rp.start("--log-format", "json", "run", str(config), cwd=tmp_path))
+    assert status == 0 and len(lines) == 3
+    records = [json.loads(line) for line in err.splitlines()]
+    assert any(r["logger"] == "sseplug.runner" and r["message"].startswith("stats:") for r in records)
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+
+
+def test_example_config_is_valid() -> None:
+    example = Path(__file__).parents[2] / "examples" / "config.toml"
+    proc = rp.start("check", str(example))
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "OK, 2 connections" in out
