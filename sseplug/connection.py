@@ -74,7 +74,7 @@ class Connection:
         self.last_event_id = request.last_event_id
         self.attempt = 0  # consecutive failures; reset once a response delivered events
         self.retry_ms: int | None = None  # the server's last retry: value
-        self.state = "new"  # connecting, open, waiting, closed, failed
+        self.state = "new"  # standby, connecting, open, waiting, closed, failed
         self.events_total = 0
         self.bytes_total = 0
         self.reconnects_total = 0
@@ -83,6 +83,7 @@ class Connection:
         self._deliver = deliver
         self._event_hooks = _EventHooks(-1, None, None, None)
         self._stopping = False
+        self._released = False
         self._wakeup = gevent.event.Event()
         self._response: urllib3.BaseHTTPResponse | None = None
 
@@ -97,15 +98,33 @@ class Connection:
             self._run()
         except SSEError as error:
             self.state = "failed"
+            self._finished(error)
             self._callback("on_error", error)
             raise
         self.state = "closed"
+        self._finished(None)
         self._callback("on_done")
+
+    def _finished(self, error: SSEError | None) -> None:
+        try:
+            self._plugins.hook.sseplug_connection_finished(connection=self, error=error)
+        except Exception:
+            log.exception("connection %r: a sseplug_connection_finished implementation raised", self.id)
 
     def stop(self) -> None:
         """Stop reading and reconnecting: ``run()`` returns soon after, without an error."""
         self._stopping = True
         self._wakeup.set()
+        self._close_response()
+
+    def release(self) -> None:
+        """Give the stream up for now (a lease plugin lost it): the current response is closed,
+        then the connection asks ``sseplug_claim`` again and, once it has the stream back,
+        resumes from ``sseplug_checkpoint_load``. Not a failure: the retry count is untouched."""
+        self._released = True
+        self._close_response()
+
+    def _close_response(self) -> None:
         response = self._response
         if response is not None:
             try:
@@ -119,10 +138,15 @@ class Connection:
         return self._stopping
 
     def _run(self) -> None:
-        loaded = self._call("sseplug_checkpoint_load", connection=self)
-        if loaded is not None:
-            self.last_event_id = loaded
-        while not self._stopping:
+        load_checkpoint = True
+        while self._claim():
+            if self._released:  # released while not streaming (waiting to reconnect)
+                self._released, load_checkpoint = False, True
+            if load_checkpoint:
+                loaded = self._call("sseplug_checkpoint_load", connection=self)
+                if loaded is not None:
+                    self.last_event_id = loaded
+                load_checkpoint = False
             error: SSEError | None = None
             delivered_before = self.events_total
             try:
@@ -131,11 +155,15 @@ class Connection:
             except SSEError as failure:
                 if self._stopping:
                     return
-                if not failure.retryable:
+                if not failure.retryable and not self._released:
                     raise
                 error = failure
             if self._stopping:
                 return
+            if self._released:  # another process owns the stream now: claim it back later
+                self._released = False
+                load_checkpoint = True
+                continue
             if self.events_total > delivered_before:
                 self.attempt = 0  # a stream that delivered resets the failure count
             self.attempt += 1
@@ -165,7 +193,20 @@ class Connection:
             self.state = "waiting"
             log.info("connection %r: reconnecting in %.2fs (attempt %d): %s", self.id, wait, self.attempt, error or "eof")
             self._wakeup.wait(float(wait))
-            self.reconnects_total += 1
+            if not self._stopping:
+                self.reconnects_total += 1
+
+    def _claim(self) -> bool:
+        """Wait until the plugins let this process consume the stream; False once stopped."""
+        while not self._stopping:
+            if not self._plugins.implements("sseplug_claim"):
+                return True
+            answer = self._call("sseplug_claim", connection=self)
+            if answer is None or answer is True:
+                return True
+            self.state = "standby"
+            self._wakeup.wait(1.0 if answer is False else float(answer))
+        return False
 
     # -- one response ----------------------------------------------------------------------------
 
@@ -184,11 +225,12 @@ class Connection:
                        headers=dict(response.headers))
             self.state = "open"
             self._read(response)
-            if self._stopping:
-                reason = "closed"
+            if self._stopping or self._released:
+                reason = "closed" if self._stopping else "released"
             return False
         except SSEError as error:
-            reason = "closed" if self._stopping else f"{type(error).__name__}: {error.message}"
+            reason = "closed" if self._stopping else "released" if self._released else (
+                f"{type(error).__name__}: {error.message}")
             raise
         finally:
             self._response = None
@@ -266,7 +308,7 @@ class Connection:
         """Read the stream until EOF, dispatching every batch of events."""
         parser = EventParser(self.last_event_id, self.request.max_event_size)
         read1 = response.read1
-        while not self._stopping:
+        while not (self._stopping or self._released):
             try:
                 chunk = read1(READ_SIZE)
             except (Urllib3Error, OSError) as error:

@@ -59,8 +59,19 @@ def sseplug_auth_headers(connection: Connection, request: SSERequest) -> Mapping
 
 
 @hookspec(firstresult=True)
+def sseplug_claim(connection: Connection) -> bool | float | None:
+    """Called before every connect and reconnect: may this process consume the stream now?
+
+    Return ``True`` (or nothing) to go ahead, ``False`` to ask again in a second, or a number of
+    seconds to wait before asking again (the connection is in state ``"standby"`` meanwhile).
+    First non-``None`` result wins; when no plugin answers, the claim is granted. Lease plugins
+    implement it, and call ``connection.release()`` when they lose a stream they held.
+    """
+
+
+@hookspec(firstresult=True)
 def sseplug_checkpoint_load(connection: Connection) -> str | None:
-    """Called once per connection, before the first connect.
+    """Called before the first connect, and again after a released stream was claimed back.
 
     Return the last event id saved for ``connection.id`` to resume with ``Last-Event-ID``.
     First non-``None`` result wins; when no plugin answers, the request's ``last_event_id`` is
@@ -125,6 +136,15 @@ def sseplug_retry_decision(
 @hookspec
 def sseplug_connection_closed(connection: Connection, reason: str) -> None:
     """Called whenever a response ends: ``reason`` says why (``"eof"``, ``"closed"``, an error).
+
+    Results are ignored.
+    """
+
+
+@hookspec
+def sseplug_connection_finished(connection: Connection, error: SSEError | None) -> None:
+    """Called once per connection, when it ended for good: ``error`` is ``None`` after a clean
+    end (204, ``retry=False``, a retry decision to stop, ``stop()``), else what failed it.
 
     Results are ignored.
     """

@@ -13,7 +13,7 @@ from .errors import ConfigError
 
 __all__ = ["MetricsServer"]
 
-STATES = ("new", "connecting", "open", "waiting", "closed", "failed")
+STATES = ("new", "standby", "connecting", "open", "waiting", "closed", "failed")
 
 
 class MetricsServer:

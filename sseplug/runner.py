@@ -122,6 +122,7 @@ class Runner:
         rate = (seen - self._events_seen) / max(now - self._stats_at, 1e-9)
         self._events_seen, self._stats_at = seen, now
         log.info(
-            "stats: %d connected, %d reconnecting, %d failed, %d ended, %d events, %.1f events/s",
-            states["open"] + states["connecting"], states["waiting"], states["failed"], states["closed"], seen, rate,
+            "stats: %d connected, %d reconnecting, %d standby, %d failed, %d ended, %d events, %.1f events/s",
+            states["open"] + states["connecting"], states["waiting"], states["standby"], states["failed"],
+            states["closed"], seen, rate,
         )

@@ -55,7 +55,7 @@ def test_hookspecs_exist() -> None:
         [
             "sseplug_configure", "sseplug_auth_headers", "sseplug_checkpoint_load", "sseplug_connection_opened",
             "sseplug_deserialize", "sseplug_handle_event", "sseplug_checkpoint_save", "sseplug_retry_decision",
-            "sseplug_connection_closed", "sseplug_unconfigure",
+            "sseplug_connection_closed", "sseplug_unconfigure", "sseplug_claim", "sseplug_connection_finished",
         ]
     )
 
@@ -495,3 +495,60 @@ def test_connection_closed_reason_is_closed_when_stopped_from_a_handler(
     stream = sse_client.connect("s", SSERequest(sse_server.url("/s")))
     assert [e.data for e in collect(stream, timeout=5)] == ["a"]
     assert closed.reasons == [("s", "closed")]
+
+
+def test_hook_sseplug_claim(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+    """A declined claim holds the connection in standby; release() gives the stream up, and the
+    connection claims it back and resumes from a freshly loaded checkpoint."""
+
+    class Lease:
+        def __init__(self) -> None:
+            self.answers: list[bool | float | None] = [0.05, False, None]  # wait, wait 1 s, go
+            self.states: list[str] = []
+            self.loads = 0
+
+        @hookimpl
+        def sseplug_claim(self, connection: Connection) -> bool | float | None:
+            self.states.append(connection.state)
+            return self.answers.pop(0) if self.answers else None
+
+        @hookimpl
+        def sseplug_checkpoint_load(self) -> str:
+            self.loads += 1
+            return "10" if self.loads == 1 else "20"  # another process moved it on meanwhile
+
+        @hookimpl
+        def sseplug_handle_event(self, event: SSEResponse, connection: Connection) -> None:
+            if event.id == "11":
+                connection.release()  # the lease was lost while streaming
+
+    lease = register_plugin(Lease(), "lease")
+    sse_server.script("/s", Response(body=body("id: 11\ndata: a\n\n", "id: 12\ndata: never\n\n"), stall=5),
+                      Response(body=body("id: 21\ndata: b\n\n")), DONE)
+    started = time.monotonic()
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))), timeout=10)
+    assert [e.data for e in got] == ["a", "b"]
+    assert time.monotonic() - started >= 1.0  # False meant: ask again in a second
+    assert lease.states[:3] == ["new", "standby", "standby"]  # type: ignore[attr-defined]
+    assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == ["10", "20", "21"]
+
+
+def test_hook_sseplug_connection_finished(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+    """Called once per connection when it ended for good, with the error or None."""
+
+    class Watch:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str | None]] = []
+
+        @hookimpl
+        def sseplug_connection_finished(self, connection: Connection, error: SSEError | None) -> None:
+            self.calls.append((connection.id, type(error).__name__ if error else None))
+
+    watch = register_plugin(Watch(), "watch")
+    sse_server.script("/ok", Response(body=[b"retry: 1\n\ndata: 1\n\n"]), DONE)
+    sse_server.script("/gone", Response(404, {"Content-Type": "text/html"}))
+    collect(sse_client.connect("ok", SSERequest(sse_server.url("/ok"))))
+    with pytest.raises(SSEError):
+        collect(sse_client.connect("gone", SSERequest(sse_server.url("/gone"))))
+    gevent.sleep(0.05)
+    assert watch.calls == [("ok", None), ("gone", "HTTPStatusError")]  # type: ignore[attr-defined]
