@@ -335,15 +335,14 @@ class Connection:
     # -- events ----------------------------------------------------------------------------------
 
     def _hooks(self) -> _EventHooks:
+        """The per-event hook callers, looked up again only when the plugins changed."""
         pm = self._plugins
         if self._event_hooks.generation != pm.generation:
-            hook = pm.hook
             self._event_hooks = _EventHooks(
                 pm.generation,
-                *(
-                    getattr(hook, name) if pm.implements(name) else None
-                    for name in ("sseplug_deserialize", "sseplug_handle_event", "sseplug_checkpoint_save")
-                ),
+                pm.direct_caller("sseplug_deserialize", ("event", "connection")),
+                pm.direct_caller("sseplug_handle_event", ("event", "connection")),
+                pm.direct_caller("sseplug_checkpoint_save", ("connection", "last_event_id")),
             )
         return self._event_hooks
 
@@ -351,13 +350,13 @@ class Connection:
         """Deserialize, handle, checkpoint, deliver: in that order, for one batch."""
         hooks = self._hooks()
         if hooks.deserialize is not None:
-            events = [self._deserialize(hooks.deserialize, event) for event in events]
-        on_data = self.request.on_data
-        if hooks.handle_event is not None or on_data is not None:
+            events = self._deserialize(hooks.deserialize, events)
+        handle, on_data = hooks.handle_event, self.request.on_data
+        if handle is not None or on_data is not None:
             for index, event in enumerate(events):
                 try:
-                    if hooks.handle_event is not None:
-                        hooks.handle_event(event=event, connection=self)
+                    if handle is not None:
+                        handle(event, self)
                     if on_data is not None:
                         on_data(event)
                 except Exception as error:
@@ -365,35 +364,35 @@ class Connection:
                     if done:  # what the handlers finished is checkpointed and delivered
                         self._checkpoint(done[-1].id)
                         self._hand_over(done)
-                    plugin = (
-                        self._plugins.plugin_that_raised("sseplug_handle_event", error)
-                        if hooks.handle_event is not None
-                        else "unknown"
-                    )
+                    plugin = self._plugins.plugin_that_raised("sseplug_handle_event", error)
                     if plugin == "unknown" and on_data is not None:
                         plugin = "on_data callback"
                     raise self._plugin_error(plugin, "sseplug_handle_event", error, event.id) from error
         self._checkpoint(last_event_id)
         self._hand_over(events)
 
-    def _deserialize(self, caller: Any, event: SSEResponse) -> SSEResponse:
+    def _deserialize(self, deserialize: Callable[..., Any], events: list[SSEResponse]) -> list[SSEResponse]:
+        """The events with ``data`` replaced by what the deserialize hook answered."""
+        out: list[SSEResponse] = []
+        append = out.append
+        event = events[0]
         try:
-            data = caller(event=event, connection=self)
+            for event in events:
+                data = deserialize(event, self)
+                append(event if data is None else _new_event(SSEResponse, (*event[:2], data, *event[3:])))
         except Exception as error:
             plugin = self._plugins.plugin_that_raised("sseplug_deserialize", error)
             raise self._plugin_error(plugin, "sseplug_deserialize", error, event.id) from error
-        if data is None:
-            return event
-        return _new_event(SSEResponse, (event[0], event[1], data, event[3], event[4], event[5]))
+        return out
 
     def _checkpoint(self, last_event_id: str) -> None:
         """Record the id to resume from and tell the checkpoint plugins, once per handled batch
         (also when the id did not change: sinks flush there, before any checkpoint is stored)."""
         self.last_event_id = last_event_id
-        caller = self._hooks().checkpoint_save
-        if caller is not None:
+        save = self._hooks().checkpoint_save
+        if save is not None:
             try:
-                caller(connection=self, last_event_id=last_event_id)
+                save(self, last_event_id)
             except Exception as error:
                 plugin = self._plugins.plugin_that_raised("sseplug_checkpoint_save", error)
                 raise self._plugin_error(plugin, "sseplug_checkpoint_save", error, last_event_id) from error

@@ -16,8 +16,8 @@ The spec's algorithm, and where each step lives here:
    incomplete event is never dispatched and its ``id:`` is never promoted.
 
 The bulk path: at a block boundary, the complete blocks of a chunk (everything before its last
-blank line) are matched by one compiled regex. The common block shape (``id``, ``event``, one
-``data`` line, in that order) is read from the match groups; any other block is handed line by line
+blank line) are matched by one compiled regex. The common block shape (``id``, ``event``, then
+``data`` lines, in that order) is read from the match groups; any other block is handed line by line
 to ``_line``, the spec path. Both paths give identical results on every input (property-tested).
 """
 
@@ -34,13 +34,16 @@ __all__ = ["EventParser"]
 _Decoder = codecs.getincrementaldecoder("utf-8-sig")
 
 # Alternatives, tried in order at each block boundary; findall() gives "" for a group that did
-# not take part, hence the separate "id" marker group:
-#   1-5: the common block (group 1, without its blank line): optional "id" (marker 2, value 3,
-#        no NUL), optional "event" (4), one "data" line (5);
-#   6:   any other block of non-empty lines, up to its blank line;
-#   -:   a blank line between blocks (dispatches nothing: the data buffer is already empty).
+# not take part, hence the separate "id" marker groups:
+#   1-5:  the common block (1: the block without its blank line): optional "id" (marker 2, value
+#         3, no NUL), optional "event" (4), one "data" line (value 5);
+#   6-10: the same with two or more "data" lines (10: those lines, field names included);
+#   11:   any other block of non-empty lines, up to its blank line;
+#   -:    a blank line between blocks (dispatches nothing: the data buffer is already empty).
+_HEAD = r"(?:(id): ?([^\n\x00]*)\n)?(?:event: ?([^\n]*)\n)?"
 _BLOCK = re.compile(
-    r"((?:(id): ?([^\n\x00]*)\n)?(?:event: ?([^\n]*)\n)?data: ?([^\n]*))\n\n"
+    rf"({_HEAD}data: ?([^\n]*))\n\n"
+    rf"|({_HEAD}((?:data:[^\n]*\n){{2,}}))\n"
     r"|((?:[^\n]+\n)+)\n"
     r"|\n"
 )
@@ -223,7 +226,15 @@ class EventParser:
         limit = self.max_event_size
         check_size = (end - pos) * 4 > limit  # a char is at most 4 UTF-8 bytes
         last_id = self._id
-        for block, has_id, id_, event, data, other in _BLOCK.findall(text, pos, end):
+        for block, has_id, id_, event, data, lines, has_id2, id2, event2, data_lines, other in _BLOCK.findall(
+            text, pos, end
+        ):
+            if lines:  # several data lines: drop each field name and its optional space
+                block, has_id, id_, event = lines[:-1], has_id2, id2, event2
+                if data_lines.startswith("data: ") and data_lines.count("\ndata: ") == data_lines.count("\n") - 1:
+                    data = data_lines[6:-1].replace("\ndata: ", "\n")  # every line has the space
+                else:
+                    data = "\n".join([v[6:] if v[5:6] == " " else v[5:] for v in data_lines[:-1].split("\n")])
             if block:
                 if check_size and _utf8_size(block) + 1 > limit:
                     self._too_large(_utf8_size(block) + 1)

@@ -6,7 +6,7 @@ import importlib
 import logging
 import os
 import types
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -49,6 +49,7 @@ class PluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
         self.generation = 0
+        self.monitors = 0
         self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
@@ -88,6 +89,51 @@ class PluginManager(pluggy.PluginManager):
         self.generation += 1
         return removed
 
+    def add_hookcall_monitoring(self, before: Any, after: Any) -> Callable[[], None]:
+        """pluggy's call monitoring (tracing, ``hook_recorder``); while any monitor is attached,
+        ``direct_caller`` goes through pluggy so that every call is seen."""
+        undo = super().add_hookcall_monitoring(before, after)
+        self.monitors += 1
+        self.generation += 1
+
+        def detach() -> None:
+            undo()
+            self.monitors -= 1
+            self.generation += 1
+
+        return detach
+
+    def direct_caller(self, hook_name: str, argnames: tuple[str, ...]) -> Callable[..., Any] | None:
+        """A function calling the implementations of ``hook_name`` with positional ``argnames``,
+        with pluggy's semantics (order, subset of arguments, firstresult, ``None`` dropped) but
+        without pluggy's per-call machinery, which costs as much as parsing an event; ``None``
+        when nothing implements the hook. Build it again when ``generation`` changes."""
+        caller = getattr(self.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if not impls:
+            return None
+        if self.monitors or any(impl.hookwrapper or impl.wrapper for impl in impls):
+            return lambda *args: caller(**dict(zip(argnames, args)))
+        calls = [(impl.function, tuple(argnames.index(name) for name in impl.argnames)) for impl in reversed(impls)]
+        if len(calls) == 1:
+            return _positional(*calls[0], len(argnames))
+        functions = [_positional(function, picks, len(argnames)) for function, picks in calls]
+        if caller.spec is not None and caller.spec.opts.get("firstresult"):
+
+            def first_result(*args: Any) -> Any:
+                for function in functions:
+                    result = function(*args)
+                    if result is not None:
+                        return result
+                return None
+
+            return first_result
+
+        def every(*args: Any) -> list[Any]:
+            return [result for function in functions if (result := function(*args)) is not None]
+
+        return every
+
     def implements(self, hook_name: str) -> bool:
         """Whether any registered plugin implements ``hook_name``."""
         return bool(getattr(self.hook, hook_name).get_hookimpls())
@@ -119,6 +165,16 @@ class PluginManager(pluggy.PluginManager):
             hooks = sorted(caller.name for caller in self.get_hookcallers(plugin) or ())
             rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
         return rows
+
+
+def _positional(function: Callable[..., Any], picks: tuple[int, ...], arity: int) -> Callable[..., Any]:
+    """``function`` taking the arguments at ``picks`` of ``arity`` positional ones."""
+    if picks == tuple(range(arity)):
+        return function
+    if len(picks) == 1:
+        (index,) = picks
+        return lambda *args: function(args[index])
+    return lambda *args: function(*[args[index] for index in picks])
 
 
 def known_plugin_names() -> set[str]:
