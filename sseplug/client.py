@@ -53,24 +53,24 @@ class EventStream(Iterator[SSEResponse]):
         self.ended = gevent.event.Event()
         self.closed = False
         self._queue: gevent.queue.Queue[Any] = gevent.queue.Queue(QUEUE_BATCHES)
-        self._batch: list[SSEResponse] = []
-        self._index = 0
+        self._events = self._generate()
         self._greenlet: gevent.Greenlet | None = None
 
+    def __iter__(self) -> Iterator[SSEResponse]:
+        return self._events  # a generator: for-loops step it without a Python-level __next__
+
     def __next__(self) -> SSEResponse:
-        while self._index >= len(self._batch):
-            if self.closed and self._queue.empty():
-                raise StopIteration
+        return next(self._events)
+
+    def _generate(self) -> Iterator[SSEResponse]:
+        while not (self.closed and self._queue.empty()):
             item = self._queue.get()
             if item is _END:
                 self.closed = True
-                raise StopIteration
+                return
             if isinstance(item, BaseException):
                 raise item
-            self._batch, self._index = item, 0
-        event = self._batch[self._index]
-        self._index += 1
-        return event
+            yield from item
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Stop the connection, release its socket and end the iteration (no exception)."""

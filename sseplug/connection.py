@@ -12,6 +12,7 @@ import urllib3
 from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from .chunked import ChunkedDecoder, ChunkedError
 from .errors import (
     ContentTypeError,
     EventTooLargeError,
@@ -40,6 +41,35 @@ ERROR_BODY_LIMIT = 1024
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _new_event = tuple.__new__
+
+
+def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[], bytes | None]:
+    """A function returning the next body bytes available (``None`` at the end of the body).
+
+    A chunked body without content coding is read straight from the socket's buffer and
+    decoded here, many HTTP chunks at a time; anything else goes through urllib3's ``read1``
+    (which returns at most one HTTP chunk per call).
+    """
+    raw = getattr(getattr(response, "_fp", None), "fp", None)  # http.client's buffered socket file
+    if (
+        raw is None
+        or not hasattr(raw, "read1")
+        or not getattr(response, "chunked", False)
+        or response.headers.get("Content-Encoding", "identity").strip().lower() != "identity"
+    ):
+        read1 = response.read1
+        return lambda: read1(READ_SIZE) or None
+    decoder = ChunkedDecoder()
+
+    def read_chunked() -> bytes | None:
+        if decoder.done:  # the last chunk came: never wait for a keep-alive socket to close
+            return None
+        data = raw.read1(READ_SIZE)
+        if not data:
+            raise ChunkedError("the connection closed before the last chunk")
+        return decoder.feed(data)
+
+    return read_chunked
 
 
 class _EventHooks(NamedTuple):
@@ -307,16 +337,18 @@ class Connection:
     def _read(self, response: urllib3.BaseHTTPResponse) -> None:
         """Read the stream until EOF, dispatching every batch of events."""
         parser = EventParser(self.last_event_id, self.request.max_event_size)
-        read1 = response.read1
+        read = _reader(response)
         while not (self._stopping or self._released):
             try:
-                chunk = read1(READ_SIZE)
-            except (Urllib3Error, OSError) as error:
+                chunk = read()
+            except (Urllib3Error, OSError, ChunkedError) as error:
                 raise NetworkError(
                     f"stream broke: {error}", connection_id=self.id, url=self.url
                 ) from error
-            if not chunk:
+            if chunk is None:
                 return
+            if not chunk:
+                continue
             self.bytes_total += len(chunk)
             try:
                 events = parser.feed(chunk)
@@ -379,7 +411,8 @@ class Connection:
         try:
             for event in events:
                 data = deserialize(event, self)
-                append(event if data is None else _new_event(SSEResponse, (*event[:2], data, *event[3:])))
+                append(event if data is None else _new_event(
+                    SSEResponse, (event[0], event[1], data, event[3], event[4], event[5])))
         except Exception as error:
             plugin = self._plugins.plugin_that_raised("sseplug_deserialize", error)
             raise self._plugin_error(plugin, "sseplug_deserialize", error, event.id) from error

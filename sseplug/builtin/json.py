@@ -17,17 +17,14 @@ except ImportError:  # pragma: no cover - exercised where orjson is absent
 _JSON_START = frozenset('{["-0123456789tfn')  # anything else cannot be JSON: skip the attempt
 
 
-def decode(text: str) -> Any:
-    """The JSON value of ``text``, or ``None`` when it is not JSON (``[DONE]``, plain words)."""
+@hookimpl(trylast=True)
+def sseplug_deserialize(event: SSEResponse, connection: object) -> Any:
+    """JSON data decoded; no answer (the text stays) when it is not JSON or is JSON ``null``."""
+    # both arguments taken (called as is, no adapter) and no helper call: this runs per event
+    text = event[2]
     if not text or text[0] not in _JSON_START:
         return None
     try:
         return _loads(text)
     except _DecodeError:
         return None
-
-
-@hookimpl(trylast=True)
-def sseplug_deserialize(event: SSEResponse) -> Any:
-    """JSON data decoded; no answer (the text stays) when it is not JSON or is JSON ``null``."""
-    return decode(event.data)
