@@ -20,6 +20,7 @@ from .errors import (
     NetworkError,
     PluginError,
     RedirectError,
+    TemporaryPluginError,
     RetriesExhaustedError,
     SSEError,
 )
@@ -421,7 +422,6 @@ class Connection:
     def _checkpoint(self, last_event_id: str) -> None:
         """Record the id to resume from and tell the checkpoint plugins, once per handled batch
         (also when the id did not change: sinks flush there, before any checkpoint is stored)."""
-        self.last_event_id = last_event_id
         save = self._hooks().checkpoint_save
         if save is not None:
             try:
@@ -429,6 +429,7 @@ class Connection:
             except Exception as error:
                 plugin = self._plugins.plugin_that_raised("sseplug_checkpoint_save", error)
                 raise self._plugin_error(plugin, "sseplug_checkpoint_save", error, last_event_id) from error
+        self.last_event_id = last_event_id  # only now: a reconnect resumes after this batch
 
     def _hand_over(self, events: list[SSEResponse]) -> None:
         self.events_total += len(events)
@@ -454,9 +455,12 @@ class Connection:
         return results
 
     def _plugin_error(self, plugin: str, hook: str, error: Exception, event_id: str | None) -> PluginError:
+        """The error for a hook implementation that raised; retryable when the exception says so
+        (a ``retryable = True`` attribute): the connection then reconnects from its checkpoint."""
         log.error("plugin %r failed in %s on connection %r at event id %r: %s: %s",
                   plugin, hook, self.id, event_id, type(error).__name__, error)
-        return PluginError(
+        kind = TemporaryPluginError if getattr(error, "retryable", False) is True else PluginError
+        return kind(
             f"plugin {plugin!r} raised in {hook} at event id {event_id!r}: {type(error).__name__}: {error}",
             plugin=plugin, hook=hook, event_id=event_id, connection_id=self.id, url=self.url,
         )

@@ -16,6 +16,7 @@ __all__ = [
     "EventTooLargeError",
     "ConfigError",
     "PluginError",
+    "TemporaryPluginError",
 ]
 
 
@@ -168,3 +169,10 @@ class PluginError(SSEError):
         self.plugin = plugin
         self.hook = hook
         self.event_id = event_id
+
+
+class TemporaryPluginError(PluginError):
+    """A hook implementation failed with an exception marked ``retryable = True`` (a sink whose
+    backend is briefly down): the connection reconnects and resumes from its last checkpoint."""
+
+    retryable = True

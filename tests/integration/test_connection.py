@@ -410,3 +410,27 @@ def test_a_crash_outside_the_error_tree_is_logged_and_raised_never_silent(
     with pytest.raises(SSEError, match="internal error: KeyboardInterrupt"):
         collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
     assert any("connection 's' crashed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_plugin_failure_marked_retryable_reconnects_from_the_last_checkpoint(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Callable[..., object], quick: None
+) -> None:
+    class Unavailable(Exception):
+        retryable = True
+
+    class FlakySink:
+        def __init__(self) -> None:
+            self.failed = False
+
+        @hookimpl
+        def sseplug_handle_event(self, event: object) -> None:
+            if getattr(event, "id") == "2" and not self.failed:
+                self.failed = True
+                raise Unavailable("backend briefly down")
+
+    register_plugin(FlakySink(), "flaky-sink")
+    three = b"id: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: c\n\n"
+    sse_server.script("/s", Response(body=[three]), Response(body=[three[15:]]), DONE)
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert [e.id for e in got] == ["1", "2", "3"]  # 2 handled again after the reconnect, nothing lost
+    assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == [None, "1", "3"]
