@@ -83,11 +83,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .runner import runner_plugins
+    from .runner import keep_stdout_only_without_other_sinks, runner_plugins
 
     config = _load(args.config)
     pm = runner_plugins(config)
     pm.hook.sseplug_configure.call_historic(kwargs={"config": config})  # plugins check their tables
+    keep_stdout_only_without_other_sinks(pm, config)
     pm.hook.sseplug_unconfigure()
     names = ", ".join(row["name"] for row in pm.describe())
     print(f"{args.config}: OK, {len(config.connections)} connections; plugins: {names}")

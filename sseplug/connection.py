@@ -175,6 +175,8 @@ class Connection:
                 self._released, load_checkpoint = False, True
             if load_checkpoint:
                 loaded = self._call("sseplug_checkpoint_load", connection=self)
+                if self._released:  # the load itself lost the stream: claim it again first
+                    continue
                 if loaded is not None:
                     self.last_event_id = loaded
                 load_checkpoint = False

@@ -59,11 +59,11 @@ class PluginManager(pluggy.PluginManager):
         label = name or self.get_canonical_name(plugin)
         try:
             registered = super().register(plugin, name)
-        except pluggy.PluginValidationError as error:
+        except Exception as error:  # a hook mismatch, or an attribute that raised when read
             if self.is_registered(plugin):  # pluggy registered it before finding the bad hook
                 super().unregister(plugin)
             raise PluginError(
-                f"plugin {label!r} does not match sseplug's hooks: {error}; "
+                f"plugin {label!r} does not match sseplug's hooks: {type(error).__name__}: {error}; "
                 "check the hook names and arguments against sseplug.hookspecs",
                 plugin=label,
             ) from error

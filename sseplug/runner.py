@@ -25,18 +25,27 @@ STATS_INTERVAL = 10.0
 
 
 def runner_plugins(config: Config) -> PluginManager:
-    """Every built-in and installed plugin, minus ``runner.plugins.disable``.
+    """Every built-in and installed plugin, minus ``runner.plugins.disable``."""
+    return create_plugin_manager(builtins=BUILTINS, disable=config.runner.disable)
 
-    The stdout sink stays only when no other event handler is enabled: an installed plugin
-    counts once its ``[plugins.NAME]`` table is in the config (installed sinks stay inert
-    without one), a plugin registered by other means always counts.
+
+def keep_stdout_only_without_other_sinks(pm: PluginManager, config: Config) -> None:
+    """After ``sseplug_configure``: drop the stdout sink when another event sink is enabled.
+
+    A plugin implementing ``sseplug_handle_event`` is a sink unless its ``sseplug_sink``
+    attribute says otherwise (it may depend on its configuration); an installed one counts once
+    its ``[plugins.NAME]`` table is in the config (installed sinks stay inert without one), a
+    plugin registered by other means always counts.
     """
-    pm = create_plugin_manager(builtins=BUILTINS, disable=config.runner.disable)
-    handlers = {impl.plugin_name for impl in pm.hook.sseplug_handle_event.get_hookimpls()} - {"stdout"}
-    enabled = {name for name in handlers if name in config.plugins or name not in pm.distributions}
-    if enabled and pm.get_plugin("stdout") is not None:
+    sinks = {
+        impl.plugin_name
+        for impl in pm.hook.sseplug_handle_event.get_hookimpls()
+        if impl.plugin_name != "stdout"
+        and getattr(impl.plugin, "sseplug_sink", True)
+        and (impl.plugin_name in config.plugins or impl.plugin_name not in pm.distributions)
+    }
+    if sinks and pm.get_plugin("stdout") is not None:
         pm.unregister(name="stdout")
-    return pm
 
 
 class Runner:
@@ -60,6 +69,7 @@ class Runner:
         runner = self.config.runner
         metrics = None
         with SSEClient(plugin_manager=self.plugins, pool_size=runner.pool_size, config=self.config) as client:
+            keep_stdout_only_without_other_sinks(self.plugins, self.config)
             if runner.http_listen is not None:
                 metrics = MetricsServer(runner.http_listen, lambda: [s.connection for s in self.streams.values()])
                 metrics.start()

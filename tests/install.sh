@@ -10,5 +10,5 @@ if ! command -v redis-server >/dev/null 2>&1; then
   $sudo apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
-python -m pip install -q -e '.[test,fast,metrics]' -e plugins/jsonl -e 'plugins/kafka[test]' \
+python -m pip install -q -e '.[test,fast,metrics]' -e plugins/jsonl -e plugins/redis -e 'plugins/kafka[test]' \
   -e examples/plugin-skeleton

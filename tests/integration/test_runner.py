@@ -266,3 +266,22 @@ def test_example_config_is_valid() -> None:
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "OK, 2 connections" in out
+
+
+NOT_A_SINK = '''
+from sseplug import hookimpl
+
+sseplug_sink = False  # it looks at events, but stores none of them
+
+@hookimpl
+def sseplug_handle_event(event):
+    pass
+'''
+
+
+def test_a_handler_that_is_not_a_sink_keeps_the_stdout_sink(tmp_path: Path, sse_server: SSEServer) -> None:
+    env = install_fake_plugin(tmp_path / "site", "watcher", NOT_A_SINK)
+    config = write_config(tmp_path, connection("w", sse_server.url("/feed/w?count=3&interval=0")) + "[plugins.watcher]\n")
+    status, lines, err = rp.finish(rp.start("run", str(config), env=env, cwd=tmp_path))
+    assert status == 0, err
+    assert [line["id"] for line in lines] == ["1", "2", "3"]
