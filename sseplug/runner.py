@@ -59,7 +59,6 @@ class Runner:
         self.config = config
         self.plugins = plugin_manager if plugin_manager is not None else runner_plugins(config)
         self.streams: dict[str, EventStream] = {}
-        self.stopping = False
         self._stopped = gevent.event.Event()
         self._events_seen = 0
         self._stats_at = time.monotonic()
@@ -68,6 +67,7 @@ class Runner:
         """Run until every stream ended or a stop; returns the exit status."""
         runner = self.config.runner
         metrics = None
+        handlers = [gevent.signal_handler(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)]
         with SSEClient(plugin_manager=self.plugins, pool_size=runner.pool_size, config=self.config) as client:
             keep_stdout_only_without_other_sinks(self.plugins, self.config)
             if runner.http_listen is not None:
@@ -77,7 +77,6 @@ class Runner:
             for connection in self.config.connections:
                 self.streams[connection.id] = client.connect(connection.id, connection.request(), iterate=False)
             log.info("running %d streams (pool of %d)", len(self.streams), runner.pool_size)
-            handlers = [gevent.signal_handler(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)]
             stats = gevent.spawn(self._report_every, STATS_INTERVAL)
             try:
                 waiter = gevent.spawn(self._wait_all)
@@ -97,11 +96,15 @@ class Runner:
             log.error("connection %r failed: %s", stream.connection.id, stream.error)
         return EXIT_FAILED if failed else EXIT_OK
 
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._stopped.is_set()
+
     def stop(self) -> None:
         """Ask for a graceful stop: reading stops, handlers finish, checkpoints are saved."""
         if not self.stopping:
             log.info("stopping: letting handlers finish and checkpoints save")
-            self.stopping = True
             self._stopped.set()
 
     def _wait_all(self) -> None:
