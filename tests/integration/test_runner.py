@@ -285,3 +285,21 @@ def test_a_handler_that_is_not_a_sink_keeps_the_stdout_sink(tmp_path: Path, sse_
     status, lines, err = rp.finish(rp.start("run", str(config), env=env, cwd=tmp_path))
     assert status == 0, err
     assert [line["id"] for line in lines] == ["1", "2", "3"]
+
+
+def test_serve_runs_the_embedded_server_until_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    proc = rp.start("serve", "--port", str(port))
+    try:
+        body = b""
+        with gevent.Timeout(15):
+            while not body:
+                try:
+                    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/feed/x?count=2&interval=0").read()
+                except OSError:
+                    gevent.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert b"id: 1\nevent: tick\n" in body and b"id: 2\n" in body
+    assert proc.returncode == 0 and f"127.0.0.1:{port}" in err
