@@ -77,6 +77,7 @@ class _EventHooks(NamedTuple):
     """The per-event hook callers that have implementations (``None`` when none has)."""
 
     generation: int
+    decode_data: Callable[[str], Any] | None  # stands for deserialize, applied by the parser
     deserialize: Any
     handle_event: Any
     checkpoint_save: Any
@@ -112,7 +113,7 @@ class Connection:
         self._http_for = http_for
         self._plugins = plugins
         self._deliver = deliver
-        self._event_hooks = _EventHooks(-1, None, None, None)
+        self._event_hooks = _EventHooks(-1, None, None, None, None)
         self._stopping = False
         self._released = False
         self._wakeup = gevent.event.Event()
@@ -353,6 +354,7 @@ class Connection:
             if not chunk:
                 continue
             self.bytes_total += len(chunk)
+            parser.decode_data = self._hooks().decode_data
             try:
                 events = parser.feed(chunk)
             except EventTooLargeError as error:
@@ -360,6 +362,9 @@ class Connection:
                     self._dispatch(error.events, error.events[-1].id)
                 error.connection_id, error.url = self.id, self.url
                 raise
+            except Exception as error:  # only the deserialize plugin's decoder runs foreign code here
+                plugin = self._plugins.hook.sseplug_deserialize.get_hookimpls()[0].plugin_name
+                raise self._plugin_error(plugin, "sseplug_deserialize", error, parser.last_event_id) from error
             if parser.retry is not None:
                 self.retry_ms = parser.retry
             if events:
@@ -373,9 +378,11 @@ class Connection:
         """The per-event hook callers, looked up again only when the plugins changed."""
         pm = self._plugins
         if self._event_hooks.generation != pm.generation:
+            decode_data = pm.text_decoder()
             self._event_hooks = _EventHooks(
                 pm.generation,
-                pm.direct_caller("sseplug_deserialize", ("event", "connection")),
+                decode_data,
+                None if decode_data else pm.direct_caller("sseplug_deserialize", ("event", "connection")),
                 pm.direct_caller("sseplug_handle_event", ("event", "connection")),
                 pm.direct_caller("sseplug_checkpoint_save", ("connection", "last_event_id")),
             )

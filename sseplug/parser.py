@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Callable
+from typing import Any
 
 from .errors import EventTooLargeError
 from .models import DEFAULT_MAX_EVENT_SIZE, SSEResponse
@@ -62,6 +64,8 @@ class EventParser:
     bounds, in UTF-8 bytes, any line and any event (its block of lines): going past it raises
     ``EventTooLargeError``, after which the parser must be discarded. Pass the previous stream's
     ``last_event_id`` when parsing a reconnected stream, so events keep their id as in a browser.
+    ``decode_data``, a pure function of the data text, gives each event's ``data`` (``None``
+    keeps the text): decoding while the event is built costs less than rebuilding it later.
     """
 
     __slots__ = (
@@ -80,10 +84,17 @@ class EventParser:
         "_block_retry",
         "_block_size",
         "_bulk_enabled",
+        "decode_data",
     )
 
-    def __init__(self, last_event_id: str = "", max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+    def __init__(
+        self,
+        last_event_id: str = "",
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        decode_data: Callable[[str], Any] | None = None,
+    ) -> None:
         self.last_event_id = last_event_id
+        self.decode_data = decode_data
         self.retry: int | None = None
         self.max_event_size = max_event_size
         self._decoder = _Decoder(errors="replace")
@@ -186,11 +197,14 @@ class EventParser:
         """A blank line: promote the id; build an event when the data buffer is not empty."""
         self.last_event_id = self._id
         if self._data:
+            data = "\n".join(self._data)
+            if self.decode_data is not None and (value := self.decode_data(data)) is not None:
+                data = value
             events.append(
                 SSEResponse(
                     self._id,
                     self._event or "message",
-                    "\n".join(self._data),
+                    data,
                     "\n".join(self._comments) if self._comments else None,
                     "\n".join(self._raw),
                     self._block_retry,
@@ -235,13 +249,15 @@ class EventParser:
                 if block:
                     last_id = self._block(block, last_id, events, check_size)
         else:
-            append = events.append
+            append, decode = events.append, self.decode_data
             for block, has_id, id_, event, data, other in _BLOCK.findall(text, pos, end):
                 if block:
                     if check_size and _utf8_size(block) + 1 > limit:
                         self._too_large(_utf8_size(block) + 1)
                     if has_id:
                         last_id = id_
+                    if decode is not None and (value := decode(data)) is not None:
+                        data = value
                     append(_new_event(SSEResponse, (last_id, event or "message", data, None, block, None)))
                 elif other:
                     last_id = self._block(other[:-1], last_id, events, check_size)
@@ -255,7 +271,7 @@ class EventParser:
         """
         if check_size and _utf8_size(block) + 1 > self.max_event_size:
             self._too_large(_utf8_size(block) + 1)
-        event = _common_event(block, last_id)
+        event = _common_event(block, last_id, self.decode_data)
         if event is not None:
             events.append(event)
             return event[0]
@@ -266,7 +282,7 @@ class EventParser:
         return self._id
 
 
-def _common_event(block: str, last_id: str) -> SSEResponse | None:
+def _common_event(block: str, last_id: str, decode: Callable[[str], Any] | None) -> SSEResponse | None:
     """The event of a block shaped ``[id:] [event:] data: ...`` (every data line with its one
     space), read with string methods; ``None`` for any other block."""
     pos, event_id, event_type = 0, last_id, ""
@@ -286,5 +302,7 @@ def _common_event(block: str, last_id: str) -> SSEResponse | None:
         pos = end + 1
     if not block.startswith("data: ", pos) or block.count("\ndata: ", pos) != block.count("\n", pos):
         return None
-    data = block[pos + 6 :].replace("\ndata: ", "\n")
+    data: Any = block[pos + 6 :].replace("\ndata: ", "\n")
+    if decode is not None and (value := decode(data)) is not None:
+        data = value
     return _new_event(SSEResponse, (event_id, event_type or "message", data, None, block, None))

@@ -134,6 +134,16 @@ class PluginManager(pluggy.PluginManager):
 
         return every
 
+    def text_decoder(self) -> Callable[[str], Any] | None:
+        """The pure text-to-value function standing for every ``sseplug_deserialize``
+        implementation, when there is exactly one and it offers one (a ``text_decoder``
+        attribute on the hook function, as the built-in ``json`` plugin has): the parser then
+        decodes ``data`` while building each event. ``None`` otherwise, or while monitored."""
+        impls = self.hook.sseplug_deserialize.get_hookimpls()
+        if self.monitors or len(impls) != 1 or impls[0].hookwrapper or impls[0].wrapper:
+            return None
+        return getattr(impls[0].function, "text_decoder", None)
+
     def implements(self, hook_name: str) -> bool:
         """Whether any registered plugin implements ``hook_name``."""
         return bool(getattr(self.hook, hook_name).get_hookimpls())

@@ -17,14 +17,20 @@ except ImportError:  # pragma: no cover - exercised where orjson is absent
 _JSON_START = frozenset('{["-0123456789tfn')  # anything else cannot be JSON: skip the attempt
 
 
-@hookimpl(trylast=True)
-def sseplug_deserialize(event: SSEResponse, connection: object) -> Any:
-    """JSON data decoded; no answer (the text stays) when it is not JSON or is JSON ``null``."""
-    # both arguments taken (called as is, no adapter) and no helper call: this runs per event
-    text = event[2]
+def decode(text: str) -> Any:
+    """The JSON value of ``text``, or ``None`` when it is not JSON (``[DONE]``, plain words)."""
     if not text or text[0] not in _JSON_START:
         return None
     try:
         return _loads(text)
     except _DecodeError:
         return None
+
+
+@hookimpl(trylast=True)
+def sseplug_deserialize(event: SSEResponse) -> Any:
+    """JSON data decoded; no answer (the text stays) when it is not JSON or is JSON ``null``."""
+    return decode(event.data)
+
+
+sseplug_deserialize.text_decoder = decode  # type: ignore[attr-defined]  # see PluginManager.text_decoder

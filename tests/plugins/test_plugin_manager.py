@@ -417,3 +417,24 @@ def test_unimplemented_per_event_hooks_are_not_called_until_a_plugin_implements_
     assert [c.kwargs["event"].id for c in hook_recorder.named("sseplug_handle_event")] == ["2"]
     assert [c.kwargs["last_event_id"] for c in hook_recorder.named("sseplug_checkpoint_save")] == ["2"]
     assert late.seen == ["2"] and late.saved == ["2"]
+
+
+def test_the_json_plugin_alone_decodes_in_the_parser(sseplug_plugins: PluginManager) -> None:
+    """With the built-in json plugin as the only deserializer, its pure decoder is handed to the
+    parser; any other deserializer, or a monitor, puts the hook call back."""
+    from sseplug.builtin import json as json_plugin
+
+    assert sseplug_plugins.text_decoder() is json_plugin.decode
+
+    class Upper:
+        @hookimpl
+        def sseplug_deserialize(self, event: SSEResponse) -> str:
+            return str(event.data).upper()
+
+    sseplug_plugins.register(Upper(), "upper")
+    assert sseplug_plugins.text_decoder() is None
+    sseplug_plugins.unregister(name="upper")
+    undo = sseplug_plugins.add_hookcall_monitoring(lambda *a: None, lambda *a: None)
+    assert sseplug_plugins.text_decoder() is None
+    undo()
+    assert sseplug_plugins.text_decoder() is json_plugin.decode

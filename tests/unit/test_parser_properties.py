@@ -112,3 +112,23 @@ def assert_both_bulk_variants(blob: bytes, cuts: list[int], reference: object) -
             assert run(cut(blob, cuts)) == reference, f"SPLIT_ABOVE={split_above}"
     finally:
         parser.SPLIT_ABOVE = default
+
+
+def reversed_text(text: str) -> str | None:
+    """A stand-in decoder: any pure function of the text; None keeps the text."""
+    return text[::-1] if len(text) % 2 else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TOKENS, max_size=40), st.lists(st.integers(min_value=0), max_size=8))
+def test_decode_data_gives_the_decoded_data_of_the_same_events(tokens: list[bytes], cuts: list[int]) -> None:
+    blob = b"".join(tokens)
+    plain = run([blob], bulk=False)
+    expected = [e._replace(data=reversed_text(e.data) or e.data) for e in plain.events]
+    for split_above in (-1, 10**9):
+        default, parser.SPLIT_ABOVE = parser.SPLIT_ABOVE, split_above
+        try:
+            for bulk in (True, False):
+                assert run(cut(blob, cuts), bulk=bulk, decode_data=reversed_text).events == expected
+        finally:
+            parser.SPLIT_ABOVE = default
