@@ -7,7 +7,9 @@ Installed with sseplug (``pytest11`` entry point) and inert until a test asks fo
 - ``sseplug_plugins``: a ``PluginManager`` with the library built-ins and no entry-point autoload;
 - ``register_plugin``: ``register_plugin(obj, name)`` registers into it for this test only;
 - ``hook_recorder``: every hook call on that manager, as ``HookCall(name, kwargs)``;
-- ``sse_client``: an ``SSEClient`` on that manager (needs gevent's monkey patches, as always).
+- ``sse_client``: an ``SSEClient`` on that manager (needs gevent's monkey patches, as always);
+- ``sse_client_for``: ``sse_client_for(config)`` makes more, each configured with a runner
+  ``Config`` (``sseplug.config.parse_config``) so plugins read their ``[plugins.NAME]`` table.
 """
 
 from __future__ import annotations
@@ -93,3 +95,19 @@ def sse_client(sseplug_plugins: PluginManager) -> Iterator[Any]:
 
     with SSEClient(plugin_manager=sseplug_plugins) as client:
         yield client
+
+
+@pytest.fixture
+def sse_client_for(sseplug_plugins: PluginManager) -> Iterator[Callable[[Any], Any]]:
+    """``sse_client_for(config)``: an ``SSEClient`` on ``sseplug_plugins``, configured with ``config``."""
+    from .client import SSEClient
+
+    clients: list[SSEClient] = []
+
+    def make(config: Any) -> SSEClient:
+        clients.append(SSEClient(plugin_manager=sseplug_plugins, config=config))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.shutdown()

@@ -57,20 +57,6 @@ def sink(register_plugin: Callable[..., object]) -> Iterator[JsonlSink]:
     plugin.close()
 
 
-@pytest.fixture
-def client_for(sseplug_plugins: PluginManager) -> Iterator[Callable[[Config | None], SSEClient]]:
-    """``client_for(config)``: an SSEClient on the test's plugin manager (configure runs now)."""
-    clients: list[SSEClient] = []
-
-    def make(config: Config | None) -> SSEClient:
-        clients.append(SSEClient(plugin_manager=sseplug_plugins, config=config))
-        return clients[-1]
-
-    yield make
-    for client in clients:
-        client.shutdown()
-
-
 def event(id: str = "1", data: Any = "x", kind: str = "message") -> SSEResponse:
     """An event as a connection hands it to the handlers."""
     return SSEResponse(id=id, event=kind, data=data)
@@ -85,7 +71,7 @@ def conn(connection_id: str = "c", last_event_id: str = "") -> Any:
 
 
 def test_every_event_written_once_in_order_with_decoded_data(
-    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, client_for: Callable[..., SSEClient]
+    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, sse_client_for: Callable[..., SSEClient]
 ) -> None:
     body = [
         b"retry: 10\n\n: ping\n\n",
@@ -95,7 +81,7 @@ def test_every_event_written_once_in_order_with_decoded_data(
         b'data: "quoted"\n\nid: 4\ndata: [1,\ndata: 2]\n\n',
     ]
     sse_server.script("/s", Response(body=body), DONE)
-    client = client_for(make_config(tmp_path))
+    client = sse_client_for(make_config(tmp_path))
     got = drain(client, "orders", sse_server.url("/s"))
     client.shutdown()  # unconfigure: flush and close
     assert read_lines(tmp_path / "events.jsonl") == [
@@ -112,9 +98,9 @@ def test_every_event_written_once_in_order_with_decoded_data(
 
 
 def test_concurrent_connections_write_whole_lines_each_in_order(
-    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, client_for: Callable[..., SSEClient]
+    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, sse_client_for: Callable[..., SSEClient]
 ) -> None:
-    client = client_for(make_config(tmp_path))
+    client = sse_client_for(make_config(tmp_path))
     names = [f"feed{index}" for index in range(4)]
     jobs = [gevent.spawn(drain, client, name, sse_server.url(f"/feed/{name}?count=40&interval=0")) for name in names]
     gevent.joinall(jobs, timeout=TIMEOUT, raise_error=True)
@@ -133,7 +119,7 @@ def test_lines_are_flushed_before_any_checkpoint_is_saved(
     sse_server: SSEServer,
     sink: JsonlSink,
     register_plugin: Callable[..., object],
-    client_for: Callable[..., SSEClient],
+    sse_client_for: Callable[..., SSEClient],
 ) -> None:
     path = tmp_path / "events.jsonl"
 
@@ -163,17 +149,17 @@ def test_lines_are_flushed_before_any_checkpoint_is_saved(
         b"id: 4\ndata: d\n\n",
     ]
     sse_server.script("/s", Response(body=body), DONE)  # type: ignore[arg-type]
-    client = client_for(make_config(tmp_path))
+    client = sse_client_for(make_config(tmp_path))
     assert [e.id for e in drain(client, "s", sse_server.url("/s"))] == ["1", "2", "3", "4"]
     assert probe.seen_while_handling == [0, 1, 1, 3]  # buffered until the batch's checkpoint
     assert probe.seen_at_checkpoint == [("1", ["1"]), ("3", ["1", "2", "3"]), ("4", ["1", "2", "3", "4"])]
 
 
 def test_events_without_ids_are_flushed_at_once(
-    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, client_for: Callable[..., SSEClient]
+    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, sse_client_for: Callable[..., SSEClient]
 ) -> None:
     sse_server.script("/s", Response(body=[b"retry: 10\n\n", b"data: a\n\ndata: b\n\n", 30.0]))
-    client = client_for(make_config(tmp_path))
+    client = sse_client_for(make_config(tmp_path))
     stream = client.connect("s", SSERequest(sse_server.url("/s")))
     with gevent.Timeout(TIMEOUT):
         assert [next(stream).data, next(stream).data] == ["a", "b"]
@@ -185,9 +171,9 @@ def test_events_without_ids_are_flushed_at_once(
 
 
 def test_rotation_by_max_bytes_keeps_whole_lines_and_backups(
-    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, client_for: Callable[..., SSEClient]
+    tmp_path: Path, sse_server: SSEServer, sink: JsonlSink, sse_client_for: Callable[..., SSEClient]
 ) -> None:
-    client = client_for(make_config(tmp_path, 'path = "out/events.jsonl"\nmax_bytes = 1024\nbackups = 2'))
+    client = sse_client_for(make_config(tmp_path, 'path = "out/events.jsonl"\nmax_bytes = 1024\nbackups = 2'))
     drain(client, "r", sse_server.url("/feed/r?count=120&interval=0"))
     client.shutdown()
     out = tmp_path / "out"
@@ -324,10 +310,10 @@ def test_library_use_without_config_writes_nothing(
     monkeypatch: pytest.MonkeyPatch,
     sse_server: SSEServer,
     sink: JsonlSink,
-    client_for: Callable[..., SSEClient],
+    sse_client_for: Callable[..., SSEClient],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    client = client_for(None)
+    client = sse_client_for(None)
     assert len(drain(client, "lib", sse_server.url("/feed/lib?count=5&interval=0"))) == 5
     client.shutdown()
     assert list(tmp_path.iterdir()) == [] and sink.path is None

@@ -71,20 +71,6 @@ def checkpoints(register_plugin: Callable[..., object]) -> SQLiteCheckpoints:
     return store
 
 
-@pytest.fixture
-def client_for(sseplug_plugins: PluginManager) -> Iterator[Callable[[Config | None], SSEClient]]:
-    """``client_for(config)``: an SSEClient on the test's plugin manager (configure runs now)."""
-    clients: list[SSEClient] = []
-
-    def make(config: Config | None) -> SSEClient:
-        clients.append(SSEClient(plugin_manager=sseplug_plugins, config=config))
-        return clients[-1]
-
-    yield make
-    for client in clients:
-        client.shutdown()
-
-
 def make_config(tmp_path: Path, table: str | None) -> Config:
     """A validated runner config at ``tmp_path/run.toml`` with ``[plugins.kafka]`` holding ``table``."""
     text = '[[connections]]\nid = "c"\nurl = "http://127.0.0.1:9/"\n'
@@ -151,9 +137,9 @@ class HubWatch:
 def test_every_event_produced_once_in_order_per_connection_with_headers(
     broker: TansuBroker, topic: str, tmp_path: Path, sse_server: SSEServer, sink: KafkaSink,
     checkpoints: SQLiteCheckpoints,
-    client_for: Callable[..., SSEClient],
+    sse_client_for: Callable[..., SSEClient],
 ) -> None:
-    client = client_for(make_config(tmp_path, kafka_table(broker.bootstrap, topic)))
+    client = sse_client_for(make_config(tmp_path, kafka_table(broker.bootstrap, topic)))
     counts = {"alpha": 50, "beta": 30}
     jobs = [gevent.spawn(drain, client, name, sse_server.url(f"/feed/{name}?count={count}&interval=0"))
             for name, count in counts.items()]
@@ -178,7 +164,7 @@ def test_every_event_produced_once_in_order_per_connection_with_headers(
 
 def test_values_are_text_or_compact_json_and_headers_carry_id_and_type(
     broker: TansuBroker, topic: str, tmp_path: Path, sse_server: SSEServer, sink: KafkaSink,
-    client_for: Callable[..., SSEClient],
+    sse_client_for: Callable[..., SSEClient],
 ) -> None:
     body = [
         b"retry: 10\n\n",
@@ -188,7 +174,7 @@ def test_values_are_text_or_compact_json_and_headers_carry_id_and_type(
         b"id\ndata: line one\ndata: line two\n\n",  # a bare "id" field resets the id to ""
     ]
     sse_server.script("/s", Response(body=body), DONE)
-    client = client_for(make_config(tmp_path, kafka_table(broker.bootstrap, topic)))
+    client = sse_client_for(make_config(tmp_path, kafka_table(broker.bootstrap, topic)))
     got = drain(client, "values", sse_server.url("/s"))
     assert [e.data for e in got] == [{"n": 1, "s": "café"}, "[DONE]", "quoted", "line one\nline two"]
     messages = broker.consume(topic, 4)
@@ -206,7 +192,7 @@ def test_values_are_text_or_compact_json_and_headers_carry_id_and_type(
 def test_checkpoint_is_saved_only_after_the_broker_acknowledged_the_whole_batch(
     broker: TansuBroker, topic: str, tmp_path: Path, sse_server: SSEServer, sink: KafkaSink,
     checkpoints: SQLiteCheckpoints,
-    register_plugin: Callable[..., object], client_for: Callable[..., SSEClient],
+    register_plugin: Callable[..., object], sse_client_for: Callable[..., SSEClient],
 ) -> None:
     class Probe:
         """Records, at each checkpoint, what the kafka sink still waits for."""
@@ -253,7 +239,7 @@ def test_checkpoint_is_saved_only_after_the_broker_acknowledged_the_whole_batch(
     # linger 50 ms holds every message back in the client for a while: a checkpoint that did not
     # wait for the acknowledgements would find them still pending
     config = make_config(tmp_path, kafka_table(broker.bootstrap, topic, "linger_ms = 50"))
-    client = client_for(config)
+    client = sse_client_for(config)
     jobs = [gevent.spawn(drain, client, name, sse_server.url(f"/{name}")) for name in ("a", "b")]
     gevent.joinall(jobs, timeout=TIMEOUT, raise_error=True)
 
@@ -281,7 +267,7 @@ def test_checkpoint_save_is_tryfirst(sseplug_plugins: PluginManager, sink: Kafka
 def test_broker_gone_mid_stream_the_batch_is_not_checkpointed_and_the_connection_fails(
     tmp_path: Path, sse_server: SSEServer, sink: KafkaSink, checkpoints: SQLiteCheckpoints,
     register_plugin: Callable[..., object],
-    client_for: Callable[..., SSEClient],
+    sse_client_for: Callable[..., SSEClient],
 ) -> None:
     with running_broker(tmp_path / "lone-tansu.log") as lone:
 
@@ -305,7 +291,7 @@ def test_broker_gone_mid_stream_the_batch_is_not_checkpointed_and_the_connection
         ]
         sse_server.script("/s", Response(body=body))  # type: ignore[arg-type]
         table = kafka_table(lone.bootstrap, "gone", "linger_ms = 0\ndelivery_timeout_ms = 1000")
-        client = client_for(make_config(tmp_path, table))
+        client = sse_client_for(make_config(tmp_path, table))
         started = time.monotonic()
         with HubWatch() as watch, pytest.raises(PluginError) as caught:
             drain(client, "s", SSERequest(sse_server.url("/s"), retry=False))
@@ -322,10 +308,10 @@ def test_broker_gone_mid_stream_the_batch_is_not_checkpointed_and_the_connection
 
 def test_broker_never_reachable_fails_the_first_batch_without_a_checkpoint(
     tmp_path: Path, sse_server: SSEServer, sink: KafkaSink, checkpoints: SQLiteCheckpoints,
-    client_for: Callable[..., SSEClient],
+    sse_client_for: Callable[..., SSEClient],
 ) -> None:
     nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
-    client = client_for(make_config(tmp_path, kafka_table(nobody, "t", "delivery_timeout_ms = 1000")))
+    client = sse_client_for(make_config(tmp_path, kafka_table(nobody, "t", "delivery_timeout_ms = 1000")))
     started = time.monotonic()
     with HubWatch() as watch, pytest.raises(PluginError, match=r"plugin 'kafka' raised in sseplug_checkpoint_save"):
         drain(client, "s", SSERequest(sse_server.url("/feed/s?count=5&interval=0"), retry=False))
@@ -341,9 +327,9 @@ def test_broker_never_reachable_fails_the_first_batch_without_a_checkpoint(
 
 def test_hub_never_stalls_while_producing_2000_events(
     broker: TansuBroker, topic: str, tmp_path: Path, sse_server: SSEServer, sink: KafkaSink,
-    client_for: Callable[..., SSEClient],
+    sse_client_for: Callable[..., SSEClient],
 ) -> None:
-    client = client_for(make_config(tmp_path, kafka_table(broker.bootstrap, topic)))
+    client = sse_client_for(make_config(tmp_path, kafka_table(broker.bootstrap, topic)))
     with HubWatch() as watch:
         got = drain(client, "hub", sse_server.url("/feed/hub?count=2000&interval=0"))
     assert len(got) == 2000 and sink.acknowledged["hub"] == 2000 and sink.pending() == 0
@@ -357,22 +343,22 @@ def test_hub_never_stalls_while_producing_2000_events(
 
 def test_unconfigure_drops_the_producer_and_a_new_configure_starts_over(
     broker: TansuBroker, topic: str, tmp_path: Path, sse_server: SSEServer, sink: KafkaSink,
-    client_for: Callable[..., SSEClient],
+    sse_client_for: Callable[..., SSEClient],
 ) -> None:
-    client = client_for(make_config(tmp_path, kafka_table(broker.bootstrap, topic)))
+    client = sse_client_for(make_config(tmp_path, kafka_table(broker.bootstrap, topic)))
     drain(client, "once", sse_server.url("/feed/once?count=3&interval=0"))
     client.shutdown()
     assert sink.settings is None and repr(sink) == "<KafkaSink inactive>"
-    client = client_for(make_config(tmp_path, kafka_table(broker.bootstrap, topic)))
+    client = sse_client_for(make_config(tmp_path, kafka_table(broker.bootstrap, topic)))
     drain(client, "twice", sse_server.url("/feed/twice?count=2&interval=0"))
     assert sink.acknowledged == Counter({"twice": 2})
     assert Counter(m.key for m in broker.consume(topic, 5)) == {b"once": 3, b"twice": 2}
 
 
 def test_library_use_without_config_produces_nothing(
-    sse_server: SSEServer, sink: KafkaSink, client_for: Callable[..., SSEClient]
+    sse_server: SSEServer, sink: KafkaSink, sse_client_for: Callable[..., SSEClient]
 ) -> None:
-    client = client_for(None)
+    client = sse_client_for(None)
     assert len(drain(client, "lib", sse_server.url("/feed/lib?count=5&interval=0"))) == 5
     assert sink.settings is None and sink._producer is None and not sink.acknowledged
 
