@@ -13,6 +13,7 @@ __all__ = ["ChunkedDecoder", "ChunkedError"]
 
 _SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?")  # chunk-size [chunk-ext] [CR]
 _MAX_LINE = 4096  # a size or trailer line longer than this is not HTTP
+_HEX = b"0123456789abcdefABCDEF"
 
 
 class ChunkedError(ValueError):
@@ -38,6 +39,10 @@ class ChunkedDecoder:
         out: list[bytes] = []
         pos = 0
         while pos < size and not self.done:
+            if not (self._left or self._after_data or self._in_trailers):
+                pos = self._whole_chunks(buffer, pos, out)  # the common case, at C speed mostly
+                if pos >= size:
+                    break
             if self._left:
                 end = min(size, pos + self._left)
                 out.append(buffer[pos:end])
@@ -66,3 +71,23 @@ class ChunkedDecoder:
                 self._in_trailers = not self._left
         self._buffer = buffer[pos:] if not self.done else b""
         return b"".join(out) if len(out) != 1 else out[0]
+
+    @staticmethod
+    def _whole_chunks(buffer: bytes, pos: int, out: list[bytes]) -> int:
+        """Take the complete ``SIZE CRLF data CRLF`` chunks at ``pos``; return where it stopped
+        (at anything else: a partial chunk, an extension, the last chunk, bad framing), for the
+        state machine to take over there."""
+        find = buffer.find
+        while True:
+            line_end = find(b"\r\n", pos, pos + 18)
+            if line_end <= pos:
+                return pos
+            digits = buffer[pos:line_end]
+            if digits.translate(None, _HEX) or digits == b"0":
+                return pos  # not plain hex digits (an extension, spaces), or the last chunk
+            start = line_end + 2
+            end = start + int(digits, 16)
+            if buffer[end : end + 2] != b"\r\n":
+                return pos  # incomplete, or bad framing the state machine will report
+            out.append(buffer[start:end])
+            pos = end + 2

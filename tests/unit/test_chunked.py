@@ -57,3 +57,17 @@ def test_endless_size_line_is_an_error_not_unbounded_memory() -> None:
     with pytest.raises(ChunkedError, match="longer than 4096"):
         for _ in range(10):
             decoder.feed(b"1" * 1000)
+
+
+def test_many_chunks_with_an_extension_and_odd_sizes_between_plain_ones() -> None:
+    payloads = [bytes([65 + i % 26]) * (i * 7 % 300) for i in range(1, 60)]
+    body = b"".join(
+        (b"%x;x=1\r\n" if i == 30 else b"%X\r\n" if i % 2 else b"%x\r\n") % len(p) + p + b"\r\n"
+        for i, p in enumerate(payloads)
+        if p
+    ) + b"0\r\n\r\n"
+    decoder = ChunkedDecoder()
+    assert decoder.feed(body) == b"".join(payloads) and decoder.done
+    pieces = [body[i : i + 97] for i in range(0, len(body), 97)]
+    decoder = ChunkedDecoder()
+    assert b"".join(decoder.feed(piece) for piece in pieces) == b"".join(payloads) and decoder.done
