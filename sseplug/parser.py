@@ -300,9 +300,11 @@ def _common_event(block: str, last_id: str, decode: Callable[[str], Any] | None)
             return None
         event_type = block[pos + (7 if block[pos + 6 : pos + 7] == " " else 6) : end]
         pos = end + 1
-    if not block.startswith("data: ", pos) or block.count("\ndata: ", pos) != block.count("\n", pos):
+    if not block.startswith("data: ", pos):
         return None
     data: Any = block[pos + 6 :].replace("\ndata: ", "\n")
+    if len(block) - pos - 6 - len(data) != 6 * data.count("\n"):
+        return None  # some line after the first is not "data: ...": each replacement drops 6 chars
     if decode is not None and (value := decode(data)) is not None:
         data = value
     return _new_event(SSEResponse, (event_id, event_type or "message", data, None, block, None))
