@@ -1,8 +1,13 @@
 """Local hook implementations for the runner: count events per connection, print a summary at exit.
 
-A module like this one is not an installed distribution, so it has no entry point. The runner
-will load local modules named by a config key; until then, register it yourself, under the name
-that is its handle (as an entry point name is for installed plugins)::
+A module like this one is not an installed distribution, so it has no entry point: name it in
+the runner's config, and the runner imports it (the config file's directory is on the path) and
+registers it under that name, its handle as an entry point name is for installed plugins::
+
+    [runner]
+    plugins = { modules = ["handlers"] }
+
+In library use, register it yourself::
 
     import handlers
     from sseplug import SSEClient
@@ -12,6 +17,8 @@ that is its handle (as an entry point name is for installed plugins)::
     with SSEClient(plugin_manager=pm) as client:
         ...                                  # the summary is printed when the client shuts down
 
+It only counts, so it says it is not an event sink (``sseplug_sink = False``): the runner keeps
+printing events with its stdout sink.
 ``sseplug_handle_event`` runs for every event before it is checkpointed, and an exception there
 stops the connection (the event is redelivered after a restart), so these handlers never raise.
 """
@@ -26,6 +33,8 @@ from sseplug import SSEResponse, hookimpl
 
 if TYPE_CHECKING:
     from sseplug.connection import Connection
+
+sseplug_sink = False  # it stores no events: the runner's stdout sink stays
 
 events_per_connection: Counter[str] = Counter()
 responses_per_connection: Counter[str] = Counter()

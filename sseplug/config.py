@@ -21,7 +21,8 @@ __all__ = ["Config", "ConnectionConfig", "RunnerConfig", "load_config", "parse_c
 
 _TOP_KEYS = ("runner", "connections", "plugins")
 _RUNNER_KEYS = ("pool_size", "plugins", "state_dir", "shutdown_timeout", "http_listen")
-_RUNNER_PLUGINS_KEYS = ("disable",)
+_RUNNER_PLUGINS_KEYS = ("disable", "modules")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _CONNECTION_KEYS = (
     "id", "url", "method", "headers", "body", "retry", "max_retries", "read_timeout", "max_event_size",
 )
@@ -74,6 +75,7 @@ class RunnerConfig:
 
     pool_size: int = 1000
     disable: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()  # local hookimpl modules, importable from the config's directory
     state_dir: Path = Path(".sseplug")
     shutdown_timeout: float = 10.0
     http_listen: tuple[str, int] | None = None
@@ -197,7 +199,8 @@ def _config(document: dict[str, Any], path: Path, known_plugins: Collection[str]
     runner = _runner(_table(document.get("runner", {}), "runner", "a [runner] table"), path, known_plugins)
     connections = _connections(document.get("connections"))
     tables = _table(document.get("plugins", {}), "plugins", "[plugins.NAME] tables")
-    plugins = _plugin_tables(tables, known_plugins)
+    known = None if known_plugins is None else {*known_plugins, *runner.modules}
+    plugins = _plugin_tables(tables, known)
     return Config(path=path, runner=runner, connections=connections, plugins=plugins)
 
 
@@ -207,7 +210,9 @@ def _runner(table: dict[str, Any], path: Path, known_plugins: Collection[str] | 
     pool_size = _integer(table, "pool_size", "runner", defaults.pool_size, minimum=1)
     plugins = _table(table.get("plugins", {}), "runner.plugins", "plugins = { disable = [...] }")
     _check_keys(plugins, _RUNNER_PLUGINS_KEYS, "runner.plugins", "in runner.plugins")
-    disable = _plugin_names(plugins.get("disable", []), "runner.plugins.disable", known_plugins)
+    modules = _module_names(plugins.get("modules", []), "runner.plugins.modules")
+    known = None if known_plugins is None else {*known_plugins, *modules}
+    disable = _plugin_names(plugins.get("disable", []), "runner.plugins.disable", known)
     state_dir = Path(_string(table, "state_dir", "runner", str(defaults.state_dir), example='".sseplug"'))
     if not state_dir.is_absolute():
         state_dir = path.absolute().parent / state_dir
@@ -219,6 +224,7 @@ def _runner(table: dict[str, Any], path: Path, known_plugins: Collection[str] | 
     return RunnerConfig(
         pool_size=pool_size,
         disable=disable,
+        modules=modules,
         state_dir=state_dir,
         shutdown_timeout=shutdown_timeout,
         http_listen=http_listen,
@@ -233,6 +239,15 @@ def _plugin_names(value: Any, key: str, known_plugins: Collection[str] | None) -
         if not isinstance(name, str) or not name:
             _fail(item_key, f"expected a plugin name, got {_show(name)}; run `sseplug plugins` to list them")
         _check_plugin(name, item_key, known_plugins)
+    return tuple(value)
+
+
+def _module_names(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        _fail(key, f"expected an array of module names, got {_show(value)}; e.g. modules = [\"handlers\"]")
+    for index, name in enumerate(value):
+        if not isinstance(name, str) or not _MODULE.fullmatch(name):
+            _fail(f"{key}[{index}]", f"expected a Python module name such as \"handlers\", got {_show(name)}")
     return tuple(value)
 
 

@@ -248,7 +248,11 @@ class Connection:
         """One request and its response; True when the server said to stop (204)."""
         self.state = "connecting"
         reason = "eof"
-        response = self._open()
+        try:
+            response = self._open()
+        except SSEError as error:
+            self._call("sseplug_connection_closed", connection=self, reason=f"{type(error).__name__}: {error.message}")
+            raise
         self._response = response
         try:
             if response.status == 204:

@@ -135,7 +135,8 @@ def sseplug_retry_decision(
 
 @hookspec
 def sseplug_connection_closed(connection: Connection, reason: str) -> None:
-    """Called whenever a response ends: ``reason`` says why (``"eof"``, ``"closed"``, an error).
+    """Called whenever a response ends, or a connect fails: ``reason`` says why (``"eof"``,
+    ``"204"``, ``"closed"``, ``"released"``, or the error).
 
     Results are ignored.
     """

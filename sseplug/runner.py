@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
+import sys
 import time
 from collections import Counter
 
@@ -12,6 +14,7 @@ import gevent.event
 
 from .client import EventStream, SSEClient
 from .config import Config
+from .errors import PluginError
 from .metrics import MetricsServer
 from .plugins import BUILTINS, PluginManager, create_plugin_manager
 
@@ -25,8 +28,29 @@ STATS_INTERVAL = 10.0
 
 
 def runner_plugins(config: Config) -> PluginManager:
-    """Every built-in and installed plugin, minus ``runner.plugins.disable``."""
-    return create_plugin_manager(builtins=BUILTINS, disable=config.runner.disable)
+    """Every built-in and installed plugin, and the local ``runner.plugins.modules`` (imported
+    with the config file's directory on ``sys.path``), minus ``runner.plugins.disable``."""
+    return create_plugin_manager(
+        builtins=BUILTINS, disable=config.runner.disable, extra=local_modules(config)
+    )
+
+
+def local_modules(config: Config) -> list[tuple[str, object]]:
+    """(name, module) of each ``runner.plugins.modules`` entry; a failed import is a ``PluginError``."""
+    directory = str(config.path.absolute().parent)
+    if config.runner.modules and directory not in sys.path:
+        sys.path.insert(0, directory)
+    modules = []
+    for index, name in enumerate(config.runner.modules):
+        try:
+            modules.append((name, importlib.import_module(name)))
+        except Exception as error:
+            raise PluginError(
+                f"runner.plugins.modules[{index}]: cannot import {name!r} ({type(error).__name__}: {error}); "
+                f"the module must be importable from {directory} or the Python path",
+                plugin=name,
+            ) from error
+    return modules
 
 
 def keep_stdout_only_without_other_sinks(pm: PluginManager, config: Config) -> None:

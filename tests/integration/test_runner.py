@@ -303,3 +303,17 @@ def test_serve_runs_the_embedded_server_until_sigterm(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=10)
     assert b"id: 1\nevent: tick\n" in body and b"id: 2\n" in body
     assert proc.returncode == 0 and f"127.0.0.1:{port}" in err
+
+
+def test_local_hook_modules_from_the_config(tmp_path: Path, sse_server: SSEServer) -> None:
+    example = Path(__file__).parents[2] / "examples" / "handlers.py"
+    (tmp_path / "handlers.py").write_text(example.read_text())
+    config = write_config(tmp_path, connection("h", sse_server.url("/feed/h?count=4&interval=0")),
+                          'plugins = { modules = ["handlers"] }')
+    status, lines, err = rp.finish(rp.start("run", str(config), cwd=tmp_path / ".."))
+    assert status == 0, err
+    assert [line["id"] for line in lines] == ["1", "2", "3", "4"]  # not a sink: stdout stays
+    assert "h: 4 events" in err  # the module's summary at exit
+    config.write_text(config.read_text().replace('"handlers"', '"no_such_module"'))
+    status, _, err = rp.finish(rp.start("run", str(config), cwd=tmp_path))
+    assert status == 78 and "runner.plugins.modules[0]: cannot import 'no_such_module'" in err

@@ -552,3 +552,16 @@ def test_hook_sseplug_connection_finished(sse_server: SSEServer, sse_client: SSE
         collect(sse_client.connect("gone", SSERequest(sse_server.url("/gone"))))
     gevent.sleep(0.05)
     assert watch.calls == [("ok", None), ("gone", "HTTPStatusError")]  # type: ignore[attr-defined]
+
+
+def test_connection_closed_is_called_when_the_connect_fails(
+    sse_client: SSEClient, register_plugin: Register
+) -> None:
+    """A connect that never got a response still reports its end, with the network error."""
+    closed = Closed()
+    register_plugin(closed, "closed")
+    with SSEServer() as gone:
+        url = gone.url("/s")
+    with pytest.raises(SSEError):
+        collect(sse_client.connect("s", SSERequest(url, retry=False)))
+    assert [(cid, reason.split(":")[0]) for cid, reason in closed.reasons] == [("s", "NetworkError")]

@@ -584,3 +584,28 @@ def test_disable_under_top_level_plugins_points_to_runner(config_path: Path) -> 
 def test_error_string_names_file_key_and_problem(config_path: Path) -> None:
     err = error("[runner]\npool_size = 0\n" + CONNECTION, config_path)
     assert str(err).startswith(f"{config_path}: runner.pool_size: expected an integer >= 1")
+
+
+# -- local hook modules -------------------------------------------------------------------------
+
+
+def test_local_modules_are_listed_and_become_known_plugin_names(config_path: Path) -> None:
+    text = (
+        '[runner]\nplugins = { modules = ["handlers", "pkg.sink"], disable = ["handlers"] }\n'
+        + CONNECTION
+        + "[plugins.\"pkg.sink\"]\npath = \"x\"\n"
+    )
+    config = parse(text, config_path, known_plugins=KNOWN)
+    assert config.runner.modules == ("handlers", "pkg.sink")
+    assert config.runner.disable == ("handlers",)
+    assert config.plugin_config("pkg.sink") == {"path": "x"}
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [('"handlers"', "runner.plugins.modules"), ('["a-b"]', "runner.plugins.modules[0]"),
+     ('["ok", 3]', "runner.plugins.modules[1]"), ('["x..y"]', "runner.plugins.modules[0]")],
+)
+def test_local_module_names_must_be_python_module_names(config_path: Path, value: str, key: str) -> None:
+    caught = error(f"[runner]\nplugins = {{ modules = {value} }}\n" + CONNECTION, config_path)
+    assert caught.key == key
