@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 _MAX_HEAD = 64 * 1024
 _BODILESS = frozenset({204, 304})
 _KILL_TIMEOUT = 1.0
+_WBITS = {"gzip": 31, "deflate": 15}  # zlib window bits: gzip wrapper, zlib wrapper (HTTP's deflate)
 
 
 class _Marker(enum.Enum):
@@ -57,7 +58,8 @@ class Response:
     ``bytes`` pieces are written as is (one HTTP chunk each when chunked; empty ones are skipped),
     numbers sleep that many seconds, ``DROP`` aborts the connection. ``framing`` is ``"chunked"``,
     ``"close"`` (ends by closing) or ``"length"`` (Content-Length of all bytes, compressed if
-    ``gzip``). ``gzip`` compresses the pieces with one stream, sync-flushed after each piece.
+    compressed). ``encoding`` (``"gzip"`` or ``"deflate"``) compresses the pieces with one stream,
+    sync-flushed after each piece, and sends the matching ``Content-Encoding``.
     ``stall`` keeps the connection open, silent, for that many seconds after the body, then closes
     it without ending the response. The server adds framing headers, ``Content-Encoding`` and
     ``Connection: close`` unless ``headers`` already names them.
@@ -67,12 +69,14 @@ class Response:
     headers: Mapping[str, str] = field(default_factory=_event_stream_headers)
     body: Sequence[Piece] = ()
     framing: Literal["chunked", "close", "length"] = "chunked"
-    gzip: bool = False
+    encoding: Literal["gzip", "deflate"] | None = None
     stall: float | None = None
 
     def __post_init__(self) -> None:
         if not 100 <= self.status <= 999:
             raise ValueError(f"status must be a 3-digit code, got {self.status!r}")
+        if self.encoding not in (None, *_WBITS):
+            raise ValueError(f"encoding must be None, 'gzip' or 'deflate', got {self.encoding!r}")
         if self.framing not in ("chunked", "close", "length"):
             raise ValueError(f"framing must be 'chunked', 'close' or 'length', got {self.framing!r}")
         for piece in self.body:
@@ -311,9 +315,9 @@ def _read_request(sock: socket.socket) -> RecordedRequest | None:
     )
 
 
-def _encoded(pieces: Iterable[Piece], gzip: bool) -> Iterator[Piece]:
+def _encoded(pieces: Iterable[Piece], encoding: str | None) -> Iterator[Piece]:
     """The pieces as they go on the wire (before framing); empty byte pieces are dropped."""
-    compressor = zlib.compressobj(wbits=31) if gzip else None
+    compressor = zlib.compressobj(wbits=_WBITS[encoding]) if encoding else None
     for piece in pieces:
         if isinstance(piece, bytes):
             if not piece:
@@ -343,20 +347,20 @@ def _send(sock: socket.socket, method: str, response: Response, body: Iterable[P
             lines.append(f"{name}: {value}")
 
     if not bodiless:
-        if response.gzip:
-            add("Content-Encoding", "gzip")
+        if response.encoding:
+            add("Content-Encoding", response.encoding)
         if framing == "chunked":
             add("Transfer-Encoding", "chunked")
         elif framing == "length":
             body = list(body)
-            whole = _encoded((piece for piece in body if piece is not DROP), response.gzip)
+            whole = _encoded((piece for piece in body if piece is not DROP), response.encoding)
             add("Content-Length", str(sum(len(piece) for piece in whole if isinstance(piece, bytes))))
     add("Connection", "close")
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
     if bodiless or method == "HEAD":
         body = ()
     chunked = framing == "chunked" and not bodiless and method != "HEAD"
-    for piece in _encoded(body, response.gzip):
+    for piece in _encoded(body, response.encoding):
         if piece is DROP:
             return
         if isinstance(piece, bytes):

@@ -69,8 +69,9 @@ def test_events_split_across_http_chunks(sse_server: SSEServer, sse_client: SSEC
     assert [(e.id, e.data) for e in got] == [("1", "café"), ("1", {"n": 2})]
 
 
-def test_gzip_body_is_decoded(sse_server: SSEServer, sse_client: SSEClient) -> None:
-    sse_server.script("/s", Response(body=[b"data: a\n\n", b"data: b\n\n"], gzip=True), DONE)
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_body_is_decoded(sse_server: SSEServer, sse_client: SSEClient, encoding: str) -> None:
+    sse_server.script("/s", Response(body=[b"data: a\n\n", b"data: b\n\n"], encoding=encoding), DONE)  # type: ignore[arg-type]
     got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
     assert [e.data for e in got] == ["a", "b"]  # undecoded gzip bytes would parse as no event at all
 

@@ -115,7 +115,7 @@ def test_length_framing_sends_content_length_and_honours_sleeps(server: SSEServe
 
 def test_gzip_pieces_are_each_decodable_on_arrival(server: SSEServer, http: urllib3.PoolManager) -> None:
     pieces = [b"data: one\n\n", b"data: two\n\n", b": ping\n\n"]
-    server.script("/s", Response(body=pieces, gzip=True))
+    server.script("/s", Response(body=pieces, encoding="gzip"))
     _, headers, body = raw_get(server, "/s")
     assert headers["content-encoding"] == "gzip"
     chunks, terminated = dechunk(body)
@@ -127,7 +127,7 @@ def test_gzip_pieces_are_each_decodable_on_arrival(server: SSEServer, http: urll
 
 
 def test_gzip_with_length_framing(server: SSEServer, http: urllib3.PoolManager) -> None:
-    server.script("/s", Response(body=[b"data: x\n\n", b"data: y\n\n"], framing="length", gzip=True))
+    server.script("/s", Response(body=[b"data: x\n\n", b"data: y\n\n"], framing="length", encoding="gzip"))
     _, headers, body = raw_get(server, "/s")
     assert int(headers["content-length"]) == len(body)
     assert gzip.decompress(body) == b"data: x\n\ndata: y\n\n"
