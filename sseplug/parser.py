@@ -122,19 +122,22 @@ class EventParser:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if not text:
             return []
-        if self._partial:
-            if "\n" not in text:
-                self._grow_partial(text)
-                return []
-            self._partial.append(text)
-            text = "".join(self._partial)
-            self._partial = []
-            self._partial_size = 0
         events: list[SSEResponse] = []
         try:
             pos: int | None = 0
+            if self._partial:  # complete the waiting line: join its pieces once, not the whole chunk
+                end = text.find("\n")
+                if end < 0:
+                    self._grow_partial(text)
+                    return []
+                self._partial.append(text[:end])
+                line = "".join(self._partial)
+                self._partial = []
+                self._partial_size = 0
+                self._line(line)  # not blank: a waiting piece is never empty
+                pos = end + 1
             if self._raw:  # inside a block: finish it on the spec path
-                pos = self._lines(text, 0, events, stop_at_dispatch=True)
+                pos = self._lines(text, pos, events, stop_at_dispatch=True)
             if pos is not None and self._bulk_enabled:
                 end = text.rfind("\n\n", pos)
                 if end >= 0:
@@ -178,9 +181,12 @@ class EventParser:
         if line[0] == ":":
             self._comments.append(line[2:] if line[1:2] == " " else line[1:])
             return
-        name, _, value = line.partition(":")
-        if value[:1] == " ":
-            value = value[1:]
+        colon = line.find(":")
+        if colon < 0:
+            name, value = line, ""
+        else:  # one slice for the value, after its optional space: values can be megabytes
+            name = line[:colon]
+            value = line[colon + 2 if line[colon + 1 : colon + 2] == " " else colon + 1 :]
         if name == "data":
             self._data.append(value)
         elif name == "event":
