@@ -139,7 +139,8 @@ class EventParser:
             if self._raw:  # inside a block: finish it on the spec path
                 pos = self._lines(text, pos, events, stop_at_dispatch=True)
             if pos is not None and self._bulk_enabled:
-                end = text.rfind("\n\n", pos)
+                # the last LF first (memrchr): a long unfinished line is then not scanned twice
+                end = text.rfind("\n\n", pos, text.rfind("\n", pos) + 1)
                 if end >= 0:
                     self._bulk(text, pos, end + 2, events)
                     pos = end + 2
