@@ -20,7 +20,6 @@ from .config import Config, load_config  # noqa: E402
 from .errors import ConfigError, PluginError  # noqa: E402
 from .plugins import BUILTINS, create_plugin_manager, known_plugin_names  # noqa: E402
 
-EXIT_USAGE = 2
 EXIT_CONFIG = os.EX_CONFIG  # 78
 
 log = logging.getLogger("sseplug.cli")
