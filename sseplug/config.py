@@ -94,6 +94,18 @@ class Config:
         """The ``[plugins.NAME]`` table of plugin ``name``, or ``{}`` when the file has none."""
         return self.plugins.get(name, {})
 
+    def plugin_error(self, name: str, key: str, message: str) -> ConfigError:
+        """The error for ``key`` of ``[plugins.NAME]`` in this file, for plugins checking their table."""
+        return ConfigError(message, key=f"plugins.{name}.{key}", path=str(self.path))
+
+    def check_plugin_keys(self, name: str, known: Collection[str]) -> None:
+        """Raise ``plugin_error`` for the first key of ``[plugins.NAME]`` that is not in ``known``."""
+        for key in self.plugin_config(name):
+            if key not in known:
+                raise self.plugin_error(
+                    name, key, f"unknown key {key!r} in [plugins.{name}]; known keys: {', '.join(known)}"
+                )
+
 
 def load_config(
     path: str | os.PathLike[str],

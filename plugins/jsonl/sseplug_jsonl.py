@@ -182,11 +182,9 @@ def _settings(table: Mapping[str, Any], config: Config) -> tuple[Path, int | Non
     """``(path, max_bytes, backups, fsync)`` from the table, or a ``ConfigError`` naming the key."""
 
     def fail(key: str, message: str) -> ConfigError:
-        return ConfigError(message, key=f"plugins.{NAME}.{key}", path=str(config.path))
+        return config.plugin_error(NAME, key, message)
 
-    for key in table:
-        if key not in KEYS:
-            raise fail(key, f"unknown key {key!r} in [plugins.{NAME}]; known keys: {', '.join(KEYS)}")
+    config.check_plugin_keys(NAME, KEYS)
     if "path" not in table:
         raise fail("path", 'missing key \'path\'; e.g. path = "events.jsonl" (relative to the config file)')
     raw_path = table["path"]

@@ -351,11 +351,9 @@ def _settings(table: Mapping[str, Any], config: Config) -> KafkaSettings:
     """The validated table, or a ``ConfigError`` naming the key."""
 
     def fail(key: str, message: str) -> ConfigError:
-        return ConfigError(message, key=f"plugins.{NAME}.{key}", path=str(config.path))
+        return config.plugin_error(NAME, key, message)
 
-    for key in table:
-        if key not in KEYS:
-            raise fail(key, f"unknown key {key!r} in [plugins.{NAME}]; known keys: {', '.join(KEYS)}")
+    config.check_plugin_keys(NAME, KEYS)
     for key, example in (("bootstrap_servers", '"127.0.0.1:9092"'), ("topic", '"events"')):
         if key not in table:
             raise fail(key, f"missing key {key!r}; e.g. {key} = {example}")

@@ -501,11 +501,9 @@ def _settings(table: Mapping[str, Any], config: Config) -> tuple[str, float, str
     """``(url, lease_ttl, stream, maxlen)`` from the table, or a ``ConfigError`` naming the key."""
 
     def fail(key: str, message: str) -> ConfigError:
-        return ConfigError(message, key=f"plugins.{NAME}.{key}", path=str(config.path))
+        return config.plugin_error(NAME, key, message)
 
-    for key in table:
-        if key not in KEYS:
-            raise fail(key, f"unknown key {key!r} in [plugins.{NAME}]; known keys: {', '.join(KEYS)}")
+    config.check_plugin_keys(NAME, KEYS)
     if "url" not in table:
         raise fail("url", 'missing key \'url\'; e.g. url = "redis://127.0.0.1:6379/0"')
     url = table["url"]
