@@ -24,7 +24,7 @@ __all__ = ["SSEClient", "EventStream"]
 
 log = logging.getLogger("sseplug.client")
 
-QUEUE_BATCHES = 256  # per stream; a slow consumer holds the connection's reads back (backpressure)
+QUEUE_BATCHES = 2  # per stream; a slow consumer holds the connection's reads back (backpressure)
 CLOSE_TIMEOUT = 5.0
 _END = object()
 

@@ -16,10 +16,10 @@ The spec's algorithm, and where each step lives here:
    incomplete event is never dispatched and its ``id:`` is never promoted.
 
 The bulk path: at a block boundary, the complete blocks of a chunk (everything before its last
-blank line) are matched by one compiled regex, or split on blank lines where blocks hold several
-data lines. The common block shape (``id``, ``event``, then ``data`` lines, in that order) is read
-from the match groups or with string methods; any other block is handed line by line to
-``_line``, the spec path. Both paths give identical results on every input (property-tested).
+blank line) are matched by one compiled regex. The common block shape (``id``, ``event``, then
+``data`` lines, in that order) is read from the match groups; any other block is handed line by
+line to ``_line``, the spec path. Both paths give identical results on every input
+(property-tested).
 """
 
 from __future__ import annotations
@@ -38,16 +38,16 @@ _Decoder = codecs.getincrementaldecoder("utf-8-sig")
 
 # Alternatives, tried in order at each block boundary; findall() gives "" for a group that did
 # not take part, hence the separate "id" marker group:
-#   1-5: the common block (1: the block without its blank line): optional "id" (marker 2, value
-#        3, no NUL), optional "event" (4), one "data" line (value 5);
-#   6:   any other block of non-empty lines, up to its blank line;
+#   1-6: the common block (1: the block without its blank line): optional "id" (marker 2, value
+#        3, no NUL), optional "event" (4), a "data" line (value 5), then more "data: " lines
+#        (6, each with its "\ndata: " prefix, dropped by one str.replace);
+#   7:   any other block of non-empty lines, up to its blank line;
 #   -:   a blank line between blocks (dispatches nothing: the data buffer is already empty).
 _BLOCK = re.compile(
-    r"((?:(id): ?([^\n\x00]*)\n)?(?:event: ?([^\n]*)\n)?data: ?([^\n]*))\n\n"
+    r"((?:(id): ?([^\n\x00]*)\n)?(?:event: ?([^\n]*)\n)?data: ?([^\n]*)((?:\ndata: [^\n]*)*))\n\n"
     r"|((?:[^\n]+\n)+)\n"
     r"|\n"
 )
-SPLIT_ABOVE = 2  # data lines per block, on average, above which the bulk path splits blocks
 _new_event = tuple.__new__  # SSEResponse is a NamedTuple: skip its Python-level __new__
 
 
@@ -241,77 +241,25 @@ class EventParser:
     # -- the bulk path ---------------------------------------------------------------------------
 
     def _bulk(self, text: str, pos: int, end: int, events: list[SSEResponse]) -> None:
-        """Dispatch the complete blocks in ``text[pos:end]`` (which ends with a blank line).
-
-        Blocks of one ``data`` line are matched by ``_BLOCK`` at C speed; a region where blocks
-        hold several data lines on average is split on blank lines instead, since the regex
-        engine scans long multi-line blocks slower than ``str.split`` and ``str.replace`` do.
-        """
+        """Dispatch the complete blocks in ``text[pos:end]`` (which ends with a blank line)."""
         limit = self.max_event_size
         check_size = (end - pos) * 4 > limit  # a char is at most 4 UTF-8 bytes
-        last_id = self._id
-        if text.count("\ndata:", pos, end) > SPLIT_ABOVE * text.count("\n\n", pos, end):
-            for block in text[pos : end - 2].split("\n\n"):
-                block = block.strip("\n")  # more blank lines between blocks dispatch nothing
-                if block:
-                    last_id = self._block(block, last_id, events, check_size)
-        else:
-            append, decode = events.append, self.decode_data
-            for block, has_id, id_, event, data, other in _BLOCK.findall(text, pos, end):
-                if block:
-                    if check_size and _utf8_size(block) + 1 > limit:
-                        self._too_large(_utf8_size(block) + 1)
-                    if has_id:
-                        last_id = id_
-                    if decode is not None and (value := decode(data)) is not None:
-                        data = value
-                    append(_new_event(SSEResponse, (last_id, event or "message", data, None, block, None)))
-                elif other:
-                    last_id = self._block(other[:-1], last_id, events, check_size)
+        append, decode, last_id = events.append, self.decode_data, self._id
+        for block, has_id, id_, event, data, more, other in _BLOCK.findall(text, pos, end):
+            if block:
+                if check_size and _utf8_size(block) + 1 > limit:
+                    self._too_large(_utf8_size(block) + 1)
+                if has_id:
+                    last_id = id_
+                if more:
+                    data += more.replace("\ndata: ", "\n")
+                if decode is not None and (value := decode(data)) is not None:
+                    data = value
+                append(_new_event(SSEResponse, (last_id, event or "message", data, None, block, None)))
+            elif other:  # the spec path, line by line
+                self._id = last_id
+                for line in other[:-1].split("\n"):
+                    self._line(line)
+                self._dispatch(events)
+                last_id = self._id
         self._id = self.last_event_id = last_id
-
-    def _block(self, block: str, last_id: str, events: list[SSEResponse], check_size: bool) -> str:
-        """Dispatch one complete block (its lines, without the blank line); return the last id.
-
-        The common shape is read by ``_common_event``; anything else goes line by line through
-        the spec path.
-        """
-        if check_size and _utf8_size(block) + 1 > self.max_event_size:
-            self._too_large(_utf8_size(block) + 1)
-        event = _common_event(block, last_id, self.decode_data)
-        if event is not None:
-            events.append(event)
-            return event[0]
-        self._id = last_id
-        for line in block.split("\n"):
-            self._line(line)
-        self._dispatch(events)
-        return self._id
-
-
-def _common_event(block: str, last_id: str, decode: Callable[[str], Any] | None) -> SSEResponse | None:
-    """The event of a block shaped ``[id:] [event:] data: ...`` (every data line with its one
-    space), read with string methods; ``None`` for any other block."""
-    pos, event_id, event_type = 0, last_id, ""
-    if block.startswith("id:"):
-        end = block.find("\n")
-        if end < 0:
-            return None
-        event_id = block[4 if block[3:4] == " " else 3 : end]
-        if "\x00" in event_id:
-            return None
-        pos = end + 1
-    if block.startswith("event:", pos):
-        end = block.find("\n", pos)
-        if end < 0:
-            return None
-        event_type = block[pos + (7 if block[pos + 6 : pos + 7] == " " else 6) : end]
-        pos = end + 1
-    if not block.startswith("data: ", pos):
-        return None
-    data: Any = block[pos + 6 :].replace("\ndata: ", "\n")
-    if len(block) - pos - 6 - len(data) != 6 * data.count("\n"):
-        return None  # some line after the first is not "data: ...": each replacement drops 6 chars
-    if decode is not None and (value := decode(data)) is not None:
-        data = value
-    return _new_event(SSEResponse, (event_id, event_type or "message", data, None, block, None))

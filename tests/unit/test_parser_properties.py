@@ -5,8 +5,6 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sseplug import parser
-
 from sseplug import SSEResponse
 
 from .parsing import run
@@ -82,7 +80,7 @@ def test_random_streams_with_random_chunking_give_the_browser_events(
     blob, expected = stream
     for bulk in (True, False):
         assert shape(run(cut(blob, cuts), bulk=bulk).events) == expected
-    assert_both_bulk_variants(blob, cuts, run([blob], bulk=False))
+    assert run([blob]) == run([blob], bulk=False)
 
 
 TOKENS = st.sampled_from(
@@ -99,19 +97,6 @@ def test_bulk_path_equals_spec_path_on_every_input(tokens: list[bytes], cuts: li
     assert run([blob]) == reference
     assert run(cut(blob, cuts)) == reference
     assert run(cut(blob, cuts), bulk=False) == reference
-    assert_both_bulk_variants(blob, cuts, reference)
-
-
-def assert_both_bulk_variants(blob: bytes, cuts: list[int], reference: object) -> None:
-    """The regex variant and the split variant of the bulk path, each forced, agree with it."""
-    default = parser.SPLIT_ABOVE
-    try:
-        for split_above in (-1, 10**9):  # always split; never split
-            parser.SPLIT_ABOVE = split_above
-            assert run([blob]) == reference, f"SPLIT_ABOVE={split_above}"
-            assert run(cut(blob, cuts)) == reference, f"SPLIT_ABOVE={split_above}"
-    finally:
-        parser.SPLIT_ABOVE = default
 
 
 def reversed_text(text: str) -> str | None:
@@ -125,10 +110,5 @@ def test_decode_data_gives_the_decoded_data_of_the_same_events(tokens: list[byte
     blob = b"".join(tokens)
     plain = run([blob], bulk=False)
     expected = [e._replace(data=reversed_text(e.data) or e.data) for e in plain.events]
-    for split_above in (-1, 10**9):
-        default, parser.SPLIT_ABOVE = parser.SPLIT_ABOVE, split_above
-        try:
-            for bulk in (True, False):
-                assert run(cut(blob, cuts), bulk=bulk, decode_data=reversed_text).events == expected
-        finally:
-            parser.SPLIT_ABOVE = default
+    for bulk in (True, False):
+        assert run(cut(blob, cuts), bulk=bulk, decode_data=reversed_text).events == expected
