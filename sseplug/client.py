@@ -12,11 +12,11 @@ import gevent
 import gevent.event
 import gevent.monkey
 import gevent.pool
-import gevent.queue
 import urllib3
 
 from .connection import Connection, HttpFor
 from .errors import SSEError
+from .handoff import Handoff
 from .models import SSERequest, SSEResponse
 from .plugins import PluginManager, create_plugin_manager
 
@@ -24,7 +24,7 @@ __all__ = ["SSEClient", "EventStream"]
 
 log = logging.getLogger("sseplug.client")
 
-QUEUE_BATCHES = 2  # per stream; a slow consumer holds the connection's reads back (backpressure)
+BUFFERED_BATCHES = 2  # per stream; a slow consumer holds the connection's reads back (backpressure)
 CLOSE_TIMEOUT = 5.0
 _END = object()
 
@@ -52,7 +52,7 @@ class EventStream(Iterator[SSEResponse]):
         self.error: SSEError | None = None  # what ended the stream, once it ended with an error
         self.ended = gevent.event.Event()
         self.closed = False
-        self._queue: gevent.queue.Queue[Any] = gevent.queue.Queue(QUEUE_BATCHES)
+        self._handoff = Handoff(BUFFERED_BATCHES)
         self._events = self._generate()
         self._greenlet: gevent.Greenlet | None = None
 
@@ -63,8 +63,8 @@ class EventStream(Iterator[SSEResponse]):
         return next(self._events)
 
     def _generate(self) -> Iterator[SSEResponse]:
-        while not (self.closed and self._queue.empty()):
-            item = self._queue.get()
+        while not (self.closed and self._handoff.empty()):
+            item = self._handoff.get()
             if item is _END:
                 self.closed = True
                 return
@@ -76,10 +76,7 @@ class EventStream(Iterator[SSEResponse]):
         """Stop the connection, release its socket and end the iteration (no exception)."""
         self.closed = True
         self.connection.stop()
-        try:
-            self._queue.put_nowait(_END)  # wake a consumer blocked on an empty queue
-        except gevent.queue.Full:
-            pass
+        self._handoff.put(_END, last=True)  # wake a consumer waiting for events
         greenlet = self._greenlet
         if greenlet is not None and greenlet is not gevent.getcurrent():
             greenlet.join(timeout)
@@ -101,13 +98,13 @@ class EventStream(Iterator[SSEResponse]):
             self.error.__cause__ = error
         finally:
             self.ended.set()
-        if self.error is not None:
-            self._put(self.error)
-        self._put(_END)
+            if self.error is not None:
+                self._put(self.error, last=True)
+            self._put(_END, last=True)
 
-    def _put(self, item: Any) -> None:
+    def _put(self, item: Any, last: bool = False) -> None:
         if self.iterate and not self.closed:
-            self._queue.put(item)
+            self._handoff.put(item, last)
 
 
 class SSEClient:

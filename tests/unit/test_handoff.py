@@ -1,0 +1,161 @@
+"""Handoff: the channel from a connection's greenlet to the greenlet iterating its events."""
+
+from __future__ import annotations
+
+import gevent
+import gevent.event
+import pytest
+
+from sseplug.handoff import Handoff
+
+END = object()
+
+
+def read_all(handoff: Handoff, got: list[object]) -> None:
+    while (item := handoff.get()) is not END:
+        got.append(item)
+
+
+def test_items_arrive_in_order_whether_handed_over_or_buffered() -> None:
+    handoff, got = Handoff(2), []
+    reader = gevent.spawn(read_all, handoff, got)
+
+    def write() -> None:
+        for i in range(50):
+            handoff.put(i)
+            if i % 7 == 0:
+                gevent.sleep(0)  # sometimes the reader waits on the hub, sometimes on the writer
+        handoff.put(END, last=True)
+
+    writer = gevent.spawn(write)
+    gevent.joinall([reader, writer], timeout=5, raise_error=True)
+    assert got == list(range(50)) and reader.dead and writer.dead
+
+
+def test_a_waiting_reader_runs_before_the_writer_goes_on() -> None:
+    handoff, trace = Handoff(2), []
+
+    def read() -> None:
+        for _ in range(3):
+            trace.append(("got", handoff.get()))
+
+    def write() -> None:
+        for i in range(3):
+            handoff.put(i)
+            trace.append(("put returned", i))
+
+    reader = gevent.spawn(read)
+    gevent.sleep(0)  # the reader waits
+    writer = gevent.spawn(write)
+    gevent.joinall([reader, writer], timeout=5, raise_error=True)
+    assert trace[:2] == [("got", 0), ("put returned", 0)]
+    assert [t for t in trace if t[0] == "got"] == [("got", 0), ("got", 1), ("got", 2)]
+
+
+def test_without_a_reader_the_writer_buffers_maxsize_items_then_waits_for_room() -> None:
+    handoff, written = Handoff(2), []
+
+    def write() -> None:
+        for i in range(5):
+            handoff.put(i)
+            written.append(i)
+
+    writer = gevent.spawn(write)
+    gevent.sleep(0.05)
+    assert written == [0, 1] and not writer.dead  # backpressure: full at 2
+    assert handoff.get() == 0
+    gevent.sleep(0.05)
+    assert written == [0, 1, 2]
+    assert [handoff.get() for _ in range(4)] == [1, 2, 3, 4]
+    writer.join(5)
+    assert writer.dead
+
+
+def test_a_writer_paused_after_a_handover_goes_on_when_the_reader_stops_asking() -> None:
+    handoff, written = Handoff(2), []
+    first: list[object] = []
+    reader = gevent.spawn(lambda: first.append(handoff.get()))  # takes one item, then ends
+    gevent.sleep(0)
+
+    def write() -> None:
+        for i in range(3):
+            handoff.put(i)
+            written.append(i)
+
+    writer = gevent.spawn(write)
+    gevent.joinall([reader, writer], timeout=5)
+    assert first == [0] and written == [0, 1, 2] and writer.dead  # 1 and 2 wait in the buffer
+    assert [handoff.get(), handoff.get()] == [1, 2]
+
+
+def test_a_timeout_in_the_waiting_reader_leaves_the_channel_usable() -> None:
+    handoff = Handoff(2)
+    with pytest.raises(gevent.Timeout):
+        with gevent.Timeout(0.05):
+            handoff.get()
+    gevent.spawn(handoff.put, "after")
+    with gevent.Timeout(5):
+        assert handoff.get() == "after"
+
+
+def test_a_timeout_while_the_reader_waits_on_the_writer_leaves_the_channel_usable() -> None:
+    handoff = Handoff(2)
+    go_on = gevent.event.Event()
+
+    def write() -> None:
+        handoff.put("first")  # handed over: paused until the reader asks again
+        go_on.wait()  # then the writer itself waits on the hub for a while
+        handoff.put("second")
+
+    reader_items = []
+    writer = gevent.spawn(write)
+    with gevent.Timeout(5):
+        reader_items.append(handoff.get())
+    with pytest.raises(gevent.Timeout):
+        with gevent.Timeout(0.05):
+            handoff.get()  # goes straight back to the writer, which now waits on go_on
+    go_on.set()
+    with gevent.Timeout(5):
+        reader_items.append(handoff.get())
+    writer.join(5)
+    assert reader_items == ["first", "second"] and writer.dead
+
+
+def test_a_last_item_from_another_greenlet_wakes_a_reader_waiting_on_the_writer() -> None:
+    handoff = Handoff(2)
+    block = gevent.event.Event()
+
+    def write() -> None:
+        handoff.put("one")
+        block.wait()  # never set: the writer is stuck on the hub
+
+    writer = gevent.spawn(write)
+    assert handoff.get() == "one"  # handed over: the writer is paused until the next get()
+    closer = gevent.spawn_later(0.05, handoff.put, END, True)
+    with gevent.Timeout(5):
+        assert handoff.get() is END  # was waiting on the writer: woken through the hub
+    closer.join(5)
+    writer.kill(block=True, timeout=5)
+    assert writer.dead
+
+
+def test_killing_a_paused_writer_ends_it() -> None:
+    handoff = Handoff(2)
+    done: list[str] = []
+
+    def write() -> None:
+        try:
+            handoff.put("one")
+            gevent.sleep(10)
+        finally:
+            done.append("finally")
+
+    def read() -> None:
+        handoff.get()
+        writer.kill(block=False)  # the writer is paused inside put() at this point
+        gevent.sleep(0.05)
+
+    writer = gevent.spawn(write)
+    reader = gevent.spawn(read)
+    gevent.joinall([reader, writer], timeout=5)
+    assert writer.dead and done == ["finally"]
