@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
@@ -47,30 +48,61 @@ _new_event = tuple.__new__
 def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[], bytes | None]:
     """A function returning the next body bytes available (``None`` at the end of the body).
 
-    A chunked body without content coding is read straight from the socket's buffer and
-    decoded here, many HTTP chunks at a time; anything else goes through urllib3's ``read1``
-    (which returns at most one HTTP chunk per call).
+    A body without content coding whose end is not given by Content-Length (chunked, or ending
+    at close: every SSE response in practice) is read with the socket's own ``recv``, which
+    allocates its buffer once bytes are there (``read1`` allocates 64 KiB before it waits, and
+    an idle stream would hold it); chunked bodies are decoded here, many HTTP chunks at a time.
+    Anything else goes through urllib3's ``read1`` (at most one HTTP chunk per call).
     """
     raw = getattr(getattr(response, "_fp", None), "fp", None)  # http.client's buffered socket file
+    sock = getattr(getattr(raw, "raw", None), "_sock", None)
+    chunked = getattr(response, "chunked", False)
     if (
-        raw is None
+        sock is None
         or not hasattr(raw, "read1")
-        or not getattr(response, "chunked", False)
+        or not (chunked or response.length_remaining is None)
         or response.headers.get("Content-Encoding", "identity").strip().lower() != "identity"
     ):
         read1 = response.read1
         return lambda: read1(READ_SIZE) or None
+    buffered = _drain(raw, sock)  # body bytes read along with the headers
+    recv = sock.recv
+    if not chunked:
+        def read_until_close() -> bytes | None:
+            nonlocal buffered
+            if buffered:
+                data, buffered = buffered, b""
+                return data
+            return recv(READ_SIZE) or None
+
+        return read_until_close
     decoder = ChunkedDecoder()
 
     def read_chunked() -> bytes | None:
+        nonlocal buffered
         if decoder.done:  # the last chunk came: never wait for a keep-alive socket to close
             return None
-        data = raw.read1(READ_SIZE)
+        if buffered:
+            data, buffered = buffered, b""
+        else:
+            data = recv(READ_SIZE)
         if not data:
             raise ChunkedError("the connection closed before the last chunk")
         return decoder.feed(data)
 
     return read_chunked
+
+
+def _drain(raw: Any, sock: Any) -> bytes:
+    """What the buffered file ``raw`` holds, and what the socket has right now, without waiting."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        return raw.read1(READ_SIZE) or b""
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):  # TLS's "nothing yet" (plain sockets: b"")
+        return b""
+    finally:
+        sock.settimeout(timeout)
 
 
 class _EventHooks(NamedTuple):

@@ -367,6 +367,9 @@ def tls_server() -> Iterator[tuple[SSEServer, trustme.CA]]:
     ca.issue_cert("127.0.0.1").configure_cert(context)
     with SSEServer(ssl_context=context) as server:
         server.script("/s", Response(body=[b"data: secret\n\n"]))
+        for framing in ("chunked", "close"):  # headers first; the body only once the client waits
+            server.script(f"/late-{framing}", Response(body=[0.2, b"data: late\n\n", 0.1, b"data: later\n\n"],
+                                                       framing=framing))
         yield server, ca
 
 
@@ -383,6 +386,25 @@ def test_a_pool_manager_passed_in_is_used(tls_server: tuple[SSEServer, trustme.C
         with SSEClient(plugin_manager=sseplug_plugins, http=http) as client:  # type: ignore[arg-type]
             got = collect(client.connect("s", SSERequest(server.url("/s"), retry=False)))
     assert [e.data for e in got] == ["secret"]
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_tls_stream_whose_body_comes_after_the_headers(
+    tls_server: tuple[SSEServer, trustme.CA], sseplug_plugins: object, framing: str
+) -> None:
+    server, ca = tls_server
+    with ca.cert_pem.tempfile() as ca_file:
+        http = urllib3.PoolManager(ca_certs=ca_file)
+        with SSEClient(plugin_manager=sseplug_plugins, http=http) as client:  # type: ignore[arg-type]
+            got = collect(client.connect("s", SSERequest(server.url(f"/late-{framing}"), retry=False)))
+    assert [e.data for e in got] == ["late", "later"]
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_stream_whose_body_comes_after_the_headers(sse_server: SSEServer, sse_client: SSEClient, framing: str) -> None:
+    sse_server.script("/s", Response(body=[0.2, b"data: late\n\n", 0.1, b"data: later\n\n"], framing=framing))
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), retry=False)))
+    assert [e.data for e in got] == ["late", "later"]
 
 
 def test_proxy_from_the_standard_environment_variables(
