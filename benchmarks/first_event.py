@@ -23,7 +23,7 @@ import sys
 from throughput import HERE, Worker
 
 CLIENTS = {
-    "sseplug": "sseplug (read1)",
+    "sseplug": "sseplug",
     "launchdarkly-eventsource": "launchdarkly-eventsource",
     "httpx-sse": "httpx-sse",
     "sseclient-py": "sseclient-py (over urllib3)",
