@@ -21,9 +21,9 @@ from .errors import (
     NetworkError,
     PluginError,
     RedirectError,
-    TemporaryPluginError,
     RetriesExhaustedError,
     SSEError,
+    TemporaryPluginError,
 )
 from .models import SSERequest, SSEResponse
 from .parser import EventParser

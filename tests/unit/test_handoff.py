@@ -90,9 +90,8 @@ def test_a_writer_paused_after_a_handover_goes_on_when_the_reader_stops_asking()
 
 def test_a_timeout_in_the_waiting_reader_leaves_the_channel_usable() -> None:
     handoff = Handoff(2)
-    with pytest.raises(gevent.Timeout):
-        with gevent.Timeout(0.05):
-            handoff.get()
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
+        handoff.get()
     gevent.spawn(handoff.put, "after")
     with gevent.Timeout(5):
         assert handoff.get() == "after"
@@ -111,9 +110,8 @@ def test_a_timeout_while_the_reader_waits_on_the_writer_leaves_the_channel_usabl
     writer = gevent.spawn(write)
     with gevent.Timeout(5):
         reader_items.append(handoff.get())
-    with pytest.raises(gevent.Timeout):
-        with gevent.Timeout(0.05):
-            handoff.get()  # goes straight back to the writer, which now waits on go_on
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
+        handoff.get()  # goes straight back to the writer, which now waits on go_on
     go_on.set()
     with gevent.Timeout(5):
         reader_items.append(handoff.get())
