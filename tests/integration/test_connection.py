@@ -321,6 +321,17 @@ def test_close_one_connection_ends_its_iterator_cleanly(sse_server: SSEServer, s
     assert sse_server.open_streams("/feed/a") == sse_server.open_streams("/feed/b") == 0
 
 
+def test_a_consumer_that_stops_asking_holds_the_connection_back(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/feed/s?count=100&interval=0.01"), retry=False))
+    first = collect(stream, count=1)
+    gevent.sleep(1.2)  # the feed would be over by now (100 x 10 ms) were nothing holding it back
+    connection = sse_client.connections["s"]
+    # read ahead: 2 batches buffered and 1 waiting to be put (about one event per read here)
+    assert 2 <= connection.events_total <= 30 and connection.state == "open"
+    rest = collect(stream, timeout=10)
+    assert [e.data["seq"] for e in first + rest] == list(range(1, 101))  # then all of it, in order
+
+
 def test_close_stops_reconnects(sse_server: SSEServer, sse_client: SSEClient) -> None:
     sse_server.script("/s", Response(503, {"Content-Type": "text/plain", "Retry-After": "30"}))
     stream = sse_client.connect("s", SSERequest(sse_server.url("/s")))
