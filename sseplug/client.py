@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,18 +57,23 @@ class EventStream(Iterator[SSEResponse]):
         self._greenlet: gevent.Greenlet | None = None
 
     def __iter__(self) -> Iterator[SSEResponse]:
+        if self._events.gi_frame is None and not self.closed:
+            # an exception from outside (a gevent.Timeout around next(), a kill) ended the last
+            # generator while it waited between batches: a new one goes on, losing nothing
+            self._events = self._generate()
         return self._events  # a generator: for-loops step it without a Python-level __next__
 
     def __next__(self) -> SSEResponse:
-        return next(self._events)
+        return next(iter(self))
 
-    def _generate(self) -> Iterator[SSEResponse]:
+    def _generate(self) -> Generator[SSEResponse, None, None]:
         while not (self.closed and self._handoff.empty()):
             item = self._handoff.get()
             if item is _END:
                 self.closed = True
                 return
             if isinstance(item, BaseException):
+                self.closed = True
                 raise item
             yield from item
 
@@ -76,6 +81,7 @@ class EventStream(Iterator[SSEResponse]):
         """Stop the connection, release its socket and end the iteration (no exception)."""
         self.closed = True
         self.connection.stop()
+        self._handoff.close()  # the connection must not wait for room to hand over its last batch
         self._handoff.put(_END, last=True)  # wake a consumer waiting for events
         greenlet = self._greenlet
         if greenlet is not None and greenlet is not gevent.getcurrent():

@@ -31,7 +31,10 @@ class Handoff:
     channel consistent.
     """
 
-    __slots__ = ("maxsize", "_items", "_hub", "_resumer", "_reader", "_reader_waiter", "_paused_writer", "_writer_waiter")
+    __slots__ = (
+        "maxsize", "_items", "_hub", "_resumer", "_reader", "_reader_waiter", "_paused_writer", "_writer_waiter",
+        "_closed",
+    )
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
@@ -42,10 +45,17 @@ class Handoff:
         self._reader_waiter: Waiter | None = None  # set while the reader waits on the hub
         self._paused_writer: Any = None  # the writer, paused inside put() after a handover
         self._writer_waiter: Waiter | None = None  # set while the writer waits for room
+        self._closed = False  # the reader went away: the writer no longer waits for room
 
     def empty(self) -> bool:
         """Whether no item is buffered."""
         return not self._items
+
+    def close(self) -> None:
+        """The reader is going away: from now on the writer never waits for room."""
+        self._closed = True
+        if self._writer_waiter is not None:
+            self._hub.loop.run_callback(self._writer_waiter.switch, None)
 
     def put(self, item: Any, last: bool = False) -> None:
         """Give ``item`` to the reader (see the class docstring)."""
@@ -60,7 +70,7 @@ class Handoff:
                 if self._paused_writer is writer:
                     self._paused_writer = None
             return
-        while not last and len(self._items) >= self.maxsize:
+        while not (last or self._closed) and len(self._items) >= self.maxsize:
             self._writer_waiter = Waiter(self._hub)
             try:
                 self._writer_waiter.get()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import ssl
 import subprocess
 import sys
@@ -332,6 +333,37 @@ def test_a_consumer_that_stops_asking_holds_the_connection_back(sse_server: SSES
     assert [e.data["seq"] for e in first + rest] == list(range(1, 101))  # then all of it, in order
 
 
+def test_close_ends_a_connection_held_back_by_its_consumer(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/feed/s?count=1000&interval=0.002")))
+    collect(stream, count=1)
+    gevent.sleep(0.3)  # the read-ahead is full: the connection waits for room
+    connection = sse_client.connections["s"]
+    sse_client.close("s")
+    assert connection.state == "closed"  # it ended by itself (a killed greenlet never gets there)
+    rest = [e.data["seq"] for e in collect(stream, timeout=2)]  # what was read ahead, then a clean end
+    assert rest == list(range(2, 2 + len(rest)))
+
+
+def test_a_timeout_while_waiting_for_the_next_event_loses_nothing(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/feed/s?count=4&interval=0.1"), retry=False))
+    seqs, timeouts = [], 0
+    for _ in range(200):  # next() under a short timeout, as a poll loop would
+        try:
+            with gevent.Timeout(0.02):
+                seqs.append(next(stream).data["seq"])
+        except gevent.Timeout:
+            timeouts += 1
+        except StopIteration:
+            break
+    assert seqs == [1, 2, 3, 4] and timeouts > 0
+    stream = sse_client.connect("t", SSERequest(sse_server.url("/feed/t?count=4&interval=0.1"), retry=False))
+    before: list[int] = []
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.15):
+        for event in stream:  # a for-loop left by a timeout: iterating again goes on
+            before.append(event.data["seq"])
+    assert before + [e.data["seq"] for e in collect(stream)] == [1, 2, 3, 4]
+
+
 def test_close_stops_reconnects(sse_server: SSEServer, sse_client: SSEClient) -> None:
     sse_server.script("/s", Response(503, {"Content-Type": "text/plain", "Retry-After": "30"}))
     stream = sse_client.connect("s", SSERequest(sse_server.url("/s")))
@@ -468,3 +500,44 @@ def test_a_plugin_failure_marked_retryable_reconnects_from_the_last_checkpoint(
     got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
     assert [e.id for e in got] == ["1", "2", "3"]  # 2 handled again after the reconnect, nothing lost
     assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == [None, "1", "3"]
+
+
+def test_iterators_that_time_out_sleep_and_close_at_random_lose_nothing(
+    sse_server: SSEServer, sse_client: SSEClient
+) -> None:
+    """The hand-off from connection to iterator under every way a consumer can behave."""
+
+    def consume(index: int) -> tuple[str, list[int]]:
+        rnd = random.Random(index)
+        stream = sse_client.connect(f"c{index}", SSERequest(sse_server.url(f"/feed/c{index}?count=60&interval=0.002")))
+        seqs: list[int] = []
+        closes_at = rnd.choice([None, None, rnd.randrange(1, 60)])
+        for _ in range(2000):  # bounded: each step takes an event, times out or sleeps
+            if closes_at is not None and len(seqs) >= closes_at:
+                sse_client.close(f"c{index}")
+                seqs += [e.data["seq"] for e in stream]  # what was already read ahead, then the end
+                return "closed", seqs
+            action = rnd.random()
+            if action < 0.15:
+                gevent.sleep(rnd.random() * 0.01)
+                continue
+            try:
+                with gevent.Timeout(0.0005 if action < 0.4 else 5):
+                    event = next(stream)
+            except gevent.Timeout:
+                continue
+            except StopIteration:
+                return "ended", seqs
+            seqs.append(event.data["seq"])
+        return "unfinished", seqs
+
+    jobs = [gevent.spawn(consume, i) for i in range(30)]
+    gevent.joinall(jobs, timeout=60, raise_error=True)
+    assert all(job.dead for job in jobs)
+    for job in jobs:
+        outcome, seqs = job.value
+        assert outcome != "unfinished"
+        if outcome == "ended":
+            assert seqs == list(range(1, 61))
+        else:  # closed: a prefix, in order, nothing twice
+            assert seqs == list(range(1, len(seqs) + 1))

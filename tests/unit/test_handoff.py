@@ -157,3 +157,14 @@ def test_killing_a_paused_writer_ends_it() -> None:
     reader = gevent.spawn(read)
     gevent.joinall([reader, writer], timeout=5)
     assert writer.dead and done == ["finally"]
+
+
+def test_close_lets_a_writer_waiting_for_room_go_on() -> None:
+    handoff = Handoff(1)
+    writer = gevent.spawn(lambda: [handoff.put(i) for i in range(3)])
+    gevent.sleep(0.05)
+    assert not writer.dead  # full at 1: waiting for room
+    handoff.close()
+    writer.join(5)
+    assert writer.dead and writer.successful()
+    assert [handoff.get() for _ in range(3)] == [0, 1, 2]  # nothing dropped
