@@ -33,7 +33,10 @@ class EventStream(Iterator[SSEResponse]):
     """The events of one connection, across reconnects, in stream order.
 
     Iteration ends cleanly when the stream ends or is closed, and raises the ``SSEError`` that
-    ended it otherwise (after the events received before it).
+    ended it otherwise (after the events received before it). An exception raised in the
+    consumer while it waits for the next event (a ``gevent.Timeout`` around ``next(stream)``)
+    ends no stream: iterating again goes on where it left off. While the consumer is not asking,
+    the connection reads ahead at most ``BUFFERED_BATCHES`` batches.
     """
 
     def __init__(
