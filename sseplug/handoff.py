@@ -32,8 +32,8 @@ class Handoff:
     """
 
     __slots__ = (
-        "maxsize", "_items", "_hub", "_resumer", "_reader", "_reader_waiter", "_paused_writer", "_writer_waiter",
-        "_closed",
+        "_closed", "_hub", "_items", "_paused_writer", "_reader", "_reader_waiter", "_resumer", "_writer_waiter",
+        "maxsize",
     )
 
     def __init__(self, maxsize: int) -> None:
