@@ -29,7 +29,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterable  # noqa: E402
 from typing import Any  # noqa: E402
 
 READ = 64 * 1024
@@ -42,6 +42,28 @@ def _check(data: Any) -> Any:
     if isinstance(data, dict):
         return data.get("seq")
     return len(data) if isinstance(data, str) else repr(data)
+
+
+def take(events: Iterable[Any], decode: bool, stop: int) -> tuple[int, Any, Any]:
+    """Step through a peer's ``events`` as its user would, up to ``stop`` of them: ``(count,
+    last event, last data)``, with ``json.loads`` of each event's data when ``decode``. The one
+    loop every synchronous peer is timed with."""
+    n, ev, data = 0, None, None
+    if decode:
+        loads = json.loads
+        for ev in events:
+            data = loads(ev.data)
+            n += 1
+            if n == stop:
+                break
+    else:
+        for ev in events:
+            n += 1
+            if n == stop:
+                break
+        if ev is not None:
+            data = ev.data
+    return n, ev, data
 
 
 def make_sseplug(json_plugin: bool) -> Consume:
@@ -77,23 +99,9 @@ def make_launchdarkly() -> Consume:
 
     def consume(url: str, decode: bool, stop: int) -> Result:
         client = SSEClient(ConnectStrategy.http(url, pool=pool), error_strategy=ErrorStrategy.always_fail())
-        n, ev, data = 0, None, None
-        if decode:
-            loads = json.loads
-            for ev in client.events:
-                data = loads(ev.data)
-                n += 1
-                if n == stop:
-                    break
-        else:
-            for ev in client.events:
-                n += 1
-                if n == stop:
-                    break
+        n, ev, data = take(client.events, decode, stop)
         t_end = time.perf_counter()
         client.close()
-        if ev is not None and not decode:
-            data = ev.data
         return n, -1, ev.last_event_id if ev else None, data, t_end
 
     return consume
@@ -106,23 +114,9 @@ def make_httpx_sse() -> Consume:
     client = httpx.Client(timeout=None)
 
     def consume(url: str, decode: bool, stop: int) -> Result:
-        n, sse, data = 0, None, None
         with connect_sse(client, "GET", url) as source:
-            if decode:
-                loads = json.loads
-                for sse in source.iter_sse():
-                    data = loads(sse.data)
-                    n += 1
-                    if n == stop:
-                        break
-            else:
-                for sse in source.iter_sse():
-                    n += 1
-                    if n == stop:
-                        break
+            n, sse, data = take(source.iter_sse(), decode, stop)
             t_end = time.perf_counter()
-        if sse is not None and not decode:
-            data = sse.data
         return n, -1, sse.id if sse else None, data, t_end
 
     return consume
@@ -138,24 +132,10 @@ def make_sseclient_py() -> Consume:
         # sseclient-py reads any iterable of bytes; a urllib3 response iterates by lines.
         response = pool.request("GET", url, preload_content=False, headers=HEADERS)
         client = sseclient.SSEClient(response)
-        n, ev, data = 0, None, None
-        if decode:
-            loads = json.loads
-            for ev in client.events():
-                data = loads(ev.data)
-                n += 1
-                if n == stop:
-                    break
-        else:
-            for ev in client.events():
-                n += 1
-                if n == stop:
-                    break
+        n, ev, data = take(client.events(), decode, stop)
         t_end = time.perf_counter()
         client.close()
         response.release_conn()
-        if ev is not None and not decode:
-            data = ev.data
         return n, -1, ev.id if ev else None, data, t_end
 
     return consume

@@ -65,27 +65,24 @@ def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[], bytes | None]:
     ):
         read1 = response.read1
         return lambda: read1(READ_SIZE) or None
-    buffered = _drain(raw, sock)  # body bytes read along with the headers
+    pending = _drain(raw, sock)  # body bytes read along with the headers
     recv = sock.recv
-    if not chunked:
-        def read_until_close() -> bytes | None:
-            nonlocal buffered
-            if buffered:
-                data, buffered = buffered, b""
-                return data
-            return recv(READ_SIZE) or None
 
-        return read_until_close
+    def read_body() -> bytes:
+        nonlocal pending
+        if pending:
+            data, pending = pending, b""
+            return data
+        return recv(READ_SIZE)
+
+    if not chunked:
+        return lambda: read_body() or None
     decoder = ChunkedDecoder()
 
     def read_chunked() -> bytes | None:
-        nonlocal buffered
         if decoder.done:  # the last chunk came: never wait for a keep-alive socket to close
             return None
-        if buffered:
-            data, buffered = buffered, b""
-        else:
-            data = recv(READ_SIZE)
+        data = read_body()
         if not data:
             raise ChunkedError("the connection closed before the last chunk")
         return decoder.feed(data)

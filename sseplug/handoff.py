@@ -54,8 +54,7 @@ class Handoff:
     def close(self) -> None:
         """The reader is going away: from now on the writer never waits for room."""
         self._closed = True
-        if self._writer_waiter is not None:
-            self._hub.loop.run_callback(self._writer_waiter.switch, None)
+        self._wake_writer()
 
     def put(self, item: Any, last: bool = False) -> None:
         """Give ``item`` to the reader (see the class docstring)."""
@@ -83,10 +82,7 @@ class Handoff:
     def get(self) -> Any:
         """The next item; waits for one."""
         if self._items:
-            item = self._items.popleft()
-            if self._writer_waiter is not None:  # there is room now
-                self._hub.loop.run_callback(self._writer_waiter.switch, None)
-            return item
+            return self._take()
         self._reader = reader = getcurrent()
         try:
             while True:
@@ -103,11 +99,21 @@ class Handoff:
                 if item is not None:
                     return item
                 if self._items:
-                    return self._items.popleft()
+                    return self._take()
                 self._reader = reader  # woken for nothing (a stale wake-up): wait again
         finally:
             if self._reader is reader:
                 self._reader = None
+
+    def _take(self) -> Any:
+        item = self._items.popleft()
+        self._wake_writer()  # there is room now
+        return item
+
+    def _wake_writer(self) -> None:
+        """Let a writer waiting for room look again (through the hub)."""
+        if self._writer_waiter is not None:
+            self._hub.loop.run_callback(self._writer_waiter.switch, None)
 
     # -- hub callbacks: each checks that what it was scheduled for still holds --------------
 
