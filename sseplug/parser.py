@@ -15,6 +15,15 @@ The spec's algorithm, and where each step lives here:
 4. A partial line waits in ``_partial`` for the rest; at EOF the caller drops the parser, so an
    incomplete event is never dispatched and its ``id:`` is never promoted.
 
+A ``retry:`` value past ``MAX_RETRY_MS`` (2**31-1 ms, the range of a browser's timers) is clamped
+to it, without converting thousands of digits.
+
+Memory stays within a small multiple of ``max_event_size`` whatever the line shape: once
+``_FOLD_AT`` lines of a block are pending, ``_fold`` joins them into one string per buffer (raw
+lines, data values, comments), so a block of tiny lines costs about its bytes rather than an
+object and a list slot per line; the pieces of a line arriving over many chunks are folded alike.
+Each line is copied into a fold once, so folding stays linear.
+
 The bulk path: at a block boundary, the complete blocks of a chunk (everything before its last
 blank line) are matched by one compiled regex. The common block shape (``id``, ``event``, then
 ``data`` lines, in that order) is read from the match groups; any other block is handed line by
@@ -32,7 +41,11 @@ from typing import Any
 from .errors import EventTooLargeError
 from .models import DEFAULT_MAX_EVENT_SIZE, SSEResponse
 
-__all__ = ["EventParser"]
+__all__ = ["EventParser", "DataDecodeError", "MAX_RETRY_MS"]
+
+MAX_RETRY_MS = 2**31 - 1  # a browser's timers go no further; longer retry: values are clamped
+_RETRY_DIGITS = len(str(MAX_RETRY_MS))  # a value with more (significant) digits is past it
+_FOLD_AT = 512  # pending lines of a block (or pieces of a line) joined into one string
 
 _Decoder = codecs.getincrementaldecoder("utf-8-sig")
 
@@ -55,17 +68,31 @@ def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+class DataDecodeError(Exception):
+    """``decode_data`` raised (the ``__cause__``) on the data of the event with id ``event_id``.
+
+    Not a parser problem: ``events`` holds the events the same ``feed`` completed before it.
+    """
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"decode_data failed on the data of the event with id {event_id!r}")
+        self.event_id = event_id
+        self.events: list[SSEResponse] = []
+
+
 class EventParser:
     """Turns chunks of an event stream into ``SSEResponse`` values, exactly as a browser would.
 
     ``feed(chunk)`` returns the events completed by ``chunk``; an incomplete event waits for more
     bytes. ``last_event_id`` is the spec's last event ID string (promoted only at a blank line);
-    ``retry`` the last valid ``retry:`` value in milliseconds, or ``None``. ``max_event_size``
-    bounds, in UTF-8 bytes, any line and any event (its block of lines): going past it raises
-    ``EventTooLargeError``, after which the parser must be discarded. Pass the previous stream's
-    ``last_event_id`` when parsing a reconnected stream, so events keep their id as in a browser.
-    ``decode_data``, a pure function of the data text, gives each event's ``data`` (``None``
-    keeps the text): decoding while the event is built costs less than rebuilding it later.
+    ``retry`` the last valid ``retry:`` value in milliseconds (at most ``MAX_RETRY_MS``), or
+    ``None``. ``max_event_size`` bounds, in UTF-8 bytes, any line and any event (its block of
+    lines): going past it raises ``EventTooLargeError``, after which the parser must be discarded.
+    Pass the previous stream's ``last_event_id`` when parsing a reconnected stream, so events keep
+    their id as in a browser. ``decode_data``, a pure function of the data text, gives each event's
+    ``data`` (``None`` keeps the text): decoding while the event is built costs less than
+    rebuilding it later. An exception it raises comes out of ``feed`` as ``DataDecodeError``,
+    after which the parser must be discarded too.
     """
 
     __slots__ = (
@@ -75,12 +102,16 @@ class EventParser:
         "_decoder",
         "_cr",
         "_partial",
+        "_partial_folded",
         "_partial_size",
         "_id",
         "_event",
         "_data",
         "_comments",
         "_raw",
+        "_data_done",
+        "_comments_done",
+        "_raw_done",
         "_block_retry",
         "_block_size",
         "_bulk_enabled",
@@ -100,12 +131,17 @@ class EventParser:
         self._decoder = _Decoder(errors="replace")
         self._cr = False  # the last chunk ended in CR: a leading LF completes that CRLF
         self._partial: list[str] = []  # pieces of a line still waiting for its end
+        self._partial_folded = 0  # how many of them, at the front, are folds of earlier pieces
         self._partial_size = 0
         self._id = last_event_id  # the spec's last event ID buffer
         self._event = ""
         self._data: list[str] = []  # data values; "\n".join() is the buffer minus its last LF
         self._comments: list[str] = []
         self._raw: list[str] = []  # lines of the current block; empty at a block boundary
+        # folds of the current block (each the join of its buffer's lines before it), in order
+        self._data_done: list[str] = []
+        self._comments_done: list[str] = []
+        self._raw_done: list[str] = []
         self._block_retry: int | None = None
         self._block_size = 0
         self._bulk_enabled = True  # False: spec path only (the reference the bulk path is tested on)
@@ -133,6 +169,7 @@ class EventParser:
                 self._partial.append(text[:end])
                 line = "".join(self._partial)
                 self._partial = []
+                self._partial_folded = 0
                 self._partial_size = 0
                 self._line(line)  # not blank: a waiting piece is never empty
                 pos = end + 1
@@ -146,7 +183,7 @@ class EventParser:
                     pos = end + 2
             if pos is not None:
                 self._lines(text, pos, events, stop_at_dispatch=False)
-        except EventTooLargeError as error:
+        except (EventTooLargeError, DataDecodeError) as error:
             error.events = events  # nothing already parsed is lost
             raise
         return events
@@ -175,6 +212,8 @@ class EventParser:
 
     def _line(self, line: str) -> None:
         """Interpret one non-blank line (spec: "comment", "field", "field without colon")."""
+        if len(self._raw) >= _FOLD_AT:
+            self._fold()
         self._raw.append(line)
         self._block_size += _utf8_size(line) + 1
         if self._block_size > self.max_event_size:
@@ -197,16 +236,28 @@ class EventParser:
                 self._id = value
         elif name == "retry":
             if value.isascii() and value.isdigit():
-                self.retry = self._block_retry = int(value)
+                digits = value.lstrip("0") or "0"  # "007" is 7: the length is then the magnitude
+                retry = int(digits) if len(digits) <= _RETRY_DIGITS else MAX_RETRY_MS
+                self.retry = self._block_retry = min(retry, MAX_RETRY_MS)
         # any other field name is ignored, as the spec says
 
     def _dispatch(self, events: list[SSEResponse]) -> None:
         """A blank line: promote the id; build an event when the data buffer is not empty."""
         self.last_event_id = self._id
+        if self._raw_done:  # a long block: its folds come first
+            self._raw = self._raw_done + self._raw
+            self._data = self._data_done + self._data
+            self._comments = self._comments_done + self._comments
+            self._raw_done, self._data_done, self._comments_done = [], [], []
         if self._data:
             data = "\n".join(self._data)
-            if self.decode_data is not None and (value := self.decode_data(data)) is not None:
-                data = value
+            if self.decode_data is not None:
+                try:
+                    value = self.decode_data(data)
+                except Exception as error:
+                    raise DataDecodeError(self._id) from error
+                if value is not None:
+                    data = value
             events.append(
                 SSEResponse(
                     self._id,
@@ -224,8 +275,23 @@ class EventParser:
         self._block_retry = None
         self._block_size = 0
 
+    def _fold(self) -> None:
+        """Join the pending lines of each buffer into one string, appended to its ``*_done``."""
+        self._raw_done.append("\n".join(self._raw))
+        self._raw = []
+        if self._data:  # only a non-empty list: [] is no data line, [""] one empty data line
+            self._data_done.append("\n".join(self._data))
+            self._data = []
+        if self._comments:
+            self._comments_done.append("\n".join(self._comments))
+            self._comments = []
+
     def _grow_partial(self, piece: str) -> None:
-        self._partial.append(piece)
+        partial, folded = self._partial, self._partial_folded
+        partial.append(piece)
+        if len(partial) - folded >= _FOLD_AT:  # join only the pieces since the last fold: linear
+            partial[folded:] = ["".join(partial[folded:])]
+            self._partial_folded += 1
         self._partial_size += _utf8_size(piece)
         if self._block_size + self._partial_size > self.max_event_size:
             self._too_large(self._block_size + self._partial_size)
@@ -253,8 +319,13 @@ class EventParser:
                     last_id = id_
                 if more:
                     data += more.replace("\ndata: ", "\n")
-                if decode is not None and (value := decode(data)) is not None:
-                    data = value
+                if decode is not None:
+                    try:
+                        value = decode(data)
+                    except Exception as error:
+                        raise DataDecodeError(last_id) from error
+                    if value is not None:
+                        data = value
                 append(_new_event(SSEResponse, (last_id, event or "message", data, None, block, None)))
             elif other:  # the spec path, line by line
                 self._id = last_id

@@ -6,10 +6,15 @@ path and on the spec path, with identical results required.
 
 from __future__ import annotations
 
+import itertools
+import tracemalloc
+from collections.abc import Iterable
+
 import pytest
 
 from sseplug import EventParser, SSEResponse
 from sseplug.errors import EventTooLargeError
+from sseplug.parser import MAX_RETRY_MS, DataDecodeError
 
 from .parsing import datas, parse, run
 
@@ -198,6 +203,24 @@ def test_event_reports_the_retry_of_its_block() -> None:
     assert out.retry == 10
 
 
+@pytest.mark.parametrize(
+    "digits", [b"9" * 5000, b"9" * 400, b"2147483648"], ids=["5000 digits", "400 digits", "2**31"]
+)
+def test_retry_past_the_browser_timer_range_is_clamped(digits: bytes) -> None:
+    stream = b"retry: " + digits + b"\ndata: x\n\n"
+    for chunks in ([stream], [stream[i : i + 1] for i in range(len(stream))]):
+        for bulk in (True, False):
+            out = run(chunks, bulk=bulk)
+            assert out.retry == MAX_RETRY_MS == 2**31 - 1
+            assert [(e.data, e.retry) for e in out.events] == [("x", MAX_RETRY_MS)]
+
+
+def test_retry_leading_zeros_do_not_count() -> None:
+    assert run([b"retry: " + b"0" * 5000 + b"1500\n\n"]).retry == 1500
+    assert parse(b"retry: 00\n\n").retry == 0
+    assert parse(b"retry: 2147483647\n\n").retry == MAX_RETRY_MS
+
+
 # -- end of stream -------------------------------------------------------------------------------
 
 
@@ -264,6 +287,37 @@ def test_max_event_size_counts_utf8_bytes() -> None:
         run([f"data: {text}\n\n".encode()], max_event_size=80)
 
 
+def peak_memory_until_too_large(chunks: Iterable[bytes], limit: int) -> int:
+    """Peak traced memory while a parser takes ``chunks`` until it gives up (it must)."""
+    parser = EventParser(max_event_size=limit)
+    tracemalloc.start()
+    try:
+        with pytest.raises(EventTooLargeError):
+            for chunk in chunks:
+                parser.feed(chunk)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "line", [b":\n", b"data: x\n", b"data\n", b":\ndata:\n"], ids=["comments", "data", "empty data", "mixed"]
+)
+def test_a_block_of_endless_short_lines_stays_within_a_few_times_max_event_size(line: bytes) -> None:
+    limit = 1024 * 1024
+    chunk = line * (64 * 1024 // len(line))
+    peak = peak_memory_until_too_large(itertools.repeat(chunk, 2 * limit // len(chunk)), limit)
+    assert peak < 3 * limit, f"peak {peak / limit:.1f}x max_event_size"
+
+
+@pytest.mark.parametrize("piece", [b"x", b"xy"])
+def test_a_line_arriving_in_tiny_pieces_stays_within_a_few_times_max_event_size(piece: bytes) -> None:
+    limit = 256 * 1024
+    chunks = itertools.chain([b"data: "], itertools.repeat(piece, 2 * limit // len(piece)))
+    peak = peak_memory_until_too_large(chunks, limit)
+    assert peak < 3 * limit, f"peak {peak / limit:.1f}x max_event_size"
+
+
 def test_event_at_exactly_max_event_size_is_accepted() -> None:
     block = b"data: " + b"z" * 13  # 19 bytes plus its LF: 20
     assert datas(block + b"\n\n", max_event_size=20) == ["z" * 13]
@@ -297,3 +351,38 @@ def test_many_events_keep_their_order() -> None:
         events = run([stream[i : i + 1000] for i in range(0, len(stream), 1000)], bulk=bulk).events
         assert [e.data for e in events] == [f"message {i}" for i in range(300)]
         assert [e.id for e in events] == [str(i) for i in range(300)]
+
+
+# -- decode_data ---------------------------------------------------------------------------------
+
+
+class Unreadable(Exception):
+    pass
+
+
+def strict(text: str) -> str:
+    """A decoder that cannot read one particular data value."""
+    if text == "bad":
+        raise Unreadable(text)
+    return text.upper()
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk", "spec"])
+@pytest.mark.parametrize("comment", [b"", b": c\n"], ids=["common blocks", "blocks with a comment"])
+def test_a_decode_data_error_names_its_event_and_keeps_the_events_before_it(bulk: bool, comment: bytes) -> None:
+    parser = EventParser(decode_data=strict)
+    parser._bulk_enabled = bulk
+    blocks = [comment + b"id: %d\ndata: %s\n\n" % (n, data) for n, data in enumerate([b"a", b"b", b"bad", b"c"])]
+    with pytest.raises(DataDecodeError) as caught:
+        parser.feed(b"".join(blocks))
+    assert [(e.id, e.data) for e in caught.value.events] == [("0", "A"), ("1", "B")]
+    assert caught.value.event_id == "2"
+    assert isinstance(caught.value.__cause__, Unreadable)
+
+
+def test_a_decode_data_error_in_a_later_feed_carries_only_that_feeds_events() -> None:
+    parser = EventParser(decode_data=strict)
+    assert [e.data for e in parser.feed(b"data: a\n\ndata: b")] == ["A"]
+    with pytest.raises(DataDecodeError) as caught:
+        parser.feed(b"\n\ndata: bad\n\n")
+    assert [e.data for e in caught.value.events] == ["B"] and caught.value.event_id == ""

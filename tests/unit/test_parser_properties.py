@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sseplug import SSEResponse
+from sseplug import parser as parser_module
+from sseplug.parser import _FOLD_AT
 
-from .parsing import run
+from .parsing import Outcome, run
 
 LINE_TEXT = st.text(
     alphabet=st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)), max_size=12
@@ -112,3 +116,56 @@ def test_decode_data_gives_the_decoded_data_of_the_same_events(tokens: list[byte
     expected = [e._replace(data=reversed_text(e.data) or e.data) for e in plain.events]
     for bulk in (True, False):
         assert run(cut(blob, cuts), bulk=bulk, decode_data=reversed_text).events == expected
+
+
+def bytewise(blob: bytes) -> list[bytes]:
+    return [blob[i : i + 1] for i in range(len(blob))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TOKENS, max_size=40), st.lists(st.integers(min_value=0), max_size=8), st.integers(1, 4))
+def test_folding_lines_and_line_pieces_at_any_threshold_changes_nothing(
+    tokens: list[bytes], cuts: list[int], fold_at: int
+) -> None:
+    blob = b"".join(tokens)
+    reference = run([blob], bulk=False)  # fewer lines and pieces than _FOLD_AT: nothing folded
+    with mock.patch.object(parser_module, "_FOLD_AT", fold_at):
+        for bulk in (True, False):
+            assert run(cut(blob, cuts), bulk=bulk) == reference
+            assert run(bytewise(blob), bulk=bulk) == reference
+
+
+BLOCK_LINES = st.sampled_from(
+    ["data", "data:", "data: x", "data:x y", "data: é€", ":", ": c", ":c", "id: 1", "event: e", "retry: 7", "f: z"]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(BLOCK_LINES, min_size=1, max_size=6),
+    st.integers(_FOLD_AT - 2, 3 * _FOLD_AT + 2),
+    EOLS,
+    st.lists(st.integers(min_value=0), max_size=8),
+)
+def test_a_block_longer_than_the_fold_threshold_gives_the_event_of_its_lines(
+    pattern: list[str], count: int, eol: str, cuts: list[int]
+) -> None:
+    lines = (pattern * count)[:count]
+    fields = [(name, value.removeprefix(" ")) for name, _, value in (line.partition(":") for line in lines)]
+    data = [value for name, value in fields if name == "data"]
+    comments = [value for name, value in fields if name == ""]
+    last_id, retry = ("1" if "id: 1" in lines else ""), (7 if "retry: 7" in lines else None)
+    event = SSEResponse(
+        last_id, "e" if "event: e" in lines else "message", "\n".join(data),
+        "\n".join(comments) if comments else None, "\n".join(lines), retry,
+    )
+    expected = Outcome([event] if data else [], last_id, retry)
+    blob = (eol.join(lines) + eol + eol).encode()
+    for bulk in (True, False):
+        assert run(cut(blob, cuts), bulk=bulk) == expected
+    assert run([blob[i : i + 7] for i in range(0, len(blob), 7)]) == expected
+
+
+def test_a_long_line_in_many_pieces_is_one_line() -> None:
+    blob = ("data: " + "ab€𝄞" * 700 + "\ndata: x\n\n").encode()
+    assert run(bytewise(blob)) == run([blob]) and run([blob]).events[0].data == "ab€𝄞" * 700 + "\nx"
