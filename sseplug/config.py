@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .errors import ConfigError
-from .models import DEFAULT_MAX_EVENT_SIZE, OnData, OnDone, OnError, SSERequest
+from .models import (
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_MAX_EVENT_SIZE,
+    DEFAULT_READ_TIMEOUT,
+    OnData,
+    OnDone,
+    OnError,
+    SSERequest,
+)
+from .redaction import Secret, secret_headers
 
 __all__ = ["Config", "ConnectionConfig", "RunnerConfig", "load_config", "parse_config"]
 
@@ -24,12 +33,14 @@ _RUNNER_KEYS = ("pool_size", "plugins", "state_dir", "shutdown_timeout", "http_l
 _RUNNER_PLUGINS_KEYS = ("disable", "modules")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _CONNECTION_KEYS = (
-    "id", "url", "method", "headers", "body", "retry", "max_retries", "read_timeout", "max_event_size",
+    "id", "url", "method", "headers", "body", "retry", "max_retries", "read_timeout", "head_timeout",
+    "max_event_size",
 )
 _ID = re.compile(r"[A-Za-z0-9_.:-]+")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _REFERENCE = re.compile(r"\$(?:(\$)|\{([^}]*)(\}?))")
 _REFERENCE_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:[-?])(.*))?", re.DOTALL)
+_HEADERS_KEY = re.compile(r"connections\[[0-9]+\]\.headers(?![A-Za-z0-9_-])")  # the table and its values
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 _TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string"}
@@ -47,7 +58,8 @@ class ConnectionConfig:
     body: Any = None
     retry: bool = True
     max_retries: int = 5
-    read_timeout: float | None = None
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT
+    head_timeout: float | None = DEFAULT_HEAD_TIMEOUT
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE
 
     def request(
@@ -65,6 +77,7 @@ class ConnectionConfig:
             retry=self.retry,
             max_retries=self.max_retries,
             read_timeout=self.read_timeout,
+            head_timeout=self.head_timeout,
             max_event_size=self.max_event_size,
         )
 
@@ -200,7 +213,12 @@ def _expand(text: str, key: str, environ: Mapping[str, str]) -> str:
             )
         return value
 
-    return _REFERENCE.sub(replace, text) if "$" in text else text
+    if "$" not in text:
+        return text
+    expanded = _REFERENCE.sub(replace, text)
+    if _HEADERS_KEY.match(key) and any(match.group(2) is not None for match in _REFERENCE.finditer(text)):
+        return Secret(expanded)  # a header taken from the environment is a credential, as a rule
+    return expanded
 
 
 # -- the document -------------------------------------------------------------------------------
@@ -321,7 +339,10 @@ def _connection(table: dict[str, Any], key: str) -> ConnectionConfig:
     retry = table.get("retry", defaults.retry)
     if not isinstance(retry, bool):
         _fail(f"{key}.retry", f"expected true or false, got {_show(retry)}")
-    read_timeout = _seconds(table["read_timeout"], f"{key}.read_timeout") if "read_timeout" in table else None
+    timeouts = {
+        name: _seconds(table[name], f"{key}.{name}") if name in table else getattr(defaults, name)
+        for name in ("read_timeout", "head_timeout")
+    }
     connection = ConnectionConfig(
         id=connection_id,
         url=url,
@@ -330,7 +351,7 @@ def _connection(table: dict[str, Any], key: str) -> ConnectionConfig:
         body=body,
         retry=retry,
         max_retries=_integer(table, "max_retries", key, defaults.max_retries, minimum=0),
-        read_timeout=read_timeout,
+        **timeouts,
         max_event_size=_integer(table, "max_event_size", key, defaults.max_event_size, minimum=1),
     )
     try:
@@ -353,7 +374,7 @@ def _headers(value: Any, key: str) -> dict[str, str]:
     for name, item in table.items():
         if not isinstance(item, str):
             _fail(_join(key, name), f"expected a string header value, got {_show(item)}; quote it")
-    return table
+    return secret_headers(table)
 
 
 def _body(value: Any, method: str, key: str) -> Any:
@@ -449,6 +470,8 @@ def _join(prefix: str, name: str) -> str:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, Secret):
+        return f"{value!r} (string)"  # a header value from the environment: not in error messages
     if isinstance(value, (dict, list)):
         return "a table" if isinstance(value, dict) else "an array"
     kind = _TOML_TYPES.get(type(value), type(value).__name__)

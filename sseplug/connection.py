@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
+import gevent
 import gevent.event
 import urllib3
 from urllib3 import HTTPHeaderDict
@@ -25,9 +28,10 @@ from .errors import (
     SSEError,
     TemporaryPluginError,
 )
-from .models import SSERequest, SSEResponse
-from .parser import EventParser
+from .models import MAX_WAIT, SSERequest, SSEResponse
+from .parser import DataDecodeError, EventParser
 from .plugins import PluginManager
+from .redaction import CREDENTIAL_HEADERS, Secret
 
 __all__ = ["Connection", "HttpFor"]
 
@@ -40,8 +44,14 @@ READ_SIZE = 64 * 1024
 CONNECT_TIMEOUT = 10.0
 MAX_REDIRECTS = 10
 ERROR_BODY_LIMIT = 1024
+ERROR_BODY_TIMEOUT = 5.0  # an error response's body is only an excerpt for the message: never wait long for it
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+HUB_TURN_EVERY = 0.005
+"""Seconds a stream whose socket always has data reads before it lets the hub run (timers, other
+streams, signals): without it a flooding server freezes the process, as ``recv`` never blocks."""
+HEALTHY_AFTER = 60.0
+"""Seconds a response must stay open before the backoff starts again from its first step."""
 _new_event = tuple.__new__
 
 
@@ -102,6 +112,12 @@ def _drain(raw: Any, sock: Any) -> bytes:
         sock.settimeout(timeout)
 
 
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port of ``url`` (the port made explicit), as urllib3 compares them."""
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme)
+
+
 class _EventHooks(NamedTuple):
     """The per-event hook callers that have implementations (``None`` when none has)."""
 
@@ -134,6 +150,7 @@ class Connection:
         self.url = request.url
         self.last_event_id = request.last_event_id
         self.attempt = 0  # consecutive failures; reset once a response delivered events
+        self.backoff_step = 0  # reconnects since the stream was last healthy; reset after HEALTHY_AFTER open
         self.retry_ms: int | None = None  # the server's last retry: value
         self.state = "new"  # standby, connecting, open, waiting, closed, failed
         self.events_total = 0
@@ -208,7 +225,7 @@ class Connection:
                 if self._released:  # the load itself lost the stream: claim it again first
                     continue
                 if loaded is not None:
-                    self.last_event_id = loaded
+                    self.last_event_id = self._checked_id(loaded)
                 load_checkpoint = False
             error: SSEError | None = None
             delivered_before = self.events_total
@@ -228,8 +245,9 @@ class Connection:
                 load_checkpoint = True
                 continue
             if self.events_total > delivered_before:
-                self.attempt = 0  # a stream that delivered resets the failure count
+                self.attempt = 0  # a stream that delivered resets the failure count, not the backoff
             self.attempt += 1
+            self.backoff_step += 1
             if not self.request.retry:
                 if error is not None:
                     raise error
@@ -253,9 +271,10 @@ class Connection:
                 if error is not None:
                     raise error
                 return
+            wait = self._seconds("sseplug_retry_decision", wait)
             self.state = "waiting"
             log.info("connection %r: reconnecting in %.2fs (attempt %d): %s", self.id, wait, self.attempt, error or "eof")
-            self._wakeup.wait(float(wait))
+            self._wakeup.wait(wait)
             if not self._stopping:
                 self.reconnects_total += 1
 
@@ -268,8 +287,29 @@ class Connection:
             if answer is None or answer is True:
                 return True
             self.state = "standby"
-            self._wakeup.wait(1.0 if answer is False else float(answer))
+            self._wakeup.wait(1.0 if answer is False else self._seconds("sseplug_claim", answer))
         return False
+
+    def _seconds(self, hook: str, answer: Any) -> float:
+        """A wait a plugin answered, capped at ``MAX_WAIT``; a ``PluginError`` if it is no number."""
+        if isinstance(answer, bool) or not isinstance(answer, (int, float)) or math.isnan(answer):
+            raise PluginError(f"a {hook} implementation answered {answer!r}; expected seconds to wait",
+                              hook=hook, connection_id=self.id, url=self.url)
+        return min(max(float(answer), 0.0), MAX_WAIT)
+
+    def _checked_id(self, loaded: Any) -> str:
+        """A last event id from ``sseplug_checkpoint_load``; one a request cannot carry is a ``PluginError``."""
+        if isinstance(loaded, str) and not any(c in loaded for c in "\x00\r\n"):
+            try:
+                loaded.encode("utf-8")
+                return loaded
+            except UnicodeEncodeError:
+                pass
+        raise PluginError(
+            f"a sseplug_checkpoint_load implementation loaded {loaded!r}, which is not a str a "
+            "Last-Event-ID header can carry (UTF-8, without NUL, CR or LF); fix or delete that checkpoint",
+            hook="sseplug_checkpoint_load", connection_id=self.id, url=self.url,
+        )
 
     # -- one response ----------------------------------------------------------------------------
 
@@ -283,6 +323,7 @@ class Connection:
             self._call("sseplug_connection_closed", connection=self, reason=f"{type(error).__name__}: {error.message}")
             raise
         self._response = response
+        opened_at = None
         try:
             if response.status == 204:
                 reason = "204"
@@ -291,6 +332,7 @@ class Connection:
             self._call("sseplug_connection_opened", connection=self, status=response.status,
                        headers=dict(response.headers))
             self.state = "open"
+            opened_at = time.monotonic()
             self._read(response)
             if self._stopping or self._released:
                 reason = "closed" if self._stopping else "released"
@@ -300,23 +342,61 @@ class Connection:
                 f"{type(error).__name__}: {error.message}")
             raise
         finally:
+            if opened_at is not None and time.monotonic() - opened_at >= HEALTHY_AFTER:
+                self.backoff_step = 0  # it stayed healthy: the next reconnect starts the backoff over
             self._response = None
             response.close()
             response.release_conn()
             self._call("sseplug_connection_closed", connection=self, reason=reason)
 
     def _open(self) -> urllib3.BaseHTTPResponse:
-        """Send the request, following redirects; the response is not read yet."""
+        """Send the request, following redirects; the response is not read yet.
+
+        The whole exchange up to a complete response head (every hop) must fit in
+        ``head_timeout``: neither a silent server nor one dripping its head byte by byte can
+        hold the connection in ``connecting``.
+        """
+        headers, credentials = self._request_headers()
+        deadline = self.request.head_timeout
+        timer = gevent.Timeout(deadline)
+        timer.start()
+        try:
+            return self._follow(headers, credentials)
+        except gevent.Timeout as error:
+            if error is not timer:
+                raise
+            raise NetworkError(
+                f"no complete response head within head_timeout ({deadline:g} s): the server accepted "
+                "the connection but did not answer in time; raise head_timeout if it is slow to start",
+                connection_id=self.id, url=self.url,
+            ) from None
+        finally:
+            timer.close()
+
+    def _request_headers(self) -> tuple[HTTPHeaderDict, set[str]]:
+        """The headers of the next request (defaults, the request's, the auth plugins',
+        Last-Event-ID), and the names of those that are credentials: the usual ones, those
+        built from secrets (``${ENV}`` in the runner's config) and those of the auth plugins."""
         request = self.request
         headers = HTTPHeaderDict({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
-        for layer in (request.headers, *reversed(self._call_all("sseplug_auth_headers", connection=self, request=request))):
-            for name, value in layer.items():  # reversed: the first-run plugin wins a conflict
+        credentials = set(CREDENTIAL_HEADERS)
+        auth = self._call_all("sseplug_auth_headers", connection=self, request=request)
+        for layer in (request.headers, *reversed(auth)):  # reversed: the first-run plugin wins a conflict
+            for name, value in layer.items():
                 headers[name] = value  # replaces a header of the same name whatever its case
+                if layer is not request.headers or isinstance(value, Secret):
+                    credentials.add(name.lower())
         if self.last_event_id:
-            headers["Last-Event-ID"] = self.last_event_id
-        body = request.encoded_body()
-        if body is not None:
+            # the spec says UTF-8; http.client would encode a str as Latin-1 and fail on most ids
+            headers["Last-Event-ID"] = self.last_event_id.encode("utf-8")  # type: ignore[assignment]
+        if request.body is not None:
             headers["Content-Type"] = str(getattr(request.content_type, "value", request.content_type))
+        return headers, credentials
+
+    def _follow(self, headers: HTTPHeaderDict, credentials: set[str]) -> urllib3.BaseHTTPResponse:
+        """Send the request and follow its redirects; credentials never leave their origin."""
+        request = self.request
+        body = request.encoded_body()
         method, url = request.method.value, self.url  # type: ignore[union-attr]
         timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=request.read_timeout)
         for _ in range(MAX_REDIRECTS + 1):
@@ -332,14 +412,9 @@ class Connection:
             location = response.headers.get("Location", "").strip()
             response.close()
             response.release_conn()
-            if not location:
-                raise RedirectError(
-                    f"HTTP {response.status} redirect without a Location header; fix the server or the URL",
-                    connection_id=self.id, url=url,
-                )
-            target = urljoin(url, location)
-            if urlsplit(target).netloc != urlsplit(url).netloc:
-                for name in CREDENTIAL_HEADERS:
+            target = self._redirect_target(response.status, url, location)
+            if _origin(target) != _origin(url):  # scheme, host or port: urllib3's rule
+                for name in credentials:
                     headers.pop(name, None)
             if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                 method, body = "GET", None  # as browsers do
@@ -349,6 +424,30 @@ class Connection:
             f"more than {MAX_REDIRECTS} redirects; the server is redirecting in a loop",
             connection_id=self.id, url=self.url,
         )
+
+    def _redirect_target(self, status: int, url: str, location: str) -> str:
+        """The absolute URL a redirect points to; a ``RedirectError`` unless it is http(s) with a host."""
+        if not location:
+            raise RedirectError(
+                f"HTTP {status} redirect without a Location header; fix the server or the URL",
+                connection_id=self.id, url=url,
+            )
+        try:
+            target = urljoin(url, location)
+            parts = urlsplit(target)
+            parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+        except ValueError as error:
+            raise RedirectError(
+                f"HTTP {status} redirect to a malformed Location {location!r} ({error}); fix the server",
+                connection_id=self.id, url=url,
+            ) from None
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise RedirectError(
+                f"HTTP {status} redirect to {target!r}, which is not an http:// or https:// URL with a "
+                "host; an event stream can only be followed over HTTP",
+                connection_id=self.id, url=url,
+            )
+        return target
 
     def _check(self, response: urllib3.BaseHTTPResponse) -> None:
         """Raise the error for a response that is not an event stream (status first)."""
@@ -366,16 +465,24 @@ class Connection:
             )
 
     def _error_body(self, response: urllib3.BaseHTTPResponse) -> bytes:
-        try:
-            return response.read(ERROR_BODY_LIMIT)
-        except (Urllib3Error, OSError):
-            return b""
+        """The start of an error response's body, for the message; ``b""`` when it is slow to come."""
+        with gevent.Timeout(ERROR_BODY_TIMEOUT, False):
+            try:
+                return response.read(ERROR_BODY_LIMIT)
+            except (Urllib3Error, OSError):
+                pass
+        return b""
 
     def _read(self, response: urllib3.BaseHTTPResponse) -> None:
         """Read the stream until EOF, dispatching every batch of events."""
         parser = EventParser(self.last_event_id, self.request.max_event_size)
         read = _reader(response)
+        clock, idle = time.monotonic, gevent.idle
+        turn_due = clock() + HUB_TURN_EVERY
         while not (self._stopping or self._released):
+            if clock() >= turn_due:  # a socket that always has data never blocks: give the hub a turn
+                idle()
+                turn_due = clock() + HUB_TURN_EVERY
             try:
                 chunk = read()
             except (Urllib3Error, OSError, ChunkedError) as error:
@@ -395,9 +502,12 @@ class Connection:
                     self._dispatch(error.events, error.events[-1].id)
                 error.connection_id, error.url = self.id, self.url
                 raise
-            except Exception as error:  # only the deserialize plugin's decoder runs foreign code here
+            except DataDecodeError as error:  # the deserialize plugin's decoder, run by the parser
+                if error.events:
+                    self._dispatch(error.events, error.events[-1].id)
                 plugin = self._plugins.hook.sseplug_deserialize.get_hookimpls()[0].plugin_name
-                raise self._plugin_error(plugin, "sseplug_deserialize", error, parser.last_event_id) from error
+                cause = error.__cause__ if isinstance(error.__cause__, Exception) else error
+                raise self._plugin_error(plugin, "sseplug_deserialize", cause, error.event_id) from cause
             if parser.retry is not None:
                 self.retry_ms = parser.retry
             if events:
@@ -492,7 +602,7 @@ class Connection:
         results = self._call(name, **kwargs)
         for result in results:
             if not isinstance(result, Mapping):
-                raise PluginError(f"{name} returned {result!r}, expected a mapping of headers",
+                raise PluginError(f"{name} returned a {type(result).__name__}, expected a mapping of headers",
                                   hook=name, connection_id=self.id, url=self.url)
         return results
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from .redaction import secret_headers
+
 __all__ = [
     "SSEError",
     "HTTPStatusError",
@@ -55,7 +57,7 @@ class HTTPStatusError(SSEError):
     ) -> None:
         super().__init__(message, connection_id=connection_id, url=url)
         self.status = status
-        self.headers = dict(headers or {})
+        self.headers = secret_headers(headers or {})  # Set-Cookie: never shown in a repr
         self.body = body
 
     @staticmethod
@@ -96,7 +98,7 @@ class ContentTypeError(SSEError):
     ) -> None:
         super().__init__(message, connection_id=connection_id, url=url)
         self.content_type = content_type
-        self.headers = dict(headers or {})
+        self.headers = secret_headers(headers or {})  # Set-Cookie: never shown in a repr
         self.body = body
 
 

@@ -9,7 +9,9 @@ naming the plugin; it is never swallowed.
 
 ``connection`` is the ``sseplug.connection.Connection`` of one stream: it has at least ``id``,
 ``request`` (the ``SSERequest``), ``url``, ``last_event_id``, ``attempt`` (consecutive failures
-so far) and ``retry_ms`` (the server's last ``retry:`` value, or ``None``).
+so far; reset once a response delivered events), ``backoff_step`` (reconnects since the stream
+was last healthy, i.e. open for 60 s: what a backoff doubles on) and ``retry_ms`` (the server's
+last ``retry:`` value, or ``None``).
 """
 
 from __future__ import annotations
@@ -127,7 +129,9 @@ def sseplug_retry_decision(
     """Called after a response ended (``error`` is ``None``) or failed with a retryable error.
 
     ``attempt`` counts consecutive failures, from 1; ``status`` is the HTTP status, if any.
-    Return the seconds to wait before reconnecting, or ``False`` to stop. First non-``None``
+    Base a backoff on ``connection.backoff_step``, not on ``attempt``: a server that closes
+    after every event resets ``attempt`` each time. Return the seconds to wait before
+    reconnecting (capped at 6 hours), or ``False`` to stop. First non-``None``
     result wins; when no plugin answers, the stream stops. Not called when the request has
     ``retry=False``, for fatal errors, or once ``max_retries`` is exceeded.
     """

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from .redaction import secret_headers
+
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
 """Largest event (or line), in UTF-8 bytes, a parser accepts unless told otherwise."""
+
+DEFAULT_READ_TIMEOUT = 300.0
+"""Seconds without a byte after which a stream counts as stalled (a network error: reconnect)."""
+
+DEFAULT_HEAD_TIMEOUT = 30.0
+"""Seconds from connecting to a complete response head (status line and headers)."""
+
+MAX_WAIT = 6 * 3600.0
+"""Longest wait before a reconnect, whatever a server (``Retry-After``) or a plugin asks (urllib3's cap)."""
 
 
 class SSEResponse(NamedTuple):
@@ -58,7 +70,10 @@ class SSERequest:
 
     A ``dict``/``list`` body is sent as JSON with ``Content-Type: application/json``; ``str`` and
     ``bytes`` bodies are sent as they are. ``last_event_id`` resumes a stream from a stored id.
-    Invalid values raise ``ValueError`` naming the field.
+    ``read_timeout``: seconds without a byte before the stream counts as stalled;
+    ``head_timeout``: seconds from connecting to a complete response head (status and headers);
+    both are network errors (retried), ``None`` waits for ever. Invalid values raise
+    ``ValueError`` naming the field.
     """
 
     url: str
@@ -71,7 +86,8 @@ class SSERequest:
     on_done: OnDone | None = None
     retry: bool = True
     max_retries: int = 5
-    read_timeout: float | None = None
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT
+    head_timeout: float | None = DEFAULT_HEAD_TIMEOUT
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE
     last_event_id: str = ""
 
@@ -98,12 +114,8 @@ class SSERequest:
             raise ValueError(f"retry: expected True or False, got {self.retry!r}")
         _require_int("max_retries", self.max_retries, minimum=0)
         _require_int("max_event_size", self.max_event_size, minimum=1)
-        if self.read_timeout is not None and (
-            isinstance(self.read_timeout, bool)
-            or not isinstance(self.read_timeout, (int, float))
-            or not self.read_timeout > 0
-        ):
-            raise ValueError(f"read_timeout: expected seconds > 0 or None, got {self.read_timeout!r}")
+        _require_seconds("read_timeout", self.read_timeout)
+        _require_seconds("head_timeout", self.head_timeout)
         if not isinstance(self.last_event_id, str) or "\x00" in self.last_event_id or any(
             c in self.last_event_id for c in "\r\n"
         ):
@@ -139,7 +151,7 @@ def _headers(value: Mapping[str, str]) -> dict[str, str]:
             raise ValueError(f"headers: {key!r}: names and values must be str, got {item!r}")
         if not key or any(c in key for c in ": \r\n") or any(c in item for c in "\r\n\x00"):
             raise ValueError(f"headers: {key!r}: name or value holds a forbidden character")
-    return dict(value)
+    return secret_headers(value)  # credentials are sent, never shown in a repr
 
 
 def _content_type(body: Any, value: RequestContentType | str | None) -> RequestContentType | str | None:
@@ -161,6 +173,13 @@ def _content_type(body: Any, value: RequestContentType | str | None) -> RequestC
             if "/" in value and not any(c in value for c in "\r\n"):
                 return value
     raise ValueError(f"content_type: {value!r} is not a MIME type such as 'text/plain'")
+
+
+def _require_seconds(name: str, value: Any) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
+    ):
+        raise ValueError(f"{name}: expected seconds > 0 or None, got {value!r}")
 
 
 def _require_int(name: str, value: Any, *, minimum: int) -> None:

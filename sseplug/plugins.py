@@ -6,7 +6,7 @@ import importlib
 import logging
 import os
 import types
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -14,6 +14,7 @@ import pluggy
 
 from . import __version__, hookspecs
 from .errors import ConfigError, PluginError
+from .redaction import redacted
 
 __all__ = [
     "BUILTINS",
@@ -102,6 +103,28 @@ class PluginManager(pluggy.PluginManager):
             self.generation += 1
 
         return detach
+
+    def enable_tracing(self) -> Callable[[], None]:
+        """Log every hook call with its arguments and result to ``sseplug.plugins`` at DEBUG level,
+        where pluggy's own tracing would print credentials: credential headers are redacted, and
+        so is every header ``sseplug_auth_headers`` returns. Returns the undo function."""
+
+        def before(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+            if log.isEnabledFor(logging.DEBUG):
+                shown = ", ".join(f"{name}={value!r}" for name, value in redacted(kwargs).items())
+                log.debug("%s(%s)", hook_name, shown)
+
+        def after(
+            outcome: pluggy.Result[Any],
+            hook_name: str,
+            hook_impls: Sequence[pluggy.HookImpl],
+            kwargs: Mapping[str, Any],
+        ) -> None:
+            if outcome.exception is None and log.isEnabledFor(logging.DEBUG):
+                result = redacted(outcome.get_result(), secret=hook_name == "sseplug_auth_headers")
+                log.debug("%s --> %r", hook_name, result)
+
+        return self.add_hookcall_monitoring(before, after)
 
     def direct_caller(self, hook_name: str, argnames: tuple[str, ...]) -> Callable[..., Any] | None:
         """A function calling the implementations of ``hook_name`` with positional ``argnames``,
@@ -204,7 +227,7 @@ def create_plugin_manager(
     Names in ``disable`` are blocked before anything loads; an unknown name is a ``ConfigError``
     listing the known ones. A plugin that fails to import, or whose hooks do not match the
     specs, raises ``PluginError`` naming it (and its distribution). ``SSEPLUG_TRACE_PLUGINS=1``
-    logs every hook call at DEBUG level.
+    logs every hook call at DEBUG level, credentials redacted (``PluginManager.enable_tracing``).
     """
     builtins = tuple(builtins)
     installed = list(entry_points(group=ENTRY_POINT_GROUP)) if load_entry_points else []
@@ -244,7 +267,6 @@ def create_plugin_manager(
             f"plugin {name!r}: {error}; sseplug has no such hook (see sseplug.hookspecs)", plugin=name
         ) from error
     if os.environ.get("SSEPLUG_TRACE_PLUGINS") == "1":
-        pm.trace.root.setwriter(lambda message: log.debug("%s", message.rstrip()))
         pm.enable_tracing()
     return pm
 

@@ -10,7 +10,7 @@ import pytest
 
 from sseplug.config import Config, ConnectionConfig, RunnerConfig, load_config, parse_config
 from sseplug.errors import ConfigError
-from sseplug.models import DEFAULT_MAX_EVENT_SIZE, RequestContentType, RequestMethodType
+from sseplug.models import DEFAULT_MAX_EVENT_SIZE, RequestContentType, RequestMethodType, SSERequest
 
 DESIGN_EXAMPLE = """\
 [runner]
@@ -388,10 +388,18 @@ def test_max_retries_zero_is_allowed(config_path: Path) -> None:
     assert parse(CONNECTION + "max_retries = 0\n", config_path).connections[0].max_retries == 0
 
 
+@pytest.mark.parametrize("name", ["read_timeout", "head_timeout"])
 @pytest.mark.parametrize("value", ["0", "-1.5", '"10"', "true", "nan", "inf"])
-def test_read_timeout_must_be_positive_seconds(config_path: Path, value: str) -> None:
-    err = connection_error(f"read_timeout = {value}\n", config_path)
-    assert err.key == "connections[0].read_timeout" and "number of seconds > 0" in err.message
+def test_timeouts_must_be_positive_seconds(config_path: Path, name: str, value: str) -> None:
+    err = connection_error(f"{name} = {value}\n", config_path)
+    assert err.key == f"connections[0].{name}" and "number of seconds > 0" in err.message
+
+
+def test_timeouts_default_to_the_library_defaults(config_path: Path) -> None:
+    connection = parse(CONNECTION, config_path).connections[0]
+    request = SSERequest(url="http://127.0.0.1/")
+    assert (connection.read_timeout, connection.head_timeout) == (request.read_timeout, request.head_timeout)
+    assert parse(CONNECTION + "head_timeout = 2.5\n", config_path).connections[0].request().head_timeout == 2.5
 
 
 def test_read_timeout_accepts_fractions(config_path: Path) -> None:

@@ -81,6 +81,8 @@ def test_content_type_values_match_the_seed() -> None:
         ({"url": URL, "max_event_size": 0}, "max_event_size"),
         ({"url": URL, "read_timeout": 0}, "read_timeout"),
         ({"url": URL, "read_timeout": "10"}, "read_timeout"),
+        ({"url": URL, "head_timeout": 0}, "head_timeout"),
+        ({"url": URL, "head_timeout": float("inf")}, "head_timeout"),
         ({"url": URL, "headers": {"X-A": 1}}, "headers"),
         ({"url": URL, "headers": {"X-A": "a\r\nX-Injected: 1"}}, "headers"),
         ({"url": URL, "body": {"a": 1}}, "body"),

@@ -48,3 +48,25 @@ def test_retry_after_in_seconds_and_as_an_http_date() -> None:
     assert retry_after(HTTPStatusError("busy", status=503, headers={"Retry-After": "soon"}), now) is None
     assert retry_after(NetworkError("reset"), now) is None
     assert retry_after(None, now) is None
+
+
+def test_the_base_wait_has_a_floor_so_retry_0_cannot_spin() -> None:
+    policy = RetryPolicy(jitter=False)
+    assert [policy.delay(n, retry_ms=0) for n in (1, 2, 3, 4)] == [0.01, 0.02, 0.04, 0.08]
+    assert policy.delay(1, retry_ms=20) == 0.02  # a small server retry is still honoured
+    random.seed(3)
+    assert all(0.01 <= RetryPolicy().delay(1, retry_ms=0) <= 0.01 for _ in range(100))
+
+
+def test_absurd_steps_and_server_retries_stay_at_the_cap() -> None:
+    policy = RetryPolicy(jitter=False)
+    assert policy.delay(100_000) == 30  # no OverflowError from 2.0 ** 99_999
+    assert policy.delay(1, retry_ms=2**31 - 1) == 30
+    assert policy.delay(1, retry_ms=10**400) == 30
+
+
+def test_absurd_retry_after_values_are_infinite_not_errors() -> None:
+    now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
+    for value in ("9" * 401, "Fri, 31 Dec 9999 23:59:59 GMT", "99999999999"):
+        asked = retry_after(HTTPStatusError("busy", status=503, headers={"Retry-After": value}), now)
+        assert asked is not None and asked > 6 * 3600  # capped by the hook, which logs it

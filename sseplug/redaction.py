@@ -1,0 +1,55 @@
+"""Credentials in headers: sent as they are, shown nowhere (reprs, log lines, error messages).
+
+A header value is a credential when its name is in ``CREDENTIAL_HEADERS``, or when the runner's
+config built it from ``${ENV}``. It travels as a ``Secret``, so every repr holding it (a dict, a
+dataclass, a hook trace) shows ``REDACTED``; ``redacted()`` makes a showable copy of values
+that were never wrapped, such as response headers and what plugins return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["CREDENTIAL_HEADERS", "REDACTED", "Secret", "redacted", "secret_headers"]
+
+REDACTED = "<redacted>"
+"""What is shown instead of a credential."""
+
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+"""Lowercase names of the headers whose values are credentials."""
+
+
+class Secret(str):
+    """A str whose ``repr()`` is ``REDACTED``, and so is its place in the repr of anything holding
+    it; compared, encoded and sent as its value. ``str()``, ``%s`` and f-strings give the value:
+    never log one that way. Operations on it (``+``, slicing) return a plain str."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return REDACTED
+
+
+_HIDDEN = Secret(REDACTED)  # shown in place of a value redacted() hides, whatever its type
+
+
+def secret_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``headers`` with the value of every credential header wrapped in ``Secret``."""
+    return {
+        name: Secret(value) if name.lower() in CREDENTIAL_HEADERS else value for name, value in headers.items()
+    }
+
+
+def redacted(value: Any, *, secret: bool = False) -> Any:
+    """A copy of ``value`` safe to show: in every mapping (also inside lists and tuples) the value
+    of a credential header is hidden; with ``secret``, every value inside ``value`` is hidden.
+    Other objects are returned as they are: their reprs keep their own secrets."""
+    if isinstance(value, Mapping):
+        return {
+            key: redacted(item, secret=secret or (isinstance(key, str) and key.lower() in CREDENTIAL_HEADERS))
+            for key, item in value.items()
+        }
+    if type(value) in (list, tuple):  # exactly: a named tuple (an event) keeps its own repr
+        return type(value)(redacted(item, secret=secret) for item in value)
+    return _HIDDEN if secret else value
