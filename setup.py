@@ -38,7 +38,7 @@ setup(
         ],
     },
     entry_points={
-        "console_scripts": ["sseplug = sseplug.cli:main"],
+        "console_scripts": ["sseplug = sseplug.run.cli:main"],
         "pytest11": ["sseplug = sseplug.testing"],  # fixtures for plugin authors; inert until used
     },
     classifiers=[

@@ -16,7 +16,7 @@ import urllib3
 
 from .connection import Connection, HttpFor
 from .errors import SSEError
-from .handoff import Handoff
+from ._handoff import Handoff
 from .models import SSERequest, SSEResponse
 from .plugins import PluginManager, create_plugin_manager
 

@@ -16,7 +16,7 @@ import urllib3
 from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from .chunked import ChunkedDecoder, ChunkedError
+from ._chunked import ChunkedDecoder, ChunkedError
 from .errors import (
     ContentTypeError,
     EventTooLargeError,

@@ -43,7 +43,7 @@ def sseplug_configure(config: Any) -> None:
     """Called once, when a client or runner starts, before any connection opens; a plugin
     registered later gets the call at registration (a historic hook, as pytest's configure).
 
-    ``config`` is the runner's ``sseplug.config.Config`` (read your own ``[plugins.NAME]`` table
+    ``config`` is the runner's ``sseplug.run.config.Config`` (read your own ``[plugins.NAME]`` table
     with ``config.plugin_config(NAME)``), or ``None`` in plain library use. Results are ignored.
     """
 

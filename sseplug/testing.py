@@ -9,7 +9,7 @@ Installed with sseplug (``pytest11`` entry point) and inert until a test asks fo
 - ``hook_recorder``: every hook call on that manager, as ``HookCall(name, kwargs)``;
 - ``sse_client``: an ``SSEClient`` on that manager (needs gevent's monkey patches, as always);
 - ``sse_client_for``: ``sse_client_for(config)`` makes more, each configured with a runner
-  ``Config`` (``sseplug.config.parse_config``) so plugins read their ``[plugins.NAME]`` table.
+  ``Config`` (``sseplug.run.config.parse_config``) so plugins read their ``[plugins.NAME]`` table.
 """
 
 from __future__ import annotations

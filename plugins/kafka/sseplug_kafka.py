@@ -21,7 +21,7 @@ from sseplug.hookspecs import hookimpl
 if TYPE_CHECKING:
     from gevent import Greenlet
 
-    from sseplug.config import Config
+    from sseplug.run.config import Config
     from sseplug.connection import Connection
     from sseplug.models import SSEResponse
 

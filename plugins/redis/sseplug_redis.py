@@ -47,7 +47,7 @@ from sseplug.errors import ConfigError
 from sseplug.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from sseplug.config import Config
+    from sseplug.run.config import Config
     from sseplug.connection import Connection
     from sseplug.models import SSEResponse
 

@@ -256,7 +256,7 @@ def test_logs_go_to_stderr_as_json_and_stdout_holds_only_events(tmp_path: Path, 
     status, lines, err = rp.finish(rp.start("--log-format", "json", "run", str(config), cwd=tmp_path))
     assert status == 0 and len(lines) == 3
     records = [json.loads(line) for line in err.splitlines()]
-    assert any(r["logger"] == "sseplug.runner" and r["message"].startswith("stats:") for r in records)
+    assert any(r["logger"] == "sseplug.run.runner" and r["message"].startswith("stats:") for r in records)
     assert {"time", "level", "logger", "message"} <= set(records[0])
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import sseplug_jsonl
 from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
-from sseplug.config import Config, parse_config
+from sseplug.run.config import Config, parse_config
 from sseplug.errors import ConfigError
 from sseplug.plugins import PluginManager
 from sseplug.server import Response, SSEServer

@@ -21,7 +21,7 @@ import pytest
 import sseplug_kafka
 from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
 from sseplug.builtin.sqlite import SQLiteCheckpoints
-from sseplug.config import Config, parse_config
+from sseplug.run.config import Config, parse_config
 from sseplug.errors import ConfigError, PluginError
 from sseplug.plugins import PluginManager
 from sseplug.server import Response, SSEServer

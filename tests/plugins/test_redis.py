@@ -21,7 +21,7 @@ import pytest
 import redis
 
 import sseplug_redis
-from sseplug.config import Config, parse_config
+from sseplug.run.config import Config, parse_config
 from sseplug.errors import ConfigError
 from sseplug.server import SSEServer
 from sseplug_redis import RUNNERS_KEY, RedisLeases, checkpoint_key, lease_key

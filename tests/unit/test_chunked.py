@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sseplug.chunked import ChunkedDecoder, ChunkedError
+from sseplug._chunked import ChunkedDecoder, ChunkedError
 
 from .parsing import chunkings
 

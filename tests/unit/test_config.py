@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sseplug.config import Config, ConnectionConfig, RunnerConfig, load_config, parse_config
+from sseplug.run.config import Config, ConnectionConfig, RunnerConfig, load_config, parse_config
 from sseplug.errors import ConfigError
 from sseplug.models import DEFAULT_MAX_EVENT_SIZE, RequestContentType, RequestMethodType, SSERequest
 
@@ -475,7 +475,7 @@ def test_request_check_errors_map_to_the_field_key(
     config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whatever SSERequest rejects, the config rejects too, under the connection's key for that field."""
-    from sseplug import config as config_module
+    from sseplug.run import config as config_module
 
     class Strict:
         def __init__(self, **kwargs: object) -> None:

@@ -6,7 +6,7 @@ import gevent
 import gevent.event
 import pytest
 
-from sseplug.handoff import Handoff
+from sseplug._handoff import Handoff
 
 END = object()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sseplug.config import parse_config
+from sseplug.run.config import parse_config
 from sseplug.errors import ConfigError, HTTPStatusError
 from sseplug.models import SSERequest
 from sseplug.redaction import REDACTED, Secret, redacted

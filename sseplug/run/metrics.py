@@ -8,8 +8,8 @@ from typing import Any
 
 from gevent.pywsgi import WSGIServer
 
-from .connection import Connection
-from .errors import ConfigError
+from ..connection import Connection
+from ..errors import ConfigError
 
 __all__ = ["MetricsServer"]
 

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from .config import parse_config
 from .runner import EXIT_OK, Runner
-from .server import SSEServer
+from ..server import SSEServer
 
 __all__ = ["run_demo"]
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import ConfigError
-from .models import (
+from ..errors import ConfigError
+from ..models import (
     DEFAULT_HEAD_TIMEOUT,
     DEFAULT_MAX_EVENT_SIZE,
     DEFAULT_READ_TIMEOUT,
@@ -24,7 +24,7 @@ from .models import (
     OnError,
     SSERequest,
 )
-from .redaction import Secret, secret_headers
+from ..redaction import Secret, secret_headers
 
 __all__ = ["Config", "ConnectionConfig", "RunnerConfig", "load_config", "parse_config"]
 

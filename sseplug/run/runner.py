@@ -12,15 +12,15 @@ from collections import Counter
 import gevent
 import gevent.event
 
-from .client import EventStream, SSEClient
+from ..client import EventStream, SSEClient
 from .config import Config
-from .errors import PluginError
+from ..errors import PluginError
 from .metrics import MetricsServer
-from .plugins import BUILTINS, PluginManager, create_plugin_manager
+from ..plugins import BUILTINS, PluginManager, create_plugin_manager
 
 __all__ = ["Runner", "EXIT_OK", "EXIT_FAILED"]
 
-log = logging.getLogger("sseplug.runner")
+log = logging.getLogger("sseplug.run.runner")
 
 EXIT_OK = 0
 EXIT_FAILED = 1

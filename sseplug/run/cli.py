@@ -15,14 +15,14 @@ from collections.abc import Sequence  # noqa: E402
 import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
-from . import __version__  # noqa: E402
+from .. import __version__  # noqa: E402
 from .config import Config, load_config  # noqa: E402
-from .errors import ConfigError, PluginError  # noqa: E402
-from .plugins import BUILTINS, create_plugin_manager, known_plugin_names  # noqa: E402
+from ..errors import ConfigError, PluginError  # noqa: E402
+from ..plugins import BUILTINS, create_plugin_manager, known_plugin_names  # noqa: E402
 
 EXIT_CONFIG = os.EX_CONFIG  # 78
 
-log = logging.getLogger("sseplug.cli")
+log = logging.getLogger("sseplug.run.cli")
 
 
 class JsonFormatter(logging.Formatter):
@@ -111,7 +111,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import SSEServer
+    from ..server import SSEServer
 
     with SSEServer(args.host, args.port) as server:
         print(f"serving on {server.url('')} (/feed/NAME, /flaky/NAME); Ctrl-C to stop", file=sys.stderr)
