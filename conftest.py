@@ -1,3 +1,3 @@
-"""Suite-wide fixtures: the real third-party servers (gevent is patched by tests.gevent_patches)."""
+"""Suite-wide fixtures: the real third-party servers (gevent is patched by sseplug.testing_patches)."""
 
 pytest_plugins = ["tests.integration.thirdparty"]

@@ -29,6 +29,8 @@ setup(
             "hypothesis>=6.100",
             "pytest-timeout>=2.3",
             "trustme>=1.1",  # certificates for the TLS tests
+            "mypy>=1.10",  # tests/unit/test_typing.py: mypy --strict on sseplug/
+            "types-gevent",
             # servers nobody here wrote, run by the integration tests
             "sse-starlette>=2",
             "uvicorn>=0.30",

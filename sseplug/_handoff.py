@@ -42,9 +42,9 @@ class Handoff:
         self._hub = hub = get_hub()
         self._resumer = _resumers.get(hub) or _resumers.setdefault(hub, _Resumer(hub))
         self._reader: Any = None  # the greenlet waiting in get()
-        self._reader_waiter: Waiter | None = None  # set while the reader waits on the hub
+        self._reader_waiter: Waiter[Any] | None = None  # set while the reader waits on the hub
         self._paused_writer: Any = None  # the writer, paused inside put() after a handover
-        self._writer_waiter: Waiter | None = None  # set while the writer waits for room
+        self._writer_waiter: Waiter[Any] | None = None  # set while the writer waits for room
         self._closed = False  # the reader went away: the writer no longer waits for room
 
     def empty(self) -> bool:

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 import urllib.request
 from collections.abc import Generator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
-import gevent.event
 import gevent.monkey
 import gevent.pool
 import urllib3
 
-from .connection import Connection, HttpFor
-from .errors import SSEError
 from ._handoff import Handoff
+from .connection import Connection, ConnectionState, HttpFor
+from .errors import SSEError
 from .models import SSERequest, SSEResponse
 from .plugins import PluginManager, create_plugin_manager
 
 __all__ = ["SSEClient", "EventStream"]
 
-log = logging.getLogger("sseplug.client")
-
+DEFAULT_POOL_SIZE = 1000  # greenlets, one per stream; also the runner's default pool_size
 BUFFERED_BATCHES = 2  # per stream; a slow consumer holds the connection's reads back (backpressure)
 CLOSE_TIMEOUT = 5.0
 _END = object()
@@ -52,15 +49,43 @@ class EventStream(Iterator[SSEResponse]):
             connection_id, request, http_for=http_for, plugins=plugins, deliver=self._put if iterate else None
         )
         self.iterate = iterate
-        self.error: SSEError | None = None  # what ended the stream, once it ended with an error
-        self.ended = gevent.event.Event()
-        self.closed = False
+        self._done = False  # the iteration is over: the end was read, or close() was called
         self._handoff = Handoff(BUFFERED_BATCHES)
         self._events = self._generate()
-        self._greenlet: gevent.Greenlet | None = None
+        self._greenlet: gevent.Greenlet[[], None] | None = None
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's state."""
+        return self.connection.state
+
+    @property
+    def error(self) -> SSEError | None:
+        """What failed the stream, once it failed for good."""
+        return self.connection.error
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the stream may still give events: neither ended for good nor closed."""
+        return not (self._done or self.connection.state.final)
+
+    def start(self, pool: gevent.pool.Pool) -> EventStream:
+        """Run the connection in a greenlet of ``pool``; returns ``self``."""
+        if self._greenlet is not None:
+            raise RuntimeError(f"stream {self.connection.id!r} already started")
+        self._greenlet = pool.spawn(self._run)
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (for ever with ``None``) for the connection to end for
+        good; whether it did."""
+        if self._greenlet is None:
+            raise RuntimeError(f"stream {self.connection.id!r} not started")
+        self._greenlet.join(timeout)
+        return bool(self._greenlet.dead)
 
     def __iter__(self) -> Iterator[SSEResponse]:
-        if self._events.gi_frame is None and not self.closed:
+        if self._events.gi_frame is None and not self._done:  # type: ignore[attr-defined]  # typeshed's Generator lacks it
             # an exception from outside (a gevent.Timeout around next(), a kill) ended the last
             # generator while it waited between batches: a new one goes on, losing nothing
             self._events = self._generate()
@@ -70,19 +95,19 @@ class EventStream(Iterator[SSEResponse]):
         return next(iter(self))
 
     def _generate(self) -> Generator[SSEResponse, None, None]:
-        while not (self.closed and self._handoff.empty()):
+        while not (self._done and self._handoff.empty()):
             item = self._handoff.get()
             if item is _END:
-                self.closed = True
+                self._done = True
                 return
             if isinstance(item, BaseException):
-                self.closed = True
+                self._done = True
                 raise item
             yield from item
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Stop the connection, release its socket and end the iteration (no exception)."""
-        self.closed = True
+        self._done = True
         self.connection.stop()
         self._handoff.close()  # the connection must not wait for room to hand over its last batch
         self._handoff.put(_END, last=True)  # wake a consumer waiting for events
@@ -96,23 +121,13 @@ class EventStream(Iterator[SSEResponse]):
         """The connection's greenlet: run it and pass its outcome to the iterator."""
         try:
             self.connection.run()
-        except SSEError as error:
-            self.error = error
-        except gevent.GreenletExit:
-            raise
-        except BaseException as error:  # a bug: never let a stream die silently
-            log.exception("connection %r crashed", self.connection.id)
-            self.error = SSEError(f"internal error: {type(error).__name__}: {error}",
-                                  connection_id=self.connection.id, url=self.connection.url)
-            self.error.__cause__ = error
+        except SSEError as error:  # Connection.run wraps anything else: nothing dies silently
+            self._put(error, last=True)
         finally:
-            self.ended.set()
-            if self.error is not None:
-                self._put(self.error, last=True)
             self._put(_END, last=True)
 
     def _put(self, item: Any, last: bool = False) -> None:
-        if self.iterate and not self.closed:
+        if self.iterate and not self._done:
             self._handoff.put(item, last)
 
 
@@ -132,7 +147,7 @@ class SSEClient:
         self,
         *,
         plugin_manager: PluginManager | None = None,
-        pool_size: int = 1000,
+        pool_size: int = DEFAULT_POOL_SIZE,
         http: urllib3.PoolManager | None = None,
         config: Any = None,
     ) -> None:
@@ -154,12 +169,12 @@ class SSEClient:
         """Open the stream ``connection_id`` in the pool and return its event iterator.
 
         With ``iterate=False`` events go only to the plugins and callbacks (the runner's way);
-        the returned stream's ``ended`` and ``error`` tell how it finished.
+        the returned stream's ``wait()``, ``state`` and ``error`` tell how it finished.
         """
         if not isinstance(request, SSERequest):
             raise TypeError(f"request: expected an SSERequest, got {type(request).__name__}")
         current = self._streams.get(connection_id)
-        if current is not None and not current.closed:
+        if current is not None and current.is_open:
             raise ValueError(
                 f"connection id {connection_id!r} is already open; close it first or use another id"
             )
@@ -167,8 +182,7 @@ class SSEClient:
             connection_id, request, http_for=self._http_for, plugins=self.plugins, iterate=iterate
         )
         self._streams[connection_id] = stream
-        stream._greenlet = self.pool.spawn(stream._run)
-        return stream
+        return stream.start(self.pool)
 
     def close(self, connection_id: str | None = None) -> None:
         """Close one stream, or every stream when ``connection_id`` is omitted."""
@@ -205,8 +219,8 @@ class SSEClient:
 
     @property
     def connections(self) -> dict[str, Connection]:
-        """The open connections by id."""
-        return {cid: stream.connection for cid, stream in self._streams.items() if not stream.closed}
+        """The open connections by id: neither ended for good nor closed."""
+        return {cid: stream.connection for cid, stream in self._streams.items() if stream.is_open}
 
     def _http_for(self, url: str) -> urllib3.PoolManager:
         """The proxy manager the standard proxy settings ask for, else the direct pool."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import ssl
@@ -33,7 +34,7 @@ from .parser import DataDecodeError, EventParser
 from .plugins import PluginManager
 from .redaction import CREDENTIAL_HEADERS, Secret
 
-__all__ = ["Connection", "HttpFor"]
+__all__ = ["Connection", "ConnectionState", "HttpFor"]
 
 log = logging.getLogger("sseplug.connection")
 
@@ -53,6 +54,7 @@ streams, signals): without it a flooding server freezes the process, as ``recv``
 HEALTHY_AFTER = 60.0
 """Seconds a response must stay open before the backoff starts again from its first step."""
 _new_event = tuple.__new__
+_DATA = SSEResponse._fields.index("data")
 
 
 def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[], bytes | None]:
@@ -83,7 +85,8 @@ def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[], bytes | None]:
         if pending:
             data, pending = pending, b""
             return data
-        return recv(READ_SIZE)
+        received: bytes = recv(READ_SIZE)
+        return received
 
     if not chunked:
         return lambda: read_body() or None
@@ -116,6 +119,26 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
     """Scheme, host and port of ``url`` (the port made explicit), as urllib3 compares them."""
     parts = urlsplit(url)
     return parts.scheme, parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme)
+
+
+class ConnectionState(str, enum.Enum):
+    """Where a connection is in its life; a ``str``, so it reads as its value in JSON and logs."""
+
+    NEW = "new"  #: created, not started
+    STANDBY = "standby"  #: another process holds the stream (``sseplug_claim``)
+    CONNECTING = "connecting"  #: request sent, response head not complete yet
+    OPEN = "open"  #: reading events
+    WAITING = "waiting"  #: between a response's end and the next reconnect
+    ENDED = "ended"  #: ended for good, cleanly (204, no retry, a stop)
+    FAILED = "failed"  #: ended for good with ``error``
+
+    @property
+    def final(self) -> bool:
+        """Whether the connection ended for good."""
+        return self in (ConnectionState.ENDED, ConnectionState.FAILED)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class _EventHooks(NamedTuple):
@@ -152,7 +175,8 @@ class Connection:
         self.attempt = 0  # consecutive failures; reset once a response delivered events
         self.backoff_step = 0  # reconnects since the stream was last healthy; reset after HEALTHY_AFTER open
         self.retry_ms: int | None = None  # the server's last retry: value
-        self.state = "new"  # standby, connecting, open, waiting, closed, failed
+        self.state = ConnectionState.NEW
+        self.error: SSEError | None = None  # what failed the stream, once it failed for good
         self.events_total = 0
         self.bytes_total = 0
         self.reconnects_total = 0
@@ -171,15 +195,28 @@ class Connection:
     # -- life cycle ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Consume the stream until it ends for good; call ``on_done`` or ``on_error`` once."""
+        """Consume the stream until it ends for good; call ``on_done`` or ``on_error`` once.
+
+        Returns when the stream ended cleanly; raises the ``SSEError`` that failed it (also kept
+        in ``error``), an unexpected exception (a bug) being wrapped in one, never lost.
+        """
         try:
             self._run()
-        except SSEError as error:
-            self.state = "failed"
+        except gevent.GreenletExit:
+            raise  # killed: the client is closing it
+        except BaseException as failure:  # a bug too (even a KeyboardInterrupt from a plugin): never silent
+            if isinstance(failure, SSEError):
+                error = failure
+            else:
+                log.exception("connection %r crashed", self.id)
+                error = SSEError(f"internal error: {type(failure).__name__}: {failure}",
+                                 connection_id=self.id, url=self.url)
+                error.__cause__ = failure
+            self.error, self.state = error, ConnectionState.FAILED
             self._finished(error)
             self._callback("on_error", error)
-            raise
-        self.state = "closed"
+            raise error from error.__cause__
+        self.state = ConnectionState.ENDED
         self._finished(None)
         self._callback("on_done")
 
@@ -216,67 +253,80 @@ class Connection:
         return self._stopping
 
     def _run(self) -> None:
-        load_checkpoint = True
+        resume = True  # load the checkpoint before the next request
         while self._claim():
             if self._released:  # released while not streaming (waiting to reconnect)
-                self._released, load_checkpoint = False, True
-            if load_checkpoint:
-                loaded = self._call("sseplug_checkpoint_load", connection=self)
-                if self._released:  # the load itself lost the stream: claim it again first
-                    continue
-                if loaded is not None:
-                    self.last_event_id = self._checked_id(loaded)
-                load_checkpoint = False
-            error: SSEError | None = None
-            delivered_before = self.events_total
+                self._released, resume = False, True
+            if resume and not self._resume():
+                continue  # the load itself lost the stream: claim it again first
+            resume = False
+            delivered_before, error = self.events_total, None
             try:
                 if self._consume_once():
                     return  # 204: the server asked us to stop
             except SSEError as failure:
-                if self._stopping:
-                    return
-                if not failure.retryable and not self._released:
-                    raise
-                error = failure
+                error = self._retryable(failure)
             if self._stopping:
                 return
             if self._released:  # another process owns the stream now: claim it back later
-                self._released = False
-                load_checkpoint = True
+                self._released, resume = False, True
                 continue
-            if self.events_total > delivered_before:
-                self.attempt = 0  # a stream that delivered resets the failure count, not the backoff
-            self.attempt += 1
-            self.backoff_step += 1
-            if not self.request.retry:
-                if error is not None:
-                    raise error
+            wait = self._next_wait(error, delivered=self.events_total > delivered_before)
+            if wait is None:
                 return
-            if self.attempt > self.request.max_retries:
-                raise RetriesExhaustedError(
-                    f"gave up after {self.request.max_retries} consecutive failed attempts "
-                    f"(last: {error or 'stream ended without events'}); check the server, or raise max_retries",
-                    attempts=self.attempt - 1,
-                    connection_id=self.id,
-                    url=self.url,
-                ) from error
-            wait = self._call(
-                "sseplug_retry_decision",
-                connection=self,
-                attempt=self.attempt,
-                error=error,
-                status=getattr(error, "status", None),
-            )
-            if wait is None or wait is False:
-                if error is not None:
-                    raise error
-                return
-            wait = self._seconds("sseplug_retry_decision", wait)
-            self.state = "waiting"
-            log.info("connection %r: reconnecting in %.2fs (attempt %d): %s", self.id, wait, self.attempt, error or "eof")
-            self._wakeup.wait(wait)
-            if not self._stopping:
-                self.reconnects_total += 1
+            self._wait(wait, error)
+
+    def _resume(self) -> bool:
+        """Take the last event id from ``sseplug_checkpoint_load``; False if released meanwhile."""
+        loaded = self._call("sseplug_checkpoint_load", connection=self)
+        if self._released:
+            return False
+        if loaded is not None:
+            self.last_event_id = self._checked_id(loaded)
+        return True
+
+    def _retryable(self, failure: SSEError) -> SSEError:
+        """``failure`` when a reconnect may follow it; raised when it ends the stream."""
+        if failure.retryable or self._stopping or self._released:
+            return failure
+        raise failure
+
+    def _next_wait(self, error: SSEError | None, *, delivered: bool) -> float | None:
+        """Count the attempt, then the seconds to wait before reconnecting, or ``None`` to end
+        cleanly; raises what ends the stream (``error``, or ``RetriesExhaustedError``)."""
+        if delivered:
+            self.attempt = 0  # a stream that delivered resets the failure count, not the backoff
+        self.attempt += 1
+        self.backoff_step += 1
+        if not self.request.retry:
+            return self._end(error)
+        if self.attempt > self.request.max_retries:
+            raise RetriesExhaustedError(
+                f"gave up after {self.request.max_retries} consecutive failed attempts "
+                f"(last: {error or 'stream ended without events'}); check the server, or raise max_retries",
+                attempts=self.attempt - 1,
+                connection_id=self.id,
+                url=self.url,
+            ) from error
+        wait = self._call("sseplug_retry_decision", connection=self, attempt=self.attempt, error=error,
+                          status=getattr(error, "status", None))
+        if wait is None or wait is False:
+            return self._end(error)
+        return self._seconds("sseplug_retry_decision", wait)
+
+    @staticmethod
+    def _end(error: SSEError | None) -> None:
+        """End the stream: by raising ``error`` when there is one, else cleanly."""
+        if error is not None:
+            raise error
+
+    def _wait(self, seconds: float, error: SSEError | None) -> None:
+        """Wait before the next reconnect (``stop()`` cuts it short)."""
+        self.state = ConnectionState.WAITING
+        log.info("connection %r: reconnecting in %.2fs (attempt %d): %s", self.id, seconds, self.attempt, error or "eof")
+        self._wakeup.wait(seconds)
+        if not self._stopping:
+            self.reconnects_total += 1
 
     def _claim(self) -> bool:
         """Wait until the plugins let this process consume the stream; False once stopped."""
@@ -286,7 +336,7 @@ class Connection:
             answer = self._call("sseplug_claim", connection=self)
             if answer is None or answer is True:
                 return True
-            self.state = "standby"
+            self.state = ConnectionState.STANDBY
             self._wakeup.wait(1.0 if answer is False else self._seconds("sseplug_claim", answer))
         return False
 
@@ -315,7 +365,7 @@ class Connection:
 
     def _consume_once(self) -> bool:
         """One request and its response; True when the server said to stop (204)."""
-        self.state = "connecting"
+        self.state = ConnectionState.CONNECTING
         reason = "eof"
         try:
             response = self._open()
@@ -331,14 +381,14 @@ class Connection:
             self._check(response)
             self._call("sseplug_connection_opened", connection=self, status=response.status,
                        headers=dict(response.headers))
-            self.state = "open"
+            self.state = ConnectionState.OPEN
             opened_at = time.monotonic()
             self._read(response)
             if self._stopping or self._released:
-                reason = "closed" if self._stopping else "released"
+                reason = "stopped" if self._stopping else "released"
             return False
         except SSEError as error:
-            reason = "closed" if self._stopping else "released" if self._released else (
+            reason = "stopped" if self._stopping else "released" if self._released else (
                 f"{type(error).__name__}: {error.message}")
             raise
         finally:
@@ -397,7 +447,7 @@ class Connection:
         """Send the request and follow its redirects; credentials never leave their origin."""
         request = self.request
         body = request.encoded_body()
-        method, url = request.method.value, self.url  # type: ignore[union-attr]
+        method, url = str(getattr(request.method, "value", request.method)), self.url
         timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=request.read_timeout)
         for _ in range(MAX_REDIRECTS + 1):
             try:
@@ -451,7 +501,7 @@ class Connection:
 
     def _check(self, response: urllib3.BaseHTTPResponse) -> None:
         """Raise the error for a response that is not an event stream (status first)."""
-        facts = {"headers": dict(response.headers), "connection_id": self.id, "url": self.url}
+        facts: dict[str, Any] = {"headers": dict(response.headers), "connection_id": self.id, "url": self.url}
         if response.status != 200:
             raise HTTPStatusError.for_status(response.status, body=self._error_body(response), **facts)
         content_type = response.headers.get("Content-Type")
@@ -466,12 +516,17 @@ class Connection:
 
     def _error_body(self, response: urllib3.BaseHTTPResponse) -> bytes:
         """The start of an error response's body, for the message; ``b""`` when it is slow to come."""
-        with gevent.Timeout(ERROR_BODY_TIMEOUT, False):
-            try:
-                return response.read(ERROR_BODY_LIMIT)
-            except (Urllib3Error, OSError):
-                pass
-        return b""
+        timer = gevent.Timeout.start_new(ERROR_BODY_TIMEOUT)
+        try:
+            return response.read(ERROR_BODY_LIMIT)
+        except (Urllib3Error, OSError):
+            return b""
+        except gevent.Timeout as error:
+            if error is not timer:
+                raise
+            return b""
+        finally:
+            timer.close()
 
     def _read(self, response: urllib3.BaseHTTPResponse) -> None:
         """Read the stream until EOF, dispatching every batch of events."""
@@ -564,8 +619,8 @@ class Connection:
         try:
             for event in events:
                 data = deserialize(event, self)
-                append(event if data is None else _new_event(
-                    SSEResponse, (event[0], event[1], data, event[3], event[4], event[5])))
+                # _replace(data=...) at C speed: every other field is carried over, whatever they are
+                append(event if data is None else _new_event(SSEResponse, (*event[:_DATA], data, *event[_DATA + 1 :])))
         except Exception as error:
             plugin = self._plugins.plugin_that_raised("sseplug_deserialize", error)
             raise self._plugin_error(plugin, "sseplug_deserialize", error, event.id) from error
@@ -599,7 +654,7 @@ class Connection:
             raise self._plugin_error(plugin, name, error, self.last_event_id) from error
 
     def _call_all(self, name: str, **kwargs: Any) -> list[Mapping[str, str]]:
-        results = self._call(name, **kwargs)
+        results: list[Mapping[str, str]] = self._call(name, **kwargs)
         for result in results:
             if not isinstance(result, Mapping):
                 raise PluginError(f"{name} returned a {type(result).__name__}, expected a mapping of headers",

@@ -140,7 +140,7 @@ def sseplug_retry_decision(
 @hookspec
 def sseplug_connection_closed(connection: Connection, reason: str) -> None:
     """Called whenever a response ends, or a connect fails: ``reason`` says why (``"eof"``,
-    ``"204"``, ``"closed"``, ``"released"``, or the error).
+    ``"204"``, ``"stopped"`` (``stop()``), ``"released"``, or the error).
 
     Results are ignored.
     """

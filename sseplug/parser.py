@@ -173,8 +173,8 @@ class EventParser:
                 self._partial_size = 0
                 self._line(line)  # not blank: a waiting piece is never empty
                 pos = end + 1
-            if self._raw:  # inside a block: finish it on the spec path
-                pos = self._lines(text, pos, events, stop_at_dispatch=True)
+            if self._raw:  # inside a block: finish it on the spec path (pos is set: nothing dispatched yet)
+                pos = self._lines(text, pos or 0, events, stop_at_dispatch=True)
             if pos is not None and self._bulk_enabled:
                 # the last LF first (memrchr): a long unfinished line is then not scanned twice
                 end = text.rfind("\n\n", pos, text.rfind("\n", pos) + 1)

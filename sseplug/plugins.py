@@ -184,7 +184,7 @@ class PluginManager(pluggy.PluginManager):
                 if getattr(function, "__code__", None) is frame.f_code and (
                     not hasattr(function, "__self__") or frame.f_locals.get("self") is function.__self__
                 ):
-                    return impl.plugin_name
+                    return str(impl.plugin_name)
             tb = tb.tb_next
         return "unknown"
 

@@ -14,7 +14,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import gevent
@@ -128,7 +128,7 @@ class SSEServer:
         """Bind and serve in the background (in greenlets); return ``self``."""
         if self._server is not None:
             raise RuntimeError("server already started")
-        extra = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
+        extra: dict[str, Any] = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
         self._server = StreamServer((self.host, self._requested_port), self._handle, spawn=self._pool, **extra)
         self._server.start()
         return self
@@ -155,7 +155,7 @@ class SSEServer:
         """The bound port (known once started)."""
         if self._server is None:
             raise RuntimeError("server not started")
-        return int(self._server.server_port)
+        return int(self._server.server_port or 0)
 
     def url(self, path: str = "/") -> str:
         """The absolute URL of ``path`` on this server."""

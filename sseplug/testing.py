@@ -1,28 +1,68 @@
-"""pytest plugin for plugin authors: a scripted SSE server, a plugin manager, a hook-call recorder.
+"""The test kit, a pytest plugin: a scripted SSE server, a plugin manager, hook recording, helpers.
 
 Installed with sseplug (``pytest11`` entry point) and inert until a test asks for a fixture:
+loading it imports nothing beyond ``import sseplug`` (no gevent, urllib3, ``ssl`` or ``socket``),
+so every run can load it before gevent's monkey patches. Fixtures:
 
 - ``sse_server``: a started ``sseplug.server.SSEServer`` on 127.0.0.1 (``script()`` paths with
   chunks, delays, ``DROP``, statuses; ``requests`` logs every request and its headers);
 - ``sseplug_plugins``: a ``PluginManager`` with the library built-ins and no entry-point autoload;
 - ``register_plugin``: ``register_plugin(obj, name)`` registers into it for this test only;
+- ``fast_retry``: registers a ``tryfirst`` retry decision of 10 ms, so reconnects are quick;
 - ``hook_recorder``: every hook call on that manager, as ``HookCall(name, kwargs)``;
 - ``sse_client``: an ``SSEClient`` on that manager (needs gevent's monkey patches, as always);
 - ``sse_client_for``: ``sse_client_for(config)`` makes more, each configured with a runner
   ``Config`` (``sseplug.run.config.parse_config``) so plugins read their ``[plugins.NAME]`` table.
+
+Helpers to import:
+
+- ``collect(stream, count=None, timeout=10.0)``: the events of a stream until it ends or ``count``
+  arrived, failing after ``timeout`` seconds instead of hanging;
+- ``DONE``: a scripted ``204`` response to end a script with: the client stops, no reconnect;
+- ``HookCall``, ``HookRecorder``: what ``hook_recorder`` records with.
+
+The monkey patches are opt-in, in their own plugin, loaded first with ``-p`` (``pytest.ini``:
+``addopts = -p sseplug.testing_patches``); see ``sseplug.testing_patches``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
-from .plugins import PluginManager, create_plugin_manager
-from .server import SSEServer
+if TYPE_CHECKING:
+    from .client import SSEClient
+    from .models import SSEResponse
+    from .plugins import PluginManager
+    from .server import Response, SSEServer
 
-__all__ = ["HookCall", "HookRecorder"]
+    DONE: Response
+
+__all__ = ["DONE", "HookCall", "HookRecorder", "collect"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DONE":  # built on first use: sseplug.server imports gevent
+        from .server import Response
+
+        done = globals()["DONE"] = Response(204, {"Content-Type": "text/html"})
+        return done
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def collect(stream: Iterator[SSEResponse], count: int | None = None, timeout: float = 10.0) -> list[SSEResponse]:
+    """Events of ``stream`` until it ends or ``count`` arrived; fails after ``timeout`` seconds."""
+    import gevent
+
+    events: list[SSEResponse] = []
+    with gevent.Timeout(timeout, AssertionError(f"stream did not end within {timeout}s; got {events}")):
+        for event in stream:
+            events.append(event)
+            if count is not None and len(events) >= count:
+                break
+    return events
 
 
 class HookCall(NamedTuple):
@@ -54,6 +94,8 @@ class HookRecorder:
 @pytest.fixture
 def sse_server() -> Iterator[SSEServer]:
     """A scripted loopback SSE server, stopped after the test."""
+    from .server import SSEServer
+
     with SSEServer() as server:
         yield server
 
@@ -61,6 +103,8 @@ def sse_server() -> Iterator[SSEServer]:
 @pytest.fixture
 def sseplug_plugins() -> PluginManager:
     """A plugin manager with the library built-ins and no installed plugins loaded."""
+    from .plugins import create_plugin_manager
+
     return create_plugin_manager(load_entry_points=False)
 
 
@@ -81,6 +125,19 @@ def register_plugin(sseplug_plugins: PluginManager) -> Iterator[Callable[..., ob
 
 
 @pytest.fixture
+def fast_retry(register_plugin: Callable[..., object]) -> None:
+    """Reconnect after 10 ms instead of the retry policy's seconds (registered as ``fast-retry``)."""
+    from .hookspecs import hookimpl
+
+    class FastRetry:
+        @hookimpl(tryfirst=True)
+        def sseplug_retry_decision(self) -> float:
+            return 0.01
+
+    register_plugin(FastRetry(), "fast-retry")
+
+
+@pytest.fixture
 def hook_recorder(sseplug_plugins: PluginManager) -> Iterator[HookRecorder]:
     """Every hook call made on ``sseplug_plugins`` during the test."""
     recorder = HookRecorder(sseplug_plugins)
@@ -89,7 +146,7 @@ def hook_recorder(sseplug_plugins: PluginManager) -> Iterator[HookRecorder]:
 
 
 @pytest.fixture
-def sse_client(sseplug_plugins: PluginManager) -> Iterator[Any]:
+def sse_client(sseplug_plugins: PluginManager) -> Iterator[SSEClient]:
     """An ``SSEClient`` using ``sseplug_plugins``, shut down after the test."""
     from .client import SSEClient
 
@@ -98,7 +155,7 @@ def sse_client(sseplug_plugins: PluginManager) -> Iterator[Any]:
 
 
 @pytest.fixture
-def sse_client_for(sseplug_plugins: PluginManager) -> Iterator[Callable[[Any], Any]]:
+def sse_client_for(sseplug_plugins: PluginManager) -> Iterator[Callable[[Any], SSEClient]]:
     """``sse_client_for(config)``: an ``SSEClient`` on ``sseplug_plugins``, configured with ``config``."""
     from .client import SSEClient
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..hookspecs import hookimpl
 from ..models import SSEResponse
 
+_loads: Callable[[str], Any]
 try:  # the [fast] extra
     from orjson import JSONDecodeError as _DecodeError
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - exercised where orjson is absent
-    from json import JSONDecodeError as _DecodeError
+    from json import JSONDecodeError as _DecodeError  # type: ignore[assignment]  # either class, one name
     from json import loads as _loads
 
 _JSON_START = frozenset('{["-0123456789tfn')  # anything else cannot be JSON: skip the attempt

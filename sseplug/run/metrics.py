@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from gevent.pywsgi import WSGIServer
 
-from ..connection import Connection
+from ..connection import Connection, ConnectionState
 from ..errors import ConfigError
 
 __all__ = ["MetricsServer"]
-
-STATES = ("new", "standby", "connecting", "open", "waiting", "closed", "failed")
 
 
 class MetricsServer:
@@ -32,7 +30,7 @@ class MetricsServer:
         self._generate = generate_latest
         self._counter, self._gauge = CounterMetricFamily, GaugeMetricFamily
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(self)  # type: ignore[arg-type]  # a collector: has collect()
+        self._registry.register(self)  # a collector: has collect()
         self.server = WSGIServer(listen, self._app, log=None, error_log=None)
 
     def start(self) -> None:
@@ -46,7 +44,7 @@ class MetricsServer:
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port)."""
-        return self.server.address  # type: ignore[no-any-return]
+        return cast(tuple[str, int], self.server.address)  # bound to (host, port), never a Unix socket
 
     def collect(self) -> Iterator[Any]:
         """The metric families, read from the connections at scrape time."""
@@ -63,8 +61,8 @@ class MetricsServer:
         yield from families.values()
         states = Counter(connection.state for connection in connections)
         gauge = self._gauge("sseplug_connections", "Connections per state", labels=["state"])
-        for state in STATES:
-            gauge.add_metric([state], states[state])
+        for state in ConnectionState:
+            gauge.add_metric([state.value], states[state])
         yield gauge
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -74,7 +72,7 @@ class MetricsServer:
         elif path == "/health":
             body, status, kind = b"ok\n", "200 OK", "text/plain"
         elif path == "/ready":
-            ready = any(connection.state == "open" for connection in self._connections())
+            ready = any(connection.state is ConnectionState.OPEN for connection in self._connections())
             body, status, kind = (b"ready\n", "200 OK", "text/plain") if ready else (
                 b"no stream open\n", "503 Service Unavailable", "text/plain")
         else:

@@ -8,15 +8,18 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.event
 
 from ..client import EventStream, SSEClient
-from .config import Config
+from ..connection import ConnectionState as State
 from ..errors import PluginError
-from .metrics import MetricsServer
 from ..plugins import BUILTINS, PluginManager, create_plugin_manager
+from .config import Config
+from .metrics import MetricsServer
 
 __all__ = ["Runner", "EXIT_OK", "EXIT_FAILED"]
 
@@ -40,7 +43,7 @@ def local_modules(config: Config) -> list[tuple[str, object]]:
     directory = str(config.path.absolute().parent)
     if config.runner.modules and directory not in sys.path:
         sys.path.insert(0, directory)
-    modules = []
+    modules: list[tuple[str, object]] = []
     for index, name in enumerate(config.runner.modules):
         try:
             modules.append((name, importlib.import_module(name)))
@@ -84,6 +87,7 @@ class Runner:
         self.plugins = plugin_manager if plugin_manager is not None else runner_plugins(config)
         self.streams: dict[str, EventStream] = {}
         self._stopped = gevent.event.Event()
+        self._crashed: list[BaseException] = []  # what a runner greenlet died of, unexpectedly
         self._events_seen = 0
         self._stats_at = time.monotonic()
 
@@ -101,10 +105,10 @@ class Runner:
             for connection in self.config.connections:
                 self.streams[connection.id] = client.connect(connection.id, connection.request(), iterate=False)
             log.info("running %d streams (pool of %d)", len(self.streams), runner.pool_size)
-            stats = gevent.spawn(self._report_every, STATS_INTERVAL)
+            stats = self._spawn(self._report_every, STATS_INTERVAL)
             try:
-                waiter = gevent.spawn(self._wait_all)
-                gevent.wait([waiter, self._stopped], count=1)
+                waiter = self._spawn(self._wait_all)
+                gevent.wait([waiter, self._stopped], count=1)  # type: ignore[type-var]  # both are waitable
                 if self.stopping:
                     self._shutdown(client, runner.shutdown_timeout)
                 waiter.kill()
@@ -118,12 +122,24 @@ class Runner:
         failed = [stream for stream in self.streams.values() if stream.error is not None]
         for stream in failed:
             log.error("connection %r failed: %s", stream.connection.id, stream.error)
-        return EXIT_FAILED if failed else EXIT_OK
+        return EXIT_FAILED if failed or self._crashed else EXIT_OK
+
+    def _spawn(self, function: Callable[..., None], *args: Any) -> gevent.Greenlet[..., None]:
+        """``function`` in a greenlet whose unexpected death is logged and fails the run."""
+        greenlet = gevent.spawn(function, *args)
+        greenlet.link_exception(self._greenlet_crashed)
+        return greenlet
+
+    def _greenlet_crashed(self, greenlet: gevent.Greenlet[..., None]) -> None:
+        error = greenlet.exception or RuntimeError("no exception recorded")
+        log.error("runner greenlet %s crashed; stopping with a failure", greenlet.name, exc_info=error)
+        self._crashed.append(error)
+        self.stop()
 
     @property
     def stopping(self) -> bool:
         """Whether a stop was asked for."""
-        return self._stopped.is_set()
+        return bool(self._stopped.is_set())
 
     def stop(self) -> None:
         """Ask for a graceful stop: reading stops, handlers finish, checkpoints are saved."""
@@ -133,7 +149,7 @@ class Runner:
 
     def _wait_all(self) -> None:
         for stream in list(self.streams.values()):
-            stream.ended.wait()
+            stream.wait()
 
     def _shutdown(self, client: SSEClient, timeout: float) -> None:
         """Two phases: ask every connection to stop, wait up to ``timeout``, then kill the rest."""
@@ -141,7 +157,7 @@ class Runner:
             stream.connection.stop()
         deadline = time.monotonic() + timeout
         for stream in self.streams.values():
-            if not stream.ended.wait(max(0.0, deadline - time.monotonic())):
+            if not stream.wait(max(0.0, deadline - time.monotonic())):
                 log.warning("connection %r did not stop within %.1fs; killing it", stream.connection.id, timeout)
         client.close()
 
@@ -160,6 +176,6 @@ class Runner:
         self._events_seen, self._stats_at = seen, now
         log.info(
             "stats: %d connected, %d reconnecting, %d standby, %d failed, %d ended, %d events, %.1f events/s",
-            states["open"] + states["connecting"], states["waiting"], states["standby"], states["failed"],
-            states["closed"], seen, rate,
+            states[State.OPEN] + states[State.CONNECTING], states[State.WAITING], states[State.STANDBY],
+            states[State.FAILED], states[State.ENDED], seen, rate,
         )

@@ -8,8 +8,7 @@ import pytest
 
 from sseplug import SSEClient, SSERequest
 from sseplug.errors import ContentTypeError, HTTPStatusError
-
-from .collect import collect
+from sseplug.testing import collect
 
 
 @pytest.fixture

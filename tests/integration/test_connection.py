@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import gevent
 import pytest
@@ -24,25 +25,17 @@ from sseplug.errors import (
     RetriesExhaustedError,
     TemporaryHTTPError,
 )
+from sseplug.connection import ConnectionState
+from sseplug.plugins import create_plugin_manager
+from sseplug.run.config import parse_config
+from sseplug.run.runner import Runner
 from sseplug.server import DROP, Response, SSEServer
+from sseplug.testing import DONE, collect
 
-from .collect import collect
 
 STREAM = {"Content-Type": "text/event-stream"}
-DONE = Response(204, {"Content-Type": "text/html"})
 
 
-class QuickRetry:
-    """Reconnect after 10 ms, so tests about counting and headers need not wait the policy."""
-
-    @hookimpl(tryfirst=True)
-    def sseplug_retry_decision(self) -> float:
-        return 0.01
-
-
-@pytest.fixture
-def quick(register_plugin: Callable[..., object]) -> None:
-    register_plugin(QuickRetry(), "quick-retry")
 
 
 def events(*blocks: str) -> bytes:
@@ -97,7 +90,7 @@ def test_request_headers(sse_server: SSEServer, sse_client: SSEClient) -> None:
     assert "content-type" not in sent.headers and "last-event-id" not in sent.headers
 
 
-def test_post_sends_json_body_on_every_reconnect(sse_server: SSEServer, sse_client: SSEClient, quick: None) -> None:
+def test_post_sends_json_body_on_every_reconnect(sse_server: SSEServer, sse_client: SSEClient, fast_retry: None) -> None:
     sse_server.script("/s", Response(body=[b"id: 1\ndata: a\n\n"]), DONE)
     request = SSERequest(sse_server.url("/s"), method="POST", body={"topic": "orders"})
     collect(sse_client.connect("s", request))
@@ -161,7 +154,7 @@ def test_redirect_loop_is_an_error_not_a_hang(sse_server: SSEServer, sse_client:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
-def test_5xx_and_429_are_retried(sse_server: SSEServer, sse_client: SSEClient, quick: None, status: int) -> None:
+def test_5xx_and_429_are_retried(sse_server: SSEServer, sse_client: SSEClient, fast_retry: None, status: int) -> None:
     sse_server.script("/s", Response(status, {"Content-Type": "text/html"}, [b"busy"], "length"),
                       Response(body=[b"data: back\n\n"]), DONE)
     assert [e.data for e in collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))] == ["back"]
@@ -236,7 +229,7 @@ def test_flaky_feed_delivers_every_event_once_in_order(sse_server: SSEServer, ss
     assert len(sse_server.requests_for("/flaky/f")) == 5  # 4 drops, then 204 once all arrived
 
 
-def test_retries_exhausted_after_max_retries(sse_server: SSEServer, sse_client: SSEClient, quick: None) -> None:
+def test_retries_exhausted_after_max_retries(sse_server: SSEServer, sse_client: SSEClient, fast_retry: None) -> None:
     errors: list[BaseException] = []
     sse_server.script("/s", Response(503, {"Content-Type": "text/plain"}))
     stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), max_retries=2, on_error=errors.append))
@@ -247,7 +240,7 @@ def test_retries_exhausted_after_max_retries(sse_server: SSEServer, sse_client: 
 
 
 def test_failure_count_resets_once_a_stream_delivered(
-    sse_server: SSEServer, sse_client: SSEClient, quick: None
+    sse_server: SSEServer, sse_client: SSEClient, fast_retry: None
 ) -> None:
     busy = Response(503, {"Content-Type": "text/plain"})
     sse_server.script("/s", busy, busy, Response(body=[b"data: ok\n\n"]), busy, DONE)
@@ -255,7 +248,7 @@ def test_failure_count_resets_once_a_stream_delivered(
     assert [e.data for e in got] == ["ok"] and len(sse_server.requests_for("/s")) == 5
 
 
-def test_dead_server_is_a_network_error_retried_until_exhausted(sse_client: SSEClient, quick: None) -> None:
+def test_dead_server_is_a_network_error_retried_until_exhausted(sse_client: SSEClient, fast_retry: None) -> None:
     with SSEServer() as gone:
         url = gone.url("/s")
     with pytest.raises(RetriesExhaustedError) as caught:
@@ -339,7 +332,7 @@ def test_close_ends_a_connection_held_back_by_its_consumer(sse_server: SSEServer
     gevent.sleep(0.3)  # the read-ahead is full: the connection waits for room
     connection = sse_client.connections["s"]
     sse_client.close("s")
-    assert connection.state == "closed"  # it ended by itself (a killed greenlet never gets there)
+    assert connection.state == "ended"  # it ended by itself (a killed greenlet never gets there)
     rest = [e.data["seq"] for e in collect(stream, timeout=2)]  # what was read ahead, then a clean end
     assert rest == list(range(2, 2 + len(rest)))
 
@@ -479,7 +472,7 @@ def test_a_crash_outside_the_error_tree_is_logged_and_raised_never_silent(
 
 
 def test_a_plugin_failure_marked_retryable_reconnects_from_the_last_checkpoint(
-    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Callable[..., object], quick: None
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Callable[..., object], fast_retry: None
 ) -> None:
     class Unavailable(Exception):
         retryable = True
@@ -541,3 +534,46 @@ def test_iterators_that_time_out_sleep_and_close_at_random_lose_nothing(
             assert seqs == list(range(1, 61))
         else:  # closed: a prefix, in order, nothing twice
             assert seqs == list(range(1, len(seqs) + 1))
+
+
+# -- life cycle and states -------------------------------------------------------------------------
+
+
+def test_states_through_a_life_and_an_ended_stream_frees_its_id(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(body=[b"data: a\n\n"]), DONE)
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), retry=False), iterate=False)
+    assert stream.state in (ConnectionState.NEW, ConnectionState.CONNECTING) and stream.is_open
+    assert stream.wait(5)
+    assert (stream.state, stream.error, stream.is_open) == (ConnectionState.ENDED, None, False)
+    assert str(stream.state) == "ended" and stream.state == "ended"  # reads as its value
+    assert "s" not in sse_client.connections  # not "open" any more
+    again = sse_client.connect("s", SSERequest(sse_server.url("/s")), iterate=False)  # after the 204 too
+    assert again.wait(5) and again.state is ConnectionState.ENDED
+
+
+def test_a_failed_stream_keeps_its_error_on_the_connection(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(404, {"Content-Type": "text/html"}))
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s")), iterate=False)
+    assert stream.wait(5)
+    assert stream.state is ConnectionState.FAILED and stream.state.final
+    assert isinstance(stream.error, HTTPStatusError) and stream.error is stream.connection.error
+    assert sse_client.connect("s", SSERequest(sse_server.url("/s")), iterate=False).wait(5)
+
+
+def test_a_runner_greenlet_that_dies_fails_the_run_loudly(
+    tmp_path: Path, sse_server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(Runner):
+        def _report_every(self, interval: float) -> None:
+            raise RuntimeError("stats broke")
+
+    config = parse_config(
+        f'[[connections]]\nid = "s"\nurl = "{sse_server.url("/feed/s?count=1000&interval=0.05")}"\n',
+        path=tmp_path / "run.toml",
+    )
+    runner = Broken(config, plugin_manager=create_plugin_manager(load_entry_points=False))
+    with gevent.Timeout(15, AssertionError("the runner went on after its stats greenlet died")):
+        status = runner.run()
+    assert status == 1
+    assert any("crashed" in r.getMessage() and r.exc_info and "stats broke" in str(r.exc_info[1])
+               for r in caplog.records)

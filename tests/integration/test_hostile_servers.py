@@ -26,25 +26,15 @@ from sseplug.parser import MAX_RETRY_MS
 from sseplug.plugins import PluginManager
 from sseplug.redaction import Secret
 from sseplug.server import DROP, Response, SSEServer
+from sseplug.testing import DONE, collect
 
 from . import hostile
 from . import runner_process as rp
-from .collect import collect
 from .test_runner import checkpoint, connection, write_config
 from .thirdparty import free_port
 
-DONE = Response(204, {"Content-Type": "text/html"})
 
 
-class QuickRetry:
-    @hookimpl(tryfirst=True)
-    def sseplug_retry_decision(self) -> float:
-        return 0.01
-
-
-@pytest.fixture
-def quick(register_plugin: Callable[..., object]) -> None:
-    register_plugin(QuickRetry(), "quick-retry")
 
 
 # -- fairness ----------------------------------------------------------------------------------
@@ -72,7 +62,7 @@ def test_a_flooding_stream_leaves_timers_and_other_streams_their_turn(
         ticker = gevent.spawn(tick)
         slow = collect(sse_client.connect("slow", SSERequest(sse_server.url("/slow"), retry=False)), timeout=5)
         ticker.join(5)
-        assert flood.connection.state == "open" and not flood.ended.is_set()  # still flooding meanwhile
+        assert flood.state == "open" and flood.is_open  # still flooding meanwhile
         sse_client.close("flood")
         if drain is not None:
             drain.join(5)
@@ -84,7 +74,7 @@ def test_a_flooding_stream_leaves_timers_and_other_streams_their_turn(
 
 
 @pytest.mark.parametrize("event_id", ["日本", "🦀-7", "café"])
-def test_last_event_id_is_sent_as_utf8(sse_server: SSEServer, sse_client: SSEClient, quick: None,
+def test_last_event_id_is_sent_as_utf8(sse_server: SSEServer, sse_client: SSEClient, fast_retry: None,
                                        event_id: str) -> None:
     sse_server.script("/s", Response(body=[f"id: {event_id}\ndata: a\n\n".encode(), DROP]), DONE)
     got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
@@ -165,7 +155,7 @@ def test_credentials_stay_on_a_same_origin_redirect(sse_server: SSEServer, sse_c
     ],
 )
 def test_a_redirect_that_cannot_be_followed_is_a_redirect_error_and_not_retried(
-    sse_server: SSEServer, sse_client: SSEClient, quick: None, location: str, expected: str
+    sse_server: SSEServer, sse_client: SSEClient, fast_retry: None, location: str, expected: str
 ) -> None:
     sse_server.script("/s", Response(302, {"Location": location}))
     with pytest.raises(RedirectError, match=expected):
@@ -203,7 +193,7 @@ def test_a_small_server_retry_is_honoured_for_the_first_reconnects(
 @pytest.mark.parametrize("json_plugin", [True, False], ids=["json", "no-json"])
 @pytest.mark.parametrize("digits", [400, 5000])
 def test_an_absurd_retry_value_neither_ends_the_stream_nor_loses_its_event(
-    sse_server: SSEServer, sse_client: SSEClient, sseplug_plugins: PluginManager, quick: None,
+    sse_server: SSEServer, sse_client: SSEClient, sseplug_plugins: PluginManager, fast_retry: None,
     digits: int, json_plugin: bool,
 ) -> None:
     if not json_plugin:
@@ -270,7 +260,7 @@ def test_a_response_head_must_be_complete_within_head_timeout(
     assert time.monotonic() - started < 5
 
 
-def test_a_late_head_is_a_network_error_and_retried(sse_client: SSEClient, quick: None) -> None:
+def test_a_late_head_is_a_network_error_and_retried(sse_client: SSEClient, fast_retry: None) -> None:
     connections: list[object] = []
 
     def count_then_hang(sock: object) -> None:

@@ -14,11 +14,10 @@ import gevent
 import pytest
 
 from sseplug.server import Response, SSEServer
+from sseplug.testing import DONE
 
 from . import runner_process as rp
 from .thirdparty import free_port
-
-DONE = Response(204, {"Content-Type": "text/html"})
 
 
 def write_config(tmp_path: Path, connections: str, runner: str = "") -> Path:

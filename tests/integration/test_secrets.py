@@ -11,14 +11,13 @@ import pytest
 from sseplug import SSEClient, SSERequest, hookimpl
 from sseplug.plugins import create_plugin_manager
 from sseplug.server import Response, SSEServer
+from sseplug.testing import DONE, collect
 
 from . import runner_process as rp
-from .collect import collect
 
 TOKEN = "tok-5f1c9e"  # unique strings, so finding one in the output can only mean a leak
 KEY = "key-8d2a7b"
 COOKIE = "sid-3e6b0c"
-DONE = Response(204, {"Content-Type": "text/html"})
 
 
 def test_runner_sends_credentials_and_prints_none_with_tracing_at_debug(

@@ -16,24 +16,14 @@ from sseplug.connection import Connection
 from sseplug.errors import PluginError, SSEError, TemporaryHTTPError
 from sseplug.plugins import PluginManager
 from sseplug.server import Response, SSEServer
-
-from ..integration.collect import collect
+from sseplug.testing import DONE, collect
 
 Register = Callable[..., object]
 
-DONE = Response(204, {"Content-Type": "text/html"})
 HOOK_NAMES = sorted(
     name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("sseplug_")
 )
 RESULT_RULES = ("First non-", "merged", "ignored")
-
-
-class QuickRetry:
-    """Reconnect after 10 ms, so tests about reconnects need not wait the default policy."""
-
-    @hookimpl(tryfirst=True)
-    def sseplug_retry_decision(self) -> float:
-        return 0.01
 
 
 def body(*blocks: str) -> list[bytes | float]:
@@ -194,13 +184,14 @@ class NoHeaders:
         return None
 
 
-def test_hook_sseplug_auth_headers(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+def test_hook_sseplug_auth_headers(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, fast_retry: None
+) -> None:
     """Recomputed before every connect and reconnect; merged, the first-run plugin winning a conflict."""
     token = CountingToken()
     register_plugin(TenantFirst(), "tenant-first")
     register_plugin(token, "token")
     register_plugin(NoHeaders(), "no-headers")
-    register_plugin(QuickRetry(), "quick-retry")
     sse_server.script("/s", Response(body=body("id: 1\ndata: a\n\n")), Response(body=body("id: 2\ndata: b\n\n")), DONE)
     request = SSERequest(sse_server.url("/s"), headers={"X-Tenant": "request", "X-Own": "own"})
     assert [e.data for e in collect(sse_client.connect("s", request))] == ["a", "b"]
@@ -241,11 +232,12 @@ class SavedCheckpoint:
         return "41" if connection.id == "s" else None
 
 
-def test_hook_sseplug_checkpoint_load(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+def test_hook_sseplug_checkpoint_load(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, fast_retry: None
+) -> None:
     """Called once, before the first connect; its id goes out as Last-Event-ID and is the events' id."""
     store = SavedCheckpoint()
     register_plugin(store, "store")
-    register_plugin(QuickRetry(), "quick-retry")
     sse_server.script("/s", Response(body=body("data: a\n\n", "id: 42\ndata: b\n\n")), DONE)
     sse_server.script("/other", DONE)
     got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), last_event_id="7")))
@@ -268,12 +260,11 @@ class Opened:
 
 
 def test_hook_sseplug_connection_opened(
-    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, fast_retry: None
 ) -> None:
     """Called with status 200 and the headers once a response is accepted; not for a 5xx or 204."""
     opened = Opened()
     register_plugin(opened, "opened")
-    register_plugin(QuickRetry(), "quick-retry")
     stream_headers = {"Content-Type": "text/event-stream", "X-Server": "scripted"}
     sse_server.script(
         "/s",
@@ -347,11 +338,12 @@ class Checkpoints:
             self.handled_before.append(len(self._handler.seen))
 
 
-def test_hook_sseplug_handle_event(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+def test_hook_sseplug_handle_event(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, fast_retry: None
+) -> None:
     """Every event, in stream order, across reads and a reconnect, with its connection."""
     handler = Handler()
     register_plugin(handler, "handler")
-    register_plugin(QuickRetry(), "quick-retry")
     sse_server.script(
         "/s",
         Response(body=[b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n", 0.02, b"data: c\n\n"]),
@@ -457,12 +449,11 @@ class Closed:
 
 
 def test_hook_sseplug_connection_closed(
-    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, fast_retry: None
 ) -> None:
     """Called whenever a response ends, with the reason: an error, "eof", "204"."""
     closed = Closed()
     register_plugin(closed, "closed")
-    register_plugin(QuickRetry(), "quick-retry")
     sse_server.script(
         "/s",
         Response(503, {"Content-Type": "text/html"}, [b"busy"], "length"),
@@ -481,7 +472,7 @@ def test_hook_sseplug_connection_closed(
 def test_connection_closed_reason_is_closed_when_stopped_from_a_handler(
     sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
 ) -> None:
-    """A plugin that ends the stream itself (connection.stop()) sees reason "closed", not "eof"."""
+    """A plugin that ends the stream itself (connection.stop()) sees reason "stopped", not "eof"."""
 
     class StopAfterFirst:
         @hookimpl
@@ -494,7 +485,7 @@ def test_connection_closed_reason_is_closed_when_stopped_from_a_handler(
     sse_server.script("/s", Response(body=[b"data: a\n\n", 30.0]))
     stream = sse_client.connect("s", SSERequest(sse_server.url("/s")))
     assert [e.data for e in collect(stream, timeout=5)] == ["a"]
-    assert closed.reasons == [("s", "closed")]
+    assert closed.reasons == [("s", "stopped")]
 
 
 def test_hook_sseplug_claim(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:

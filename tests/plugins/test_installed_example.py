@@ -12,8 +12,7 @@ import pytest
 
 from sseplug import SSEClient, SSERequest
 from sseplug.server import Response, SSEServer
-
-from ..integration.collect import collect
+from sseplug.testing import DONE, collect
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,8 +51,7 @@ def test_auth_header_recomputed_before_every_reconnect(
 
     monkeypatch.setenv("SKELETON_TOKEN", "t0")
     client.plugins.register(Rotate(), "rotate")
-    sse_server.script("/s", Response(body=[b"retry: 1\n\ndata: a\n\n"]), Response(body=[b"data: b\n\n"]),
-                      Response(204, {"Content-Type": "text/plain"}))
+    sse_server.script("/s", Response(body=[b"retry: 1\n\ndata: a\n\n"]), Response(body=[b"data: b\n\n"]), DONE)
     collect(client.connect("s", SSERequest(sse_server.url("/s"))))
     assert [r.headers["authorization"] for r in sse_server.requests_for("/s")] == ["Bearer t0", "Bearer t1",
                                                                                   "Bearer t2"]
@@ -78,6 +76,6 @@ def test_retry_decision_stops_after_an_end_event(client: SSEClient, sse_server: 
     stream = client.connect("s", SSERequest(sse_server.url("/s"), on_done=lambda: done.append(True)))
     assert [e.event for e in collect(stream)] == ["message", "end"]
     assert len(sse_server.requests_for("/s")) == 1 and done == [True]  # no reconnect: the plugin said stop
-    sse_server.script("/t", Response(body=[b"retry: 1\n\ndata: 1\n\n"]), Response(204, {"Content-Type": "text/plain"}))
+    sse_server.script("/t", Response(body=[b"retry: 1\n\ndata: 1\n\n"]), DONE)
     collect(client.connect("t", SSERequest(sse_server.url("/t"))))
     assert len(sse_server.requests_for("/t")) == 2  # without an end event the policy reconnects

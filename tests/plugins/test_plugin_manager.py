@@ -18,22 +18,11 @@ from sseplug.connection import Connection
 from sseplug.errors import ConfigError, PluginError
 from sseplug.plugins import PluginManager, create_plugin_manager
 from sseplug.server import Response, SSEServer
-from sseplug.testing import HookRecorder
-
-from ..integration.collect import collect
+from sseplug.testing import DONE, HookRecorder, collect
 
 Register = Callable[..., object]
 
-DONE = Response(204, {"Content-Type": "text/html"})
 FAKE_MODULES = ("fakeplug_mod", "brokenplug_mod", "mismatchplug_mod")
-
-
-class QuickRetry:
-    """Reconnect after 10 ms, so tests about reconnects need not wait the default policy."""
-
-    @hookimpl(tryfirst=True)
-    def sseplug_retry_decision(self) -> float:
-        return 0.01
 
 
 class Handler:

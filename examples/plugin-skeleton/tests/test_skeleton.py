@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import gevent
 import pytest
 
 import sseplug_skeleton
-from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
+from sseplug import SSEClient, SSERequest, hookimpl
 from sseplug.connection import Connection
 from sseplug.plugins import create_plugin_manager
 from sseplug.server import Response, SSEServer
-
-DONE = Response(204, {"Content-Type": "text/plain"})
-
-
-class QuickRetry:
-    """Reconnect after 10 ms instead of the default policy's seconds."""
-
-    @hookimpl(tryfirst=True)
-    def sseplug_retry_decision(self) -> float:
-        return 0.01
-
-
-def take(stream: Iterator[SSEResponse], count: int = 100, timeout: float = 5.0) -> list[SSEResponse]:
-    """The events of ``stream`` until it ends or ``count`` arrived; fails after ``timeout`` s."""
-    events: list[SSEResponse] = []
-    with gevent.Timeout(timeout, AssertionError(f"stream did not end within {timeout}s; got {events}")):
-        for event in stream:
-            events.append(event)
-            if len(events) >= count:
-                break
-    return events
+from sseplug.testing import DONE, collect
 
 
 @pytest.fixture
@@ -47,6 +26,7 @@ def test_sseplug_auth_headers_sends_the_token_on_every_connect_and_picks_up_a_ne
     sse_client: SSEClient,
     register_plugin: Callable[..., object],
     skeleton: None,
+    fast_retry: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     class RotateToken:
@@ -56,11 +36,10 @@ def test_sseplug_auth_headers_sends_the_token_on_every_connect_and_picks_up_a_ne
         def sseplug_connection_closed(self, connection: Connection) -> None:
             monkeypatch.setenv("SKELETON_TOKEN", "second")
 
-    register_plugin(QuickRetry(), "quick-retry")
     register_plugin(RotateToken(), "rotate-token")
     monkeypatch.setenv("SKELETON_TOKEN", "first")
     sse_server.script("/s", Response(body=[b"data: a\n\n"]), DONE)  # EOF, so the client reconnects
-    got = take(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
     assert [e.data for e in got] == ["a"]
     sent = [r.headers.get("authorization") for r in sse_server.requests_for("/s")]
     assert sent == ["Bearer first", "Bearer second"]
@@ -71,7 +50,7 @@ def test_sseplug_auth_headers_adds_nothing_without_a_token(
 ) -> None:
     monkeypatch.delenv("SKELETON_TOKEN", raising=False)
     sse_server.script("/s", DONE)
-    take(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
     assert "authorization" not in sse_server.requests_for("/s")[0].headers
 
 
@@ -80,7 +59,7 @@ def test_sseplug_deserialize_splits_csv_events_and_leaves_others_to_json(
 ) -> None:
     body = b'event: csv\ndata: a,b,c\n\ndata: {"n": 1}\n\nevent: other\ndata: x,y\n\n'
     sse_server.script("/s", Response(body=[body]), DONE)
-    got = take(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
     assert [(e.event, e.data) for e in got] == [("csv", ["a", "b", "c"]), ("message", {"n": 1}), ("other", "x,y")]
 
 
@@ -89,7 +68,7 @@ def test_sseplug_handle_event_logs_connection_id_and_type(
 ) -> None:
     caplog.set_level(logging.INFO, logger="sseplug_skeleton")
     sse_server.script("/s", Response(body=[b"id: 7\nevent: csv\ndata: 1,2\n\n"]), DONE)
-    take(sse_client.connect("orders", SSERequest(sse_server.url("/s"))))
+    collect(sse_client.connect("orders", SSERequest(sse_server.url("/s"))))
     records = [r for r in caplog.records if r.name == "sseplug_skeleton"]
     assert [(r.levelno, r.getMessage()) for r in records] == [
         (logging.INFO, "connection orders: event id='7' type='csv'")
