@@ -15,12 +15,11 @@ import urllib3
 from ._handoff import Handoff
 from .connection import Connection, ConnectionState, HttpFor
 from .errors import SSEError
-from .models import SSERequest, SSEResponse
+from .models import DEFAULT_POOL_SIZE, SSERequest, SSEResponse
 from .plugins import PluginManager, create_plugin_manager
 
 __all__ = ["SSEClient", "EventStream"]
 
-DEFAULT_POOL_SIZE = 1000  # greenlets, one per stream; also the runner's default pool_size
 BUFFERED_BATCHES = 2  # per stream; a slow consumer holds the connection's reads back (backpressure)
 CLOSE_TIMEOUT = 5.0
 _END = object()

@@ -5,24 +5,21 @@ implementation may accept any subset of a hook's arguments. Implementations run 
 first; built-in plugins are marked ``trylast`` so that installed plugins run before them.
 ``firstresult`` hooks stop at the first implementation returning something other than ``None``.
 An exception in an implementation stops the hook and fails the connection with a ``PluginError``
-naming the plugin; it is never swallowed.
+naming the plugin (unless it is ``retryable``, see ``PLUGIN_ATTRIBUTES``); it is never swallowed.
 
-``connection`` is the ``sseplug.connection.Connection`` of one stream: it has at least ``id``,
-``request`` (the ``SSERequest``), ``url``, ``last_event_id``, ``attempt`` (consecutive failures
-so far; reset once a response delivered events), ``backoff_step`` (reconnects since the stream
-was last healthy, i.e. open for 60 s: what a backoff doubles on) and ``retry_ms`` (the server's
-last ``retry:`` value, or ``None``).
+``connection`` is one stream's connection: hooks may rely on what ``HookConnection`` describes,
+no more (it is a ``sseplug.connection.Connection``, whose other members may change). Besides
+hooks, the runtime reads the plugin attributes of ``PLUGIN_ATTRIBUTES``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import pluggy
 
 if TYPE_CHECKING:
-    from .connection import Connection
     from .errors import SSEError
     from .models import SSERequest, SSEResponse
 
@@ -35,6 +32,88 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 """Marks a plugin function as the implementation of the hook of the same name."""
 
 
+# -- what hooks may rely on --------------------------------------------------------------------
+# A protocol, not sseplug.connection.Connection: the specs state the contract (and import no
+# module above them); Connection provides it (tests/plugins/test_docs.py checks that).
+
+
+@runtime_checkable
+class HookConnection(Protocol):
+    """The ``connection`` argument of the hooks. Read-only for plugins: they act on a connection
+    through ``stop()`` and ``release()`` alone."""
+
+    @property
+    def id(self) -> str:
+        """The stream's name, unique in its client or runner (what checkpoints are stored under)."""
+
+    @property
+    def request(self) -> SSERequest:
+        """The request the stream was opened with."""
+
+    @property
+    def url(self) -> str:
+        """The request's URL (redirects followed do not change it)."""
+
+    @property
+    def last_event_id(self) -> str:
+        """The id to resume from: the last one every handler finished with (``""``: none yet)."""
+
+    @property
+    def attempt(self) -> int:
+        """Consecutive failures so far; reset once a response delivered events."""
+
+    @property
+    def backoff_step(self) -> int:
+        """Reconnects since the stream was last healthy (open for 60 s): what a backoff doubles on."""
+
+    @property
+    def retry_ms(self) -> int | None:
+        """The server's last ``retry:`` value, or ``None``."""
+
+    @property
+    def state(self) -> str:
+        """Where the connection is in its life: ``"new"``, ``"standby"``, ``"connecting"``,
+        ``"open"``, ``"waiting"``, ``"ended"`` or ``"failed"`` (a ``ConnectionState``, a ``str``)."""
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop()`` was called."""
+
+    def stop(self) -> None:
+        """End the stream cleanly: no reconnect follows (closed ``reason``: ``"stopped"``)."""
+
+    def release(self) -> None:
+        """Give the stream up for now (a lease lost): ``sseplug_claim`` is asked again before it
+        resumes from ``sseplug_checkpoint_load``; not a failure."""
+
+
+# -- plugin attributes -------------------------------------------------------------------------
+# What the runtime reads from plugins besides their hooks' answers: documented here, next to the
+# hooks (tests/plugins/test_docs.py checks every one is documented and tested).
+
+PLUGIN_ATTRIBUTES: Final[Mapping[str, str]] = {
+    "text_decoder": (
+        "On a sseplug_deserialize implementation function: a pure function from the data text to "
+        "what that implementation returns for it (None: the text stays), raising what it raises. "
+        "When it is the only sseplug_deserialize implementation and no call monitor is attached, "
+        "the parser calls it while building each event and the hook is not called "
+        "(PluginManager.text_decoder); the built-in json plugin has one."
+    ),
+    "sseplug_sink": (
+        "On a plugin implementing sseplug_handle_event: false when it stores no events (it counts, "
+        "logs, forwards), so the runner keeps its stdout sink; true or absent, it is an event sink "
+        "and the stdout sink is dropped (sseplug.run.runner.keep_stdout_only_without_other_sinks). "
+        "Read after sseplug_configure, so it may depend on the plugin's configuration."
+    ),
+    "retryable": (
+        "On an exception an implementation raises: exactly True (a backend briefly down) makes "
+        "the failure a TemporaryPluginError, after which the connection reconnects and resumes "
+        "from its last checkpoint instead of failing for good."
+    ),
+}
+"""Every plugin attribute sseplug reads: name -> where it goes and what it means."""
+
+
 # -- configure ---------------------------------------------------------------------------------
 
 
@@ -44,7 +123,9 @@ def sseplug_configure(config: Any) -> None:
     registered later gets the call at registration (a historic hook, as pytest's configure).
 
     ``config`` is the runner's ``sseplug.run.config.Config`` (read your own ``[plugins.NAME]`` table
-    with ``config.plugin_config(NAME)``), or ``None`` in plain library use. Results are ignored.
+    with the typed readers of ``config.plugin_settings(NAME, known=KEYS)``: ``string``,
+    ``integer``, ``seconds``, ``one_of``... each raising a ``ConfigError`` keyed
+    ``plugins.NAME.KEY``), or ``None`` in plain library use. Results are ignored.
     """
 
 
@@ -52,7 +133,7 @@ def sseplug_configure(config: Any) -> None:
 
 
 @hookspec
-def sseplug_auth_headers(connection: Connection, request: SSERequest) -> Mapping[str, str] | None:
+def sseplug_auth_headers(connection: HookConnection, request: SSERequest) -> Mapping[str, str] | None:
     """Called before every connect and reconnect, so tokens can be refreshed.
 
     Return headers to add to the request, or ``None``. The results of every plugin are merged
@@ -61,7 +142,7 @@ def sseplug_auth_headers(connection: Connection, request: SSERequest) -> Mapping
 
 
 @hookspec(firstresult=True)
-def sseplug_claim(connection: Connection) -> bool | float | None:
+def sseplug_claim(connection: HookConnection) -> bool | float | None:
     """Called before every connect and reconnect: may this process consume the stream now?
 
     Return ``True`` (or nothing) to go ahead, ``False`` to ask again in a second, or a number of
@@ -72,7 +153,7 @@ def sseplug_claim(connection: Connection) -> bool | float | None:
 
 
 @hookspec(firstresult=True)
-def sseplug_checkpoint_load(connection: Connection) -> str | None:
+def sseplug_checkpoint_load(connection: HookConnection) -> str | None:
     """Called before the first connect, and again after a released stream was claimed back.
 
     Return the last event id saved for ``connection.id`` to resume with ``Last-Event-ID``.
@@ -82,7 +163,7 @@ def sseplug_checkpoint_load(connection: Connection) -> str | None:
 
 
 @hookspec
-def sseplug_connection_opened(connection: Connection, status: int, headers: Mapping[str, str]) -> None:
+def sseplug_connection_opened(connection: HookConnection, status: int, headers: Mapping[str, str]) -> None:
     """Called when a response was accepted as an event stream (status 200, right Content-Type).
 
     Results are ignored.
@@ -93,7 +174,7 @@ def sseplug_connection_opened(connection: Connection, status: int, headers: Mapp
 
 
 @hookspec(firstresult=True)
-def sseplug_deserialize(event: SSEResponse, connection: Connection) -> Any:
+def sseplug_deserialize(event: SSEResponse, connection: HookConnection) -> Any:
     """Called for each event; return the value ``event.data`` should hold instead of its text.
 
     First non-``None`` result wins; when no plugin answers, ``data`` stays the text. Not called
@@ -102,7 +183,7 @@ def sseplug_deserialize(event: SSEResponse, connection: Connection) -> Any:
 
 
 @hookspec
-def sseplug_handle_event(event: SSEResponse, connection: Connection) -> None:
+def sseplug_handle_event(event: SSEResponse, connection: HookConnection) -> None:
     """Called for each event, in stream order, by every plugin (sinks, user handlers).
 
     Runs after ``sseplug_deserialize`` and before the event's id is checkpointed; an exception
@@ -111,7 +192,7 @@ def sseplug_handle_event(event: SSEResponse, connection: Connection) -> None:
 
 
 @hookspec
-def sseplug_checkpoint_save(connection: Connection, last_event_id: str) -> None:
+def sseplug_checkpoint_save(connection: HookConnection, last_event_id: str) -> None:
     """Called once per batch of events, after every handler returned for all of them (also when
     the id did not change, so sinks can flush here first), and after an id-only block.
 
@@ -124,7 +205,7 @@ def sseplug_checkpoint_save(connection: Connection, last_event_id: str) -> None:
 
 @hookspec(firstresult=True)
 def sseplug_retry_decision(
-    connection: Connection, attempt: int, error: SSEError | None, status: int | None
+    connection: HookConnection, attempt: int, error: SSEError | None, status: int | None
 ) -> float | bool | None:
     """Called after a response ended (``error`` is ``None``) or failed with a retryable error.
 
@@ -138,7 +219,7 @@ def sseplug_retry_decision(
 
 
 @hookspec
-def sseplug_connection_closed(connection: Connection, reason: str) -> None:
+def sseplug_connection_closed(connection: HookConnection, reason: str) -> None:
     """Called whenever a response ends, or a connect fails: ``reason`` says why (``"eof"``,
     ``"204"``, ``"stopped"`` (``stop()``), ``"released"``, or the error).
 
@@ -147,7 +228,7 @@ def sseplug_connection_closed(connection: Connection, reason: str) -> None:
 
 
 @hookspec
-def sseplug_connection_finished(connection: Connection, error: SSEError | None) -> None:
+def sseplug_connection_finished(connection: HookConnection, error: SSEError | None) -> None:
     """Called once per connection, when it ended for good: ``error`` is ``None`` after a clean
     end (204, ``retry=False``, a retry decision to stop, ``stop()``), else what failed it.
 

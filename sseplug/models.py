@@ -21,6 +21,9 @@ DEFAULT_READ_TIMEOUT = 300.0
 DEFAULT_HEAD_TIMEOUT = 30.0
 """Seconds from connecting to a complete response head (status line and headers)."""
 
+DEFAULT_POOL_SIZE = 1000
+"""Greenlets of an ``SSEClient``'s pool (one per stream); also the runner's default ``pool_size``."""
+
 MAX_WAIT = 6 * 3600.0
 """Longest wait before a reconnect, whatever a server (``Retry-After``) or a plugin asks (urllib3's cap)."""
 
@@ -59,6 +62,18 @@ class RequestContentType(str, enum.Enum):
     multipart_form_data = "multipart/form-data"
 
 
+class RequestFieldError(ValueError):
+    """A value ``SSERequest`` rejects: ``field`` names it, ``message`` says what is wrong; ``str()`` is both."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(field, message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
 OnData = Callable[[SSEResponse], Any]
 OnError = Callable[[BaseException], Any]
 OnDone = Callable[[], Any]
@@ -72,8 +87,8 @@ class SSERequest:
     ``bytes`` bodies are sent as they are. ``last_event_id`` resumes a stream from a stored id.
     ``read_timeout``: seconds without a byte before the stream counts as stalled;
     ``head_timeout``: seconds from connecting to a complete response head (status and headers);
-    both are network errors (retried), ``None`` waits for ever. Invalid values raise
-    ``ValueError`` naming the field.
+    both are network errors (retried), ``None`` waits for ever. An invalid value raises
+    ``RequestFieldError`` (a ``ValueError``) naming its field.
     """
 
     url: str
@@ -95,23 +110,26 @@ class SSERequest:
         set_ = object.__setattr__  # normalising a frozen instance during construction
         parts = urlsplit(self.url) if isinstance(self.url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"url: {self.url!r} is not an http:// or https:// URL with a host; "
-                "give a full URL such as 'http://127.0.0.1:8000/stream'"
+            raise RequestFieldError(
+                "url",
+                f"{self.url!r} is not an http:// or https:// URL with a host; "
+                "give a full URL such as 'http://127.0.0.1:8000/stream'",
             )
         set_(self, "method", _method(self.method))
         set_(self, "headers", _headers(self.headers))
         set_(self, "content_type", _content_type(self.body, self.content_type))
         if self.body is not None and self.method is RequestMethodType.GET:
-            raise ValueError("body: a GET request carries no body; use method='POST' to send one")
+            raise RequestFieldError(
+                "body", 'a GET request carries no body; set method = "POST" to send one, or leave the body out'
+            )
         if self.body is not None and not isinstance(self.body, (dict, list, str, bytes)):
-            raise ValueError(f"body: expected dict, list, str or bytes, got {type(self.body).__name__}")
+            raise RequestFieldError("body", f"expected dict, list, str or bytes, got {type(self.body).__name__}")
         for name in ("on_data", "on_error", "on_done"):
             value = getattr(self, name)
             if value is not None and not callable(value):
-                raise ValueError(f"{name}: expected a callable or None, got {value!r}")
+                raise RequestFieldError(name, f"expected a callable or None, got {value!r}")
         if not isinstance(self.retry, bool):
-            raise ValueError(f"retry: expected True or False, got {self.retry!r}")
+            raise RequestFieldError("retry", f"expected True or False, got {self.retry!r}")
         _require_int("max_retries", self.max_retries, minimum=0)
         _require_int("max_event_size", self.max_event_size, minimum=1)
         _require_seconds("read_timeout", self.read_timeout)
@@ -119,8 +137,8 @@ class SSERequest:
         if not isinstance(self.last_event_id, str) or "\x00" in self.last_event_id or any(
             c in self.last_event_id for c in "\r\n"
         ):
-            raise ValueError(
-                f"last_event_id: expected a str without NUL, CR or LF, got {self.last_event_id!r}"
+            raise RequestFieldError(
+                "last_event_id", f"expected a str without NUL, CR or LF, got {self.last_event_id!r}"
             )
 
     def encoded_body(self) -> bytes | None:
@@ -140,17 +158,17 @@ def _method(value: RequestMethodType | str) -> RequestMethodType:
             return RequestMethodType(value.upper())
         except ValueError:
             pass
-    raise ValueError(f"method: {value!r} is not supported; use 'GET' or 'POST'")
+    raise RequestFieldError("method", f'{value!r} is not supported; use "GET" or "POST"')
 
 
 def _headers(value: Mapping[str, str]) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        raise ValueError(f"headers: expected a mapping of str to str, got {type(value).__name__}")
+        raise RequestFieldError("headers", f"expected a mapping of str to str, got {type(value).__name__}")
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str):
-            raise ValueError(f"headers: {key!r}: names and values must be str, got {item!r}")
+            raise RequestFieldError("headers", f"{key!r}: names and values must be str, got {item!r}")
         if not key or any(c in key for c in ": \r\n") or any(c in item for c in "\r\n\x00"):
-            raise ValueError(f"headers: {key!r}: name or value holds a forbidden character")
+            raise RequestFieldError("headers", f"{key!r}: name or value holds a forbidden character")
     return secret_headers(value)  # credentials are sent, never shown in a repr
 
 
@@ -159,9 +177,9 @@ def _content_type(body: Any, value: RequestContentType | str | None) -> RequestC
         return None  # no request Content-Type without a body
     if isinstance(body, (dict, list)):
         if value not in (None, RequestContentType.json, RequestContentType.json.value):
-            raise ValueError(
-                f"content_type: a dict or list body is sent as JSON, not {value!r}; "
-                "drop content_type or pass the body as str/bytes"
+            raise RequestFieldError(
+                "content_type",
+                f"a dict or list body is sent as JSON, not {value!r}; drop content_type or pass the body as str/bytes",
             )
         return RequestContentType.json
     if value is None:
@@ -172,16 +190,16 @@ def _content_type(body: Any, value: RequestContentType | str | None) -> RequestC
         except ValueError:
             if "/" in value and not any(c in value for c in "\r\n"):
                 return value
-    raise ValueError(f"content_type: {value!r} is not a MIME type such as 'text/plain'")
+    raise RequestFieldError("content_type", f"{value!r} is not a MIME type such as 'text/plain'")
 
 
 def _require_seconds(name: str, value: Any) -> None:
     if value is not None and (
         isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
     ):
-        raise ValueError(f"{name}: expected seconds > 0 or None, got {value!r}")
+        raise RequestFieldError(name, f"expected a number of seconds > 0, got {value!r}")
 
 
 def _require_int(name: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        raise RequestFieldError(name, f"expected an integer >= {minimum}, got {value!r}")

@@ -130,7 +130,14 @@ class PluginManager(pluggy.PluginManager):
         """A function calling the implementations of ``hook_name`` with positional ``argnames``,
         with pluggy's semantics (order, subset of arguments, firstresult, ``None`` dropped) but
         without pluggy's per-call machinery, which costs as much as parsing an event; ``None``
-        when nothing implements the hook. Build it again when ``generation`` changes."""
+        when nothing implements the hook. Build it again when ``generation`` changes.
+
+        It answers and raises what ``self.hook.<hook_name>(**kwargs)`` would (the very exception
+        object, after the same implementations ran), but for one shortcut: the lone
+        implementation of a hook that is not firstresult is called as it is, its bare result
+        returned where pluggy returns a list without ``None``s; such results are for ignoring,
+        as ``Connection`` does. With wrappers or monitors it is pluggy's call
+        (tests/plugins/test_direct_caller.py checks all this)."""
         caller = getattr(self.hook, hook_name)
         impls = caller.get_hookimpls()
         if not impls:
@@ -138,7 +145,7 @@ class PluginManager(pluggy.PluginManager):
         if self.monitors or any(impl.hookwrapper or impl.wrapper for impl in impls):
             return lambda *args: caller(**dict(zip(argnames, args)))
         calls = [(impl.function, tuple(argnames.index(name) for name in impl.argnames)) for impl in reversed(impls)]
-        if len(calls) == 1:
+        if len(calls) == 1:  # no loop, no list: the shortcut the docstring states
             return _positional(*calls[0], len(argnames))
         functions = [_positional(function, picks, len(argnames)) for function, picks in calls]
         if caller.spec is not None and caller.spec.opts.get("firstresult"):

@@ -17,4 +17,6 @@ from __future__ import annotations
 
 from gevent import monkey
 
+__all__: list[str] = []  # a pytest plugin: loading it is what it does
+
 monkey.patch_all()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from sseplug.errors import ConfigError
 from sseplug.hookspecs import hookimpl
@@ -58,7 +57,7 @@ class JsonlSink:
         self.close()
         if config is None or NAME not in config.plugins:
             return
-        settings = _settings(config.plugin_config(NAME), config)
+        settings = _settings(config)
         self.path, self.max_bytes, self.backups, self.fsync = settings
         try:
             self._open()
@@ -178,45 +177,19 @@ plugin = JsonlSink()
 """The instance the ``jsonl`` entry point registers (``sseplug_jsonl:plugin``)."""
 
 
-def _settings(table: Mapping[str, Any], config: Config) -> tuple[Path, int | None, int, bool]:
-    """``(path, max_bytes, backups, fsync)`` from the table, or a ``ConfigError`` naming the key."""
-
-    def fail(key: str, message: str) -> ConfigError:
-        return config.plugin_error(NAME, key, message)
-
-    config.check_plugin_keys(NAME, KEYS)
-    if "path" not in table:
-        raise fail("path", 'missing key \'path\'; e.g. path = "events.jsonl" (relative to the config file)')
-    raw_path = table["path"]
-    if not isinstance(raw_path, str) or not raw_path.strip():
-        raise fail("path", f"expected a file path, got {_show(raw_path)}; e.g. path = \"events.jsonl\"")
+def _settings(config: Config) -> tuple[Path, int | None, int, bool]:
+    """``(path, max_bytes, backups, fsync)`` from ``[plugins.jsonl]``, or a ``ConfigError`` naming the key."""
+    read = config.plugin_settings(NAME, known=KEYS)
+    raw_path = read.string("path", example='"events.jsonl" (relative to the config file)')
+    if not raw_path.strip():
+        raise read.error("path", f'expected a file path, got {raw_path!r}; e.g. path = "events.jsonl"')
     path = Path(raw_path).expanduser()
     if not path.is_absolute():
         path = config.path.absolute().parent / path
-    max_bytes = table.get("max_bytes")
-    if max_bytes is not None and not _is_int(max_bytes, MIN_MAX_BYTES):
-        raise fail(
-            "max_bytes",
-            f"expected an integer >= {MIN_MAX_BYTES}, got {_show(max_bytes)}; e.g. max_bytes = 104857600 "
-            "(leave it out to never rotate)",
-        )
-    backups = table.get("backups", DEFAULT_BACKUPS)
-    if not _is_int(backups, 0):
-        raise fail("backups", f"expected an integer >= 0, got {_show(backups)}; e.g. backups = {DEFAULT_BACKUPS}")
-    fsync = table.get("fsync", False)
-    if not isinstance(fsync, bool):
-        raise fail("fsync", f"expected true or false, got {_show(fsync)}")
-    return path, max_bytes, backups, fsync
-
-
-def _is_int(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return "a table" if isinstance(value, dict) else "an array"
-    return f"{json.dumps(value) if isinstance(value, (bool, str)) else value} ({type(value).__name__})"
+    max_bytes = read.integer(
+        "max_bytes", None, minimum=MIN_MAX_BYTES, example="104857600 (leave it out to never rotate)"
+    )
+    return path, max_bytes, read.integer("backups", DEFAULT_BACKUPS, minimum=0), read.boolean("fsync", False)
 
 
 def _numbered(path: Path, index: int) -> Path:

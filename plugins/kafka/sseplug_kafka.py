@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -185,7 +185,7 @@ class KafkaSink:
         self.close()
         if config is None or NAME not in config.plugins:
             return
-        settings = _settings(config.plugin_config(NAME), config)
+        settings = _settings(config)
         producer_config = settings.producer_config()
         producer_config.update(error_cb=self._client_error, logger=client_log)  # served by poll()
         try:
@@ -347,50 +347,35 @@ def _value(data: Any) -> bytes:
     return _utf8(json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
-def _settings(table: Mapping[str, Any], config: Config) -> KafkaSettings:
-    """The validated table, or a ``ConfigError`` naming the key."""
-
-    def fail(key: str, message: str) -> ConfigError:
-        return config.plugin_error(NAME, key, message)
-
-    config.check_plugin_keys(NAME, KEYS)
-    for key, example in (("bootstrap_servers", '"127.0.0.1:9092"'), ("topic", '"events"')):
-        if key not in table:
-            raise fail(key, f"missing key {key!r}; e.g. {key} = {example}")
-    servers = _servers(table["bootstrap_servers"])
-    if servers is None:
-        raise fail(
+def _settings(config: Config) -> KafkaSettings:
+    """The validated ``[plugins.kafka]`` table, or a ``ConfigError`` naming the key."""
+    read = config.plugin_settings(NAME, known=KEYS)
+    servers = read.strings("bootstrap_servers", separator=",", example='["10.0.0.1:9092", "10.0.0.2:9092"]')
+    if not servers or not all(_SERVER.fullmatch(server) for server in servers):
+        raise read.error(
             "bootstrap_servers",
             f"expected host:port, a comma-separated string of them or an array of them, got "
-            f"{_show(table['bootstrap_servers'])}; e.g. bootstrap_servers = [\"10.0.0.1:9092\", \"10.0.0.2:9092\"]",
+            f"{read.table['bootstrap_servers']!r}; "
+            'e.g. bootstrap_servers = ["10.0.0.1:9092", "10.0.0.2:9092"]',
         )
-    topic = table["topic"]
-    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic) or topic in (".", ".."):
-        raise fail(
+    topic = read.string("topic", example='"events"')
+    if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+        raise read.error(
             "topic",
-            f"expected a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -), got {_show(topic)}; e.g. topic = \"events\"",
+            f'expected a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -), got {topic!r}; e.g. topic = "events"',
         )
-    acks = table.get("acks", DEFAULT_ACKS)
-    if isinstance(acks, bool) or not isinstance(acks, (str, int)) or acks not in ACKS:
-        raise fail("acks", f'expected "all", 1 or 0, got {_show(acks)}; e.g. acks = "all"')
-    linger_ms = table.get("linger_ms", DEFAULT_LINGER_MS)
-    if not _is_int(linger_ms, 0, MAX_LINGER_MS):
-        raise fail(
-            "linger_ms", f"expected an integer from 0 to {MAX_LINGER_MS}, got {_show(linger_ms)}; e.g. linger_ms = 5"
+    acks = ACKS[read.one_of("acks", tuple(ACKS), DEFAULT_ACKS)]
+    linger_ms = read.integer("linger_ms", DEFAULT_LINGER_MS, minimum=0, maximum=MAX_LINGER_MS, example="5")
+    client_id = read.string("client_id", DEFAULT_CLIENT_ID)
+    if not client_id.strip() or not client_id.isprintable():
+        raise read.error(
+            "client_id", f'expected a non-empty printable string, got {client_id!r}; e.g. client_id = "sseplug"'
         )
-    client_id = table.get("client_id", DEFAULT_CLIENT_ID)
-    if not isinstance(client_id, str) or not client_id.strip() or not client_id.isprintable():
-        raise fail(
-            "client_id", f'expected a non-empty printable string, got {_show(client_id)}; e.g. client_id = "sseplug"'
-        )
-    timeout = table.get("delivery_timeout_ms", DEFAULT_DELIVERY_TIMEOUT_MS)
-    if not _is_int(timeout, 1, MAX_DELIVERY_TIMEOUT_MS):
-        raise fail(
-            "delivery_timeout_ms",
-            f"expected an integer of milliseconds >= 1, got {_show(timeout)}; e.g. delivery_timeout_ms = 30000",
-        )
+    timeout = read.integer(
+        "delivery_timeout_ms", DEFAULT_DELIVERY_TIMEOUT_MS, minimum=1, maximum=MAX_DELIVERY_TIMEOUT_MS
+    )
     if timeout <= linger_ms:
-        raise fail(
+        raise read.error(
             "delivery_timeout_ms",
             f"must be larger than linger_ms ({linger_ms}), got {timeout}; a message must be allowed to wait "
             "its linger time and still be delivered",
@@ -398,28 +383,8 @@ def _settings(table: Mapping[str, Any], config: Config) -> KafkaSettings:
     return KafkaSettings(
         bootstrap_servers=servers,
         topic=topic,
-        acks=ACKS[acks],
+        acks=acks,
         linger_ms=linger_ms,
         client_id=client_id,
         delivery_timeout_ms=timeout,
     )
-
-
-def _servers(value: Any) -> tuple[str, ...] | None:
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",")]
-    if not isinstance(value, list) or not value:
-        return None
-    if not all(isinstance(server, str) and _SERVER.fullmatch(server) for server in value):
-        return None
-    return tuple(value)
-
-
-def _is_int(value: Any, minimum: int, maximum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return "a table" if isinstance(value, dict) else "an array"
-    return f"{json.dumps(value) if isinstance(value, (bool, str)) else value} ({type(value).__name__})"

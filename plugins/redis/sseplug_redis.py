@@ -32,7 +32,6 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -199,7 +198,7 @@ class RedisLeases:
         self.sseplug_unconfigure()
         if config is None or NAME not in config.plugins:
             return
-        self.url, self.lease_ttl, self.stream, self.maxlen = _settings(config.plugin_config(NAME), config)
+        self.url, self.lease_ttl, self.stream, self.maxlen = _settings(config)
         self.total = max(1, len(config.connections))
         self.token = uuid.uuid4().hex
         timeout = max(0.5, min(5.0, self.interval))
@@ -497,40 +496,27 @@ def _renewer_died(greenlet: gevent.Greenlet) -> None:
     log.error("redis: the lease renewer died: %r; leases expire and streams stop", greenlet.exception)
 
 
-def _settings(table: Mapping[str, Any], config: Config) -> tuple[str, float, str | None, int | None]:
-    """``(url, lease_ttl, stream, maxlen)`` from the table, or a ``ConfigError`` naming the key."""
-
-    def fail(key: str, message: str) -> ConfigError:
-        return config.plugin_error(NAME, key, message)
-
-    config.check_plugin_keys(NAME, KEYS)
-    if "url" not in table:
-        raise fail("url", 'missing key \'url\'; e.g. url = "redis://127.0.0.1:6379/0"')
-    url = table["url"]
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise fail("url", f"expected a redis://, rediss:// or unix:// URL, got {_show(url)}; "
-                          'e.g. url = "redis://127.0.0.1:6379/0"')
-    lease_ttl = table.get("lease_ttl", DEFAULT_LEASE_TTL)
-    if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, (int, float)) or not (
-            MIN_LEASE_TTL <= lease_ttl < math.inf):
-        raise fail("lease_ttl", f"expected a number of seconds >= {MIN_LEASE_TTL:g}, got {_show(lease_ttl)}; "
-                                f"e.g. lease_ttl = {DEFAULT_LEASE_TTL:g}")
-    stream = table.get("stream")
+def _settings(config: Config) -> tuple[str, float, str | None, int | None]:
+    """``(url, lease_ttl, stream, maxlen)`` from ``[plugins.redis]``, or a ``ConfigError`` naming the key."""
+    read = config.plugin_settings(NAME, known=KEYS)
+    url = read.string("url", example='"redis://127.0.0.1:6379/0"')
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise read.error("url", f"expected a redis://, rediss:// or unix:// URL, got {url!r}; "
+                                'e.g. url = "redis://127.0.0.1:6379/0"')
+    lease_ttl = read.seconds("lease_ttl", DEFAULT_LEASE_TTL, minimum=MIN_LEASE_TTL)
+    stream = read.string("stream", None, example='"sseplug:{connection}"')
     if stream is not None:
-        if not isinstance(stream, str) or not stream:
-            raise fail("stream", f'expected a key pattern, got {_show(stream)}; e.g. stream = "sseplug:{{connection}}"')
+        if not stream:
+            raise read.error("stream", 'expected a key pattern, got ""; e.g. stream = "sseplug:{connection}"')
         try:
             stream.format(connection="x")
         except (KeyError, IndexError, ValueError) as error:
-            raise fail("stream", f"invalid key pattern {stream!r} ({type(error).__name__}: {error}); "
-                                 "{connection} is the only placeholder, write {{ and }} for braces") from None
-    maxlen = table.get("maxlen")
-    if maxlen is not None:
-        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
-            raise fail("maxlen", f"expected an integer >= 1, got {_show(maxlen)}; e.g. maxlen = 100000")
-        if stream is None:
-            raise fail("maxlen", "maxlen trims the Redis streams: set stream too, or remove maxlen")
-    return url, float(lease_ttl), stream, maxlen
+            raise read.error("stream", f"invalid key pattern {stream!r} ({type(error).__name__}: {error}); "
+                                       "{connection} is the only placeholder, write {{ and }} for braces") from None
+    maxlen = read.integer("maxlen", None, minimum=1, example="100000")
+    if maxlen is not None and stream is None:
+        raise read.error("maxlen", "maxlen trims the Redis streams: set stream too, or remove maxlen")
+    return url, lease_ttl, stream, maxlen
 
 
 def _utf8(text: str) -> bytes:
@@ -551,8 +537,3 @@ def _redacted(url: str | None) -> str:
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
-
-def _show(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return "a table" if isinstance(value, dict) else "an array"
-    return f"{json.dumps(value) if isinstance(value, (bool, str)) else value} ({type(value).__name__})"

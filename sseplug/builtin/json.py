@@ -8,6 +8,8 @@ from typing import Any
 from ..hookspecs import hookimpl
 from ..models import SSEResponse
 
+__all__ = ["decode", "sseplug_deserialize"]
+
 _loads: Callable[[str], Any]
 try:  # the [fast] extra
     from orjson import JSONDecodeError as _DecodeError

@@ -14,6 +14,8 @@ from ..errors import HTTPStatusError, SSEError
 from ..hookspecs import hookimpl
 from ..models import MAX_WAIT
 
+__all__ = ["POLICY", "RetryPolicy", "retry_after", "sseplug_retry_decision"]
+
 if TYPE_CHECKING:
     from ..connection import Connection
 

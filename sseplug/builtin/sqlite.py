@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
 
+__all__ = ["FILENAME", "SQLiteCheckpoints"]
+
 if TYPE_CHECKING:
     from ..connection import Connection
 

@@ -13,6 +13,8 @@ from typing import IO, TYPE_CHECKING
 from ..hookspecs import hookimpl
 from ..models import SSEResponse
 
+__all__ = ["StdoutSink"]
+
 if TYPE_CHECKING:
     from ..connection import Connection
 

@@ -20,6 +20,8 @@ from .config import Config, load_config  # noqa: E402
 from ..errors import ConfigError, PluginError  # noqa: E402
 from ..plugins import BUILTINS, create_plugin_manager, known_plugin_names  # noqa: E402
 
+__all__ = ["EXIT_CONFIG", "build_parser", "main"]
+
 EXIT_CONFIG = os.EX_CONFIG  # 78
 
 log = logging.getLogger("sseplug.run.cli")

@@ -1,8 +1,10 @@
-"""Runner config from TOML: ${ENV} expansion, validation, errors keyed 0-based (``connections[0].url``)."""
+"""Runner config from TOML: its types and config-only rules checked, errors keyed 0-based (``connections[0].url``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import enum
 import ipaddress
 import json
 import math
@@ -12,81 +14,59 @@ import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from ..errors import ConfigError
-from ..models import (
-    DEFAULT_HEAD_TIMEOUT,
-    DEFAULT_MAX_EVENT_SIZE,
-    DEFAULT_READ_TIMEOUT,
-    OnData,
-    OnDone,
-    OnError,
-    SSERequest,
-)
-from ..redaction import Secret, secret_headers
+from ..models import DEFAULT_POOL_SIZE, OnData, OnDone, OnError, RequestFieldError, RequestMethodType, SSERequest
+from ..redaction import Secret
+from .environment import expand, join_key
 
-__all__ = ["Config", "ConnectionConfig", "RunnerConfig", "load_config", "parse_config"]
+__all__ = ["Config", "ConnectionConfig", "RunnerConfig", "TableReader", "load_config", "parse_config"]
 
 _TOP_KEYS = ("runner", "connections", "plugins")
 _RUNNER_KEYS = ("pool_size", "plugins", "state_dir", "shutdown_timeout", "http_listen")
 _RUNNER_PLUGINS_KEYS = ("disable", "modules")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_CONNECTION_KEYS = (
-    "id", "url", "method", "headers", "body", "retry", "max_retries", "read_timeout", "head_timeout",
-    "max_event_size",
-)
 _ID = re.compile(r"[A-Za-z0-9_.:-]+")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_REFERENCE = re.compile(r"\$(?:(\$)|\{([^}]*)(\}?))")
-_REFERENCE_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:[-?])(.*))?", re.DOTALL)
-_HEADERS_KEY = re.compile(r"connections\[[0-9]+\]\.headers(?![A-Za-z0-9_-])")  # the table and its values
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 _TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string"}
-_REFERENCE_FORMS = "write ${NAME}, ${NAME:-default} or ${NAME:?message}, and $$ for a literal $"
+_REQUEST_DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in dataclasses.fields(SSERequest)}
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
-    """One validated ``[[connections]]`` table."""
+    """One validated ``[[connections]]`` table: its id and the values of its ``SSERequest``, whose defaults
+    are these (the method normalised, credential headers wrapped in ``Secret``)."""
 
     id: str
     url: str
-    method: str = "GET"
+    method: RequestMethodType | str = _REQUEST_DEFAULTS["method"]
     headers: Mapping[str, str] = field(default_factory=dict)
-    body: Any = None
-    retry: bool = True
-    max_retries: int = 5
-    read_timeout: float | None = DEFAULT_READ_TIMEOUT
-    head_timeout: float | None = DEFAULT_HEAD_TIMEOUT
-    max_event_size: int = DEFAULT_MAX_EVENT_SIZE
+    body: Any = _REQUEST_DEFAULTS["body"]
+    retry: bool = _REQUEST_DEFAULTS["retry"]
+    max_retries: int = _REQUEST_DEFAULTS["max_retries"]
+    read_timeout: float | None = _REQUEST_DEFAULTS["read_timeout"]
+    head_timeout: float | None = _REQUEST_DEFAULTS["head_timeout"]
+    max_event_size: int = _REQUEST_DEFAULTS["max_event_size"]
 
     def request(
         self, *, on_data: OnData | None = None, on_error: OnError | None = None, on_done: OnDone | None = None
     ) -> SSERequest:
         """The ``SSERequest`` this connection makes, with the given callbacks (no last event id)."""
-        return SSERequest(
-            url=self.url,
-            method=self.method,
-            headers=self.headers,
-            body=self.body,
-            on_data=on_data,
-            on_error=on_error,
-            on_done=on_done,
-            retry=self.retry,
-            max_retries=self.max_retries,
-            read_timeout=self.read_timeout,
-            head_timeout=self.head_timeout,
-            max_event_size=self.max_event_size,
-        )
+        values = {name: getattr(self, name) for name in _REQUEST_KEYS}
+        return SSERequest(**values, on_data=on_data, on_error=on_error, on_done=on_done)
+
+
+_CONNECTION_KEYS = tuple(spec.name for spec in dataclasses.fields(ConnectionConfig))
+_REQUEST_KEYS = tuple(name for name in _CONNECTION_KEYS if name != "id")
 
 
 @dataclass(frozen=True, slots=True)
 class RunnerConfig:
     """The validated ``[runner]`` table; ``state_dir`` is absolute when loaded from a file."""
 
-    pool_size: int = 1000
+    pool_size: int = DEFAULT_POOL_SIZE
     disable: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()  # local hookimpl modules, importable from the config's directory
     state_dir: Path = Path(".sseplug")
@@ -107,17 +87,165 @@ class Config:
         """The ``[plugins.NAME]`` table of plugin ``name``, or ``{}`` when the file has none."""
         return self.plugins.get(name, {})
 
-    def plugin_error(self, name: str, key: str, message: str) -> ConfigError:
-        """The error for ``key`` of ``[plugins.NAME]`` in this file, for plugins checking their table."""
-        return ConfigError(message, key=f"plugins.{name}.{key}", path=str(self.path))
+    def plugin_settings(self, name: str, *, known: Collection[str]) -> TableReader:
+        """Typed reads of the ``[plugins.NAME]`` table (empty when the file has none); a key not in
+        ``known`` raises ``ConfigError`` at once."""
+        settings = TableReader(self.plugin_config(name), join_key("plugins", name), str(self.path))
+        settings.check_keys(known)
+        return settings
 
-    def check_plugin_keys(self, name: str, known: Collection[str]) -> None:
-        """Raise ``plugin_error`` for the first key of ``[plugins.NAME]`` that is not in ``known``."""
-        for key in self.plugin_config(name):
+
+class _Required(enum.Enum):
+    """The type of ``_REQUIRED``: an enum, so that type checkers tell it from any default."""
+
+    REQUIRED = enum.auto()
+
+
+_REQUIRED = _Required.REQUIRED  # the default of a key that must be given
+_D = TypeVar("_D")
+_C = TypeVar("_C")
+
+
+class TableReader:
+    """Typed reads of one table of the config file, keyed ``PREFIX.KEY``: each returns the key's value,
+    else ``default``; without a default the key is required. A problem raises ``ConfigError`` saying
+    what was expected, what the file holds and an example (``example``, else the default)."""
+
+    __slots__ = ("table", "prefix", "path")
+
+    def __init__(self, table: Mapping[str, Any], prefix: str, path: str | None = None) -> None:
+        self.table = table
+        self.prefix = prefix
+        self.path = path
+
+    def error(self, key: str, message: str) -> ConfigError:
+        """The ``ConfigError`` for ``key`` of this table, to raise for a rule of one's own."""
+        return ConfigError(message, key=join_key(self.prefix, key), path=self.path)
+
+    def check_keys(self, known: Collection[str]) -> None:
+        """Raise ``ConfigError`` for the first key of the table that is not in ``known``."""
+        for key in self.table:
             if key not in known:
-                raise self.plugin_error(
-                    name, key, f"unknown key {key!r} in [plugins.{name}]; known keys: {', '.join(known)}"
+                if not self.prefix:
+                    where = "at the top level"
+                elif self.prefix.endswith("]"):
+                    where = f"in {self.prefix}"  # an item of an array of tables: connections[0]
+                else:
+                    where = f"in [{self.prefix}]"
+                raise self.error(
+                    key, f"unknown key {key!r} {where}{_did_you_mean(key, known)}; known keys: {', '.join(known)}"
                 )
+
+    def string(self, key: str, default: _D | _Required = _REQUIRED, *, example: str | None = None) -> str | _D:
+        """A string."""
+        if key not in self.table:
+            return self._default(key, default, example)
+        value = self.table[key]
+        if not isinstance(value, str):
+            raise self._wrong(key, "a string", default, example)
+        return value
+
+    def strings(
+        self, key: str, default: _D | _Required = _REQUIRED, *, separator: str | None = None, example: str | None = None
+    ) -> tuple[str, ...] | _D:
+        """An array of strings; with ``separator``, also one string of them joined by it (parts stripped)."""
+        if key not in self.table:
+            return self._default(key, default, example)
+        value = self.table[key]
+        if separator is not None and isinstance(value, str):
+            return tuple(part.strip() for part in value.split(separator))
+        if not isinstance(value, list):
+            alone = "" if separator is None else f" (or one string of them separated by {separator!r})"
+            raise self._wrong(key, f"an array of strings{alone}", default, example)
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                message = f"expected a string, got {_show(item)}"
+                raise ConfigError(message, key=f"{join_key(self.prefix, key)}[{index}]", path=self.path)
+        return tuple(value)
+
+    def boolean(self, key: str, default: _D | _Required = _REQUIRED) -> bool | _D:
+        """``true`` or ``false``."""
+        if key not in self.table:
+            return self._default(key, default, None)
+        value = self.table[key]
+        if not isinstance(value, bool):
+            raise self._wrong(key, "true or false", default, None)
+        return value
+
+    def integer(
+        self,
+        key: str,
+        default: _D | _Required = _REQUIRED,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        example: str | None = None,
+    ) -> int | _D:
+        """An integer, from ``minimum`` to ``maximum`` when given."""
+        if key not in self.table:
+            return self._default(key, default, example)
+        value = self.table[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+        ):
+            if minimum is not None and maximum is not None:
+                what = f"an integer from {minimum} to {maximum}"
+            elif minimum is not None:
+                what = f"an integer >= {minimum}"
+            else:
+                what = "an integer" if maximum is None else f"an integer <= {maximum}"
+            raise self._wrong(key, what, default, example)
+        return value
+
+    def number(self, key: str, default: _D | _Required = _REQUIRED, *, example: str | None = None) -> float | _D:
+        """An integer or a float, as written: of any value (its user checks the range)."""
+        if key not in self.table:
+            return self._default(key, default, example)
+        value = self.table[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._wrong(key, "a number", default, example)
+        return value
+
+    def seconds(
+        self, key: str, default: _D | _Required = _REQUIRED, *, minimum: float | None = None, example: str | None = None
+    ) -> float | _D:
+        """A finite number of seconds > 0, and >= ``minimum`` when given, as a float."""
+        if key not in self.table:
+            return self._default(key, default, example)
+        value = self.table[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value < math.inf
+            or (minimum is not None and value < minimum)
+        ):
+            bound = "> 0" if minimum is None else f">= {minimum:g}"
+            raise self._wrong(key, f"a number of seconds {bound}", default, example)
+        return float(value)
+
+    def one_of(
+        self, key: str, choices: Collection[_C], default: _D | _Required = _REQUIRED, *, example: str | None = None
+    ) -> _C | _D:
+        """One of ``choices``, of its TOML type too (``true`` is not ``1``, nor is ``"1"``)."""
+        if key not in self.table:
+            return self._default(key, default, example)
+        value = self.table[key]
+        for choice in choices:
+            if type(choice) is type(value) and choice == value:
+                return choice
+        raise self._wrong(key, f"one of {', '.join(map(_toml, choices))}", default, example)
+
+    def _default(self, key: str, default: _D | _Required, example: str | None) -> _D:
+        if isinstance(default, _Required):
+            raise self.error(key, f"missing key {key!r}{_example(key, None, example)}")
+        return default
+
+    def _wrong(self, key: str, what: str, default: object, example: str | None) -> ConfigError:
+        shown = _show(self.table[key])
+        return self.error(key, f"expected {what}, got {shown}{_example(key, default, example)}")
 
 
 def load_config(
@@ -155,77 +283,20 @@ def parse_config(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}; fix the syntax there", path=os.fspath(path)) from None
     try:
-        document = _expand_tree(document, "", os.environ if environ is None else environ)
-        return _config(document, Path(path), known_plugins)
-    except _Invalid as exc:
+        return _config(expand(document, os.environ if environ is None else environ), Path(path), known_plugins)
+    except ConfigError as exc:  # raised with the key; the file's name is known here
         raise ConfigError(exc.message, key=exc.key, path=os.fspath(path)) from None
 
 
-class _Invalid(Exception):
-    """A problem at ``key``; ``parse_config`` turns it into a ``ConfigError`` naming the file."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(key, message)
-        self.key = key
-        self.message = message
-
-
 def _fail(key: str, message: str) -> NoReturn:
-    raise _Invalid(key, message)
-
-
-# -- ${ENV} expansion ---------------------------------------------------------------------------
-
-
-def _expand_tree(value: Any, key: str, environ: Mapping[str, str]) -> Any:
-    """``value`` with every string inside it expanded; keys are left alone."""
-    if isinstance(value, str):
-        return _expand(value, key, environ)
-    if isinstance(value, dict):
-        return {name: _expand_tree(item, _join(key, name), environ) for name, item in value.items()}
-    if isinstance(value, list):
-        return [_expand_tree(item, f"{key}[{index}]", environ) for index, item in enumerate(value)]
-    return value
-
-
-def _expand(text: str, key: str, environ: Mapping[str, str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        if match.group(1):
-            return "$"
-        inner, closed = match.group(2), match.group(3)
-        reference = _REFERENCE_BODY.fullmatch(inner)
-        if not closed or reference is None:
-            shown = f"${{{inner}}}" if closed else f"${{{inner}"
-            _fail(key, f"malformed environment reference {shown!r}; {_REFERENCE_FORMS}")
-        name, operator, argument = reference.groups()
-        value = environ.get(name)
-        if operator == ":-":
-            return value or argument
-        if operator == ":?":
-            if not value:
-                _fail(key, f"environment variable {name} is unset or empty: {argument or 'it is required'}")
-            return value
-        if value is None:
-            _fail(
-                key,
-                f"environment variable {name} is not set; set it, "
-                f"or write ${{{name}:-default}} to fall back to a default",
-            )
-        return value
-
-    if "$" not in text:
-        return text
-    expanded = _REFERENCE.sub(replace, text)
-    if _HEADERS_KEY.match(key) and any(match.group(2) is not None for match in _REFERENCE.finditer(text)):
-        return Secret(expanded)  # a header taken from the environment is a credential, as a rule
-    return expanded
+    raise ConfigError(message, key=key)
 
 
 # -- the document -------------------------------------------------------------------------------
 
 
 def _config(document: dict[str, Any], path: Path, known_plugins: Collection[str] | None) -> Config:
-    _check_keys(document, _TOP_KEYS, "", "at the top level")
+    TableReader(document, "").check_keys(_TOP_KEYS)
     runner = _runner(_table(document.get("runner", {}), "runner", "a [runner] table"), path, known_plugins)
     connections = _connections(document.get("connections"))
     tables = _table(document.get("plugins", {}), "plugins", "[plugins.NAME] tables")
@@ -235,29 +306,24 @@ def _config(document: dict[str, Any], path: Path, known_plugins: Collection[str]
 
 
 def _runner(table: dict[str, Any], path: Path, known_plugins: Collection[str] | None) -> RunnerConfig:
-    _check_keys(table, _RUNNER_KEYS, "runner", "in [runner]")
+    read = TableReader(table, "runner")
+    read.check_keys(_RUNNER_KEYS)
     defaults = RunnerConfig()
-    pool_size = _integer(table, "pool_size", "runner", defaults.pool_size, minimum=1)
+    pool_size = read.integer("pool_size", defaults.pool_size, minimum=1)
     plugins = _table(table.get("plugins", {}), "runner.plugins", "plugins = { disable = [...] }")
-    _check_keys(plugins, _RUNNER_PLUGINS_KEYS, "runner.plugins", "in runner.plugins")
+    TableReader(plugins, "runner.plugins").check_keys(_RUNNER_PLUGINS_KEYS)
     modules = _module_names(plugins.get("modules", []), "runner.plugins.modules")
     known = None if known_plugins is None else {*known_plugins, *modules}
     disable = _plugin_names(plugins.get("disable", []), "runner.plugins.disable", known)
-    state_dir = Path(_string(table, "state_dir", "runner", str(defaults.state_dir), example='".sseplug"'))
-    if not state_dir.is_absolute():
-        state_dir = path.absolute().parent / state_dir
-    timeout = table.get("shutdown_timeout", defaults.shutdown_timeout)
-    shutdown_timeout = _seconds(timeout, "runner.shutdown_timeout")
-    http_listen = None
-    if "http_listen" in table:
-        http_listen = _listen(_string(table, "http_listen", "runner", "", example='"127.0.0.1:9100"'))
+    state_dir = Path(read.string("state_dir", str(defaults.state_dir)))
+    listen = read.string("http_listen", None, example='"127.0.0.1:9100"')
     return RunnerConfig(
         pool_size=pool_size,
         disable=disable,
         modules=modules,
-        state_dir=state_dir,
-        shutdown_timeout=shutdown_timeout,
-        http_listen=http_listen,
+        state_dir=state_dir if state_dir.is_absolute() else path.absolute().parent / state_dir,
+        shutdown_timeout=read.seconds("shutdown_timeout", defaults.shutdown_timeout),
+        http_listen=None if listen is None else _listen(listen),
     )
 
 
@@ -285,7 +351,7 @@ def _plugin_tables(
     tables: dict[str, Any], known_plugins: Collection[str] | None
 ) -> dict[str, dict[str, Any]]:
     for name, table in tables.items():
-        key = _join("plugins", name)
+        key = join_key("plugins", name)
         if name == "disable":
             _fail(key, "disabling plugins belongs under [runner]: write plugins = { disable = [...] } there")
         _check_plugin(name, key, known_plugins)
@@ -321,77 +387,53 @@ def _connections(value: Any) -> tuple[ConnectionConfig, ...]:
 
 
 def _connection(table: dict[str, Any], key: str) -> ConnectionConfig:
-    _check_keys(table, _CONNECTION_KEYS, key, f"in {key}")
-    defaults = ConnectionConfig(id="", url="")
-    for required in ("id", "url"):
-        if required not in table:
-            _fail(f"{key}.{required}", f"missing key {required!r}; every connection needs an id and a url")
-    connection_id = _string(table, "id", key, "", example='"orders"')
+    read = TableReader(table, key)
+    read.check_keys(_CONNECTION_KEYS)
+    connection_id = read.string("id", example='"orders"')
     if not _ID.fullmatch(connection_id):
-        _fail(
-            f"{key}.id",
-            f"invalid id {connection_id!r}: use letters, digits, '_', '.', ':' or '-' only; e.g. \"orders\"",
+        raise read.error(
+            "id", f"invalid id {connection_id!r}: use letters, digits, '_', '.', ':' or '-' only; e.g. \"orders\""
         )
-    url = _string(table, "url", key, "", example='"https://example.test/stream"')
-    method = _method(_string(table, "method", key, defaults.method, example='"POST"'), f"{key}.method")
-    headers = _headers(table.get("headers", {}), f"{key}.headers")
-    body = _body(table.get("body"), method, f"{key}.body")
-    retry = table.get("retry", defaults.retry)
-    if not isinstance(retry, bool):
-        _fail(f"{key}.retry", f"expected true or false, got {_show(retry)}")
-    timeouts = {
-        name: _seconds(table[name], f"{key}.{name}") if name in table else getattr(defaults, name)
-        for name in ("read_timeout", "head_timeout")
+    # Only the TOML types are checked here: SSERequest checks the values (and holds the defaults).
+    default = _REQUEST_DEFAULTS
+    values = {
+        "url": read.string("url", example='"https://example.test/stream"'),
+        "method": read.string("method", default["method"]),
+        "headers": _headers(table.get("headers", {}), f"{key}.headers"),
+        "body": _body(table.get("body", default["body"]), f"{key}.body"),
+        "retry": read.boolean("retry", default["retry"]),
+        "max_retries": read.integer("max_retries", default["max_retries"]),
+        "read_timeout": read.number("read_timeout", default["read_timeout"]),
+        "head_timeout": read.number("head_timeout", default["head_timeout"]),
+        "max_event_size": read.integer("max_event_size", default["max_event_size"]),
     }
-    connection = ConnectionConfig(
-        id=connection_id,
-        url=url,
-        method=method,
-        headers=headers,
-        body=body,
-        retry=retry,
-        max_retries=_integer(table, "max_retries", key, defaults.max_retries, minimum=0),
-        **timeouts,
-        max_event_size=_integer(table, "max_event_size", key, defaults.max_event_size, minimum=1),
-    )
     try:
-        connection.request()  # the final word, so config and library never disagree
-    except ValueError as exc:
-        name, _, message = str(exc).partition(": ")
-        _fail(f"{key}.{name}" if name in _CONNECTION_KEYS else key, message or str(exc))
-    return connection
-
-
-def _method(value: str, key: str) -> str:
-    method = value.upper()
-    if method not in ("GET", "POST"):
-        _fail(key, f"unsupported method {value!r}; use \"GET\" or \"POST\"")
-    return method
+        request = SSERequest(**values)
+    except RequestFieldError as exc:
+        raise read.error(exc.field, exc.message) from None
+    return ConnectionConfig(id=connection_id, **{name: getattr(request, name) for name in _REQUEST_KEYS})
 
 
 def _headers(value: Any, key: str) -> dict[str, str]:
     table = _table(value, key, 'a table of strings, e.g. headers = { Authorization = "Bearer ${TOKEN}" }')
     for name, item in table.items():
         if not isinstance(item, str):
-            _fail(_join(key, name), f"expected a string header value, got {_show(item)}; quote it")
-    return secret_headers(table)
+            _fail(join_key(key, name), f"expected a string header value, got {_show(item)}; quote it")
+    return table
 
 
-def _body(value: Any, method: str, key: str) -> Any:
-    if value is None:
-        return None
-    if method == "GET":
-        _fail(key, 'a GET request carries no body; set method = "POST" to send it, or remove body')
-    if not isinstance(value, (dict, list, str)):
-        _fail(key, f"expected a table or array (sent as JSON) or a string (sent as text), got {_show(value)}")
-    _check_json(value, key)
+def _body(value: Any, key: str) -> Any:
+    if value is not None:
+        if not isinstance(value, (dict, list, str)):
+            _fail(key, f"expected a table or array (sent as JSON) or a string (sent as text), got {_show(value)}")
+        _check_json(value, key)  # TOML has dates and nan, JSON has not
     return value
 
 
 def _check_json(value: Any, key: str) -> None:
     if isinstance(value, dict):
         for name, item in value.items():
-            _check_json(item, _join(key, name))
+            _check_json(item, join_key(key, name))
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_json(item, f"{key}[{index}]")
@@ -424,16 +466,7 @@ def _is_ip(text: str, *, version: int) -> bool:
         return False
 
 
-# -- small typed readers -------------------------------------------------------------------------
-
-
-def _check_keys(table: Mapping[str, Any], known: tuple[str, ...], prefix: str, where: str) -> None:
-    for name in table:
-        if name not in known:
-            _fail(
-                _join(prefix, name),
-                f"unknown key {name!r} {where}{_did_you_mean(name, known)}; known keys: {', '.join(known)}",
-            )
+# -- small helpers ------------------------------------------------------------------------------
 
 
 def _table(value: Any, key: str, what: str) -> dict[str, Any]:
@@ -442,31 +475,16 @@ def _table(value: Any, key: str, what: str) -> dict[str, Any]:
     return value
 
 
-def _string(table: Mapping[str, Any], name: str, prefix: str, default: str, *, example: str) -> str:
-    value = table.get(name, default)
-    if not isinstance(value, str):
-        _fail(f"{prefix}.{name}", f"expected a string, got {_show(value)}; e.g. {name} = {example}")
-    return value
+def _example(key: str, default: object, example: str | None) -> str:
+    """``; e.g. KEY = VALUE`` with ``example``, else with the default when it is worth showing."""
+    if example is None and default is not None and not isinstance(default, _Required):
+        example = _toml(default)
+    return "" if example is None else f"; e.g. {key} = {example}"
 
 
-def _integer(table: Mapping[str, Any], name: str, prefix: str, default: int, *, minimum: int) -> int:
-    value = table.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        message = f"expected an integer >= {minimum}, got {_show(value)}; e.g. {name} = {default}"
-        _fail(f"{prefix}.{name}", message)
-    return value
-
-
-def _seconds(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        name = key.rpartition(".")[2]
-        _fail(key, f"expected a number of seconds > 0, got {_show(value)}; e.g. {name} = 10")
-    return float(value)
-
-
-def _join(prefix: str, name: str) -> str:
-    shown = name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
-    return f"{prefix}.{shown}" if prefix else shown
+def _toml(value: Any) -> str:
+    """A string, boolean or number as TOML writes it."""
+    return json.dumps(value) if isinstance(value, (bool, str)) else str(value)
 
 
 def _show(value: Any) -> str:
@@ -474,9 +492,7 @@ def _show(value: Any) -> str:
         return f"{value!r} (string)"  # a header value from the environment: not in error messages
     if isinstance(value, (dict, list)):
         return "a table" if isinstance(value, dict) else "an array"
-    kind = _TOML_TYPES.get(type(value), type(value).__name__)
-    shown = json.dumps(value) if isinstance(value, (bool, str)) else str(value)
-    return f"{shown} ({kind})"
+    return f"{_toml(value)} ({_TOML_TYPES.get(type(value), type(value).__name__)})"
 
 
 def _did_you_mean(name: str, known: Collection[str]) -> str:

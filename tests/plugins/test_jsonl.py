@@ -297,6 +297,25 @@ def test_bad_config_raises_config_error_naming_the_key(tmp_path: Path, table: st
     assert plugin.path is None
 
 
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("", "missing key 'path'; e.g. path = \"events.jsonl\" (relative to the config file)"),
+        ('path = ""', "expected a file path, got ''; e.g. path = \"events.jsonl\""),
+        ('path = "e.jsonl"\nmax_bytes = 1023',
+         "expected an integer >= 1024, got 1023 (integer); e.g. max_bytes = 104857600 (leave it out to never rotate)"),
+        ('path = "e.jsonl"\nbackups = 1.5', "expected an integer >= 0, got 1.5 (float); e.g. backups = 5"),
+        ('path = "e.jsonl"\nfsync = 1', "expected true or false, got 1 (integer); e.g. fsync = false"),
+        ('path = "e.jsonl"\nmaxbytes = 2048', "unknown key 'maxbytes' in [plugins.jsonl] (did you mean 'max_bytes'?); "
+                                              "known keys: path, max_bytes, backups, fsync"),
+    ],
+)
+def test_config_errors_say_what_was_expected_and_give_an_example(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        JsonlSink().sseplug_configure(make_config(tmp_path, table))
+    assert caught.value.message == message
+
+
 def test_bad_config_fails_the_client_at_construction(
     tmp_path: Path, sink: JsonlSink, sseplug_plugins: PluginManager
 ) -> None:

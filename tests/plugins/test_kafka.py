@@ -383,7 +383,7 @@ def test_config_without_a_kafka_table_leaves_the_plugin_inactive(tmp_path: Path)
         ('bootstrap_servers = "127.0.0.1:9092"', "topic"),
         ('bootstrap_servers = ""\ntopic = "t"', "bootstrap_servers"),
         ('bootstrap_servers = []\ntopic = "t"', "bootstrap_servers"),
-        ('bootstrap_servers = ["a:1", 2]\ntopic = "t"', "bootstrap_servers"),
+        ('bootstrap_servers = ["a:1", 2]\ntopic = "t"', "bootstrap_servers[1]"),
         ('bootstrap_servers = "a:1, b c:2"\ntopic = "t"', "bootstrap_servers"),
         ('bootstrap_servers = 9092\ntopic = "t"', "bootstrap_servers"),
         ('bootstrap_servers = "a:1"\ntopic = ""', "topic"),
@@ -412,6 +412,35 @@ def test_bad_config_raises_config_error_naming_the_key(tmp_path: Path, table: st
     assert caught.value.key == f"plugins.kafka.{key}"
     assert caught.value.path == str(tmp_path / "run.toml")
     assert plugin.settings is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('topic = "t"',
+         'missing key \'bootstrap_servers\'; e.g. bootstrap_servers = ["10.0.0.1:9092", "10.0.0.2:9092"]'),
+        ('bootstrap_servers = 9092\ntopic = "t"',
+         "expected an array of strings (or one string of them separated by ','), got 9092 (integer); "
+         'e.g. bootstrap_servers = ["10.0.0.1:9092", "10.0.0.2:9092"]'),
+        ('bootstrap_servers = "a:1, b c:2"\ntopic = "t"',
+         "expected host:port, a comma-separated string of them or an array of them, got 'a:1, b c:2'; "
+         'e.g. bootstrap_servers = ["10.0.0.1:9092", "10.0.0.2:9092"]'),
+        ('bootstrap_servers = "a:1"\ntopic = "t"\nacks = "most"',
+         'expected one of "all", -1, 1, 0, got "most" (string); e.g. acks = "all"'),
+        ('bootstrap_servers = "a:1"\ntopic = "t"\nlinger_ms = -1',
+         "expected an integer from 0 to 900000, got -1 (integer); e.g. linger_ms = 5"),
+        ('bootstrap_servers = "a:1"\ntopic = "t"\ndelivery_timeout_ms = "30s"',
+         'expected an integer from 1 to 2147483647, got "30s" (string); e.g. delivery_timeout_ms = 30000'),
+        ('bootstrap_servers = "a:1"\ntopic = "t"\nlinger = 5',
+         "unknown key 'linger' in [plugins.kafka] (did you mean 'linger_ms'?); known keys: bootstrap_servers, topic, "
+         "acks, linger_ms, client_id, delivery_timeout_ms"),
+    ],
+)
+def test_config_errors_say_what_was_expected_and_give_an_example(tmp_path: Path, table: str, message: str) -> None:
+    plugin = KafkaSink(producer_factory=lambda settings: pytest.fail("no producer for a bad config"))
+    with pytest.raises(ConfigError) as caught:
+        plugin.sseplug_configure(make_config(tmp_path, table))
+    assert caught.value.message == message
 
 
 def test_bad_config_fails_the_client_at_construction(
@@ -456,7 +485,7 @@ def test_settings_become_the_producer_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("acks", "expected"), [('"all"', "all"), ("-1", "all"), ("1", "1"), ("0", "0")])
 def test_acks_values(tmp_path: Path, acks: str, expected: str) -> None:
     config = make_config(tmp_path, f'bootstrap_servers = "a:1,b:2"\ntopic = "t"\nacks = {acks}')
-    settings = sseplug_kafka._settings(config.plugin_config("kafka"), config)
+    settings = sseplug_kafka._settings(config)
     assert settings == KafkaSettings(bootstrap_servers=("a:1", "b:2"), topic="t", acks=expected)
 
 

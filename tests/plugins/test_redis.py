@@ -455,18 +455,19 @@ def test_sseplug_claim_is_inert_without_a_table_and_waits_while_redis_is_down(tm
     [
         ("lease_ttl = 3", "url", "missing key 'url'"),
         ('url = "http://127.0.0.1:6379"', "url", "redis://"),
-        ("url = 6379", "url", "6379 (int)"),
-        ('url = "redis://h"\nlease_tll = 3', "lease_tll", "unknown key 'lease_tll'"),
+        ("url = 6379", "url", "expected a string, got 6379 (integer)"),
+        ('url = "redis://h"\nlease_tll = 3', "lease_tll", "unknown key 'lease_tll' in [plugins.redis] (did you mean"),
         ('url = "redis://h"\nlease_ttl = 0.5', "lease_ttl", "seconds >= 1"),
-        ('url = "redis://h"\nlease_ttl = "10"', "lease_ttl", '"10" (str)'),
-        ('url = "redis://h"\nlease_ttl = true', "lease_ttl", "true (bool)"),
+        ('url = "redis://h"\nlease_ttl = "10"', "lease_ttl", '"10" (string)'),
+        ('url = "redis://h"\nlease_ttl = true', "lease_ttl", "true (boolean)"),
         ('url = "redis://h"\nstream = ""', "stream", "key pattern"),
+        ('url = "redis://h"\nstream = 3', "stream", 'got 3 (integer); e.g. stream = "sseplug:{connection}"'),
         ('url = "redis://h"\nstream = "s:{conection}"', "stream", "only placeholder"),
         ('url = "redis://h"\nstream = "s:{connection}"\nmaxlen = 0', "maxlen", "integer >= 1"),
         ('url = "redis://h"\nmaxlen = 10', "maxlen", "set stream too"),
     ],
     ids=["no-url", "http-url", "int-url", "unknown-key", "short-ttl", "text-ttl", "bool-ttl", "empty-stream",
-         "bad-placeholder", "zero-maxlen", "maxlen-alone"],
+         "int-stream", "bad-placeholder", "zero-maxlen", "maxlen-alone"],
 )
 def test_config_errors_name_the_key(tmp_path: Path, table: str, key: str, text: str) -> None:
     plugin = RedisLeases()

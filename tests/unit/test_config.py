@@ -1,16 +1,28 @@
-"""Runner config: loading, ${ENV} expansion, validation and the precise messages of ConfigError."""
+"""Runner config: loading, validation (TOML types here, values by SSERequest), typed readers for plugins
+and the precise messages of ConfigError. ${ENV} expansion has its own tests (test_environment)."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sseplug.run.config import Config, ConnectionConfig, RunnerConfig, load_config, parse_config
 from sseplug.errors import ConfigError
-from sseplug.models import DEFAULT_MAX_EVENT_SIZE, RequestContentType, RequestMethodType, SSERequest
+from sseplug.models import (
+    DEFAULT_MAX_EVENT_SIZE,
+    DEFAULT_POOL_SIZE,
+    RequestContentType,
+    RequestFieldError,
+    RequestMethodType,
+    SSERequest,
+)
+from sseplug.redaction import REDACTED
+from sseplug.run.config import Config, ConnectionConfig, RunnerConfig, TableReader, load_config, parse_config
 
 DESIGN_EXAMPLE = """\
 [runner]
@@ -228,80 +240,18 @@ def test_http_listen_must_be_a_string(config_path: Path) -> None:
     assert err.key == "runner.http_listen" and "expected a string" in err.message
 
 
-# -- ${ENV} expansion -----------------------------------------------------------------------------
+# -- ${ENV} expansion (the rules: test_environment.py) -------------------------------------------
 
 
-def headers_after(value: str, path: Path, environ: Mapping[str, str]) -> str:
-    config = parse(CONNECTION + f"headers = {{ X = '{value}' }}\n", path, environ)
-    return config.connections[0].headers["X"]
-
-
-@pytest.mark.parametrize(
-    ("value", "environ", "expected"),
-    [
-        ("${A}", {"A": "1"}, "1"),
-        ("x${A}y${B}z", {"A": "1", "B": "2"}, "x1y2z"),
-        ("${A}", {"A": ""}, ""),
-        ("${A:-dflt}", {}, "dflt"),
-        ("${A:-dflt}", {"A": ""}, "dflt"),
-        ("${A:-dflt}", {"A": "set"}, "set"),
-        ("${A:-}", {}, ""),
-        ("${A:?needed}", {"A": "ok"}, "ok"),
-        ("$${A}", {"A": "1"}, "${A}"),
-        ("cost $$5", {}, "cost $5"),
-        ("cost $5 and $ alone", {}, "cost $5 and $ alone"),
-        ("trailing $", {}, "trailing $"),
-    ],
-)
-def test_env_expansion(config_path: Path, value: str, environ: dict[str, str], expected: str) -> None:
-    assert headers_after(value, config_path, environ) == expected
-
-
-def test_unset_variable_is_an_error_naming_it_and_the_key(config_path: Path) -> None:
+def test_env_errors_name_the_file_and_the_key(config_path: Path) -> None:
     err = error(DESIGN_EXAMPLE, config_path, {})
-    assert err.key == "connections[0].headers.Authorization"
-    assert "ORDERS_TOKEN is not set" in err.message and "${ORDERS_TOKEN:-default}" in err.message
+    assert err.key == "connections[0].headers.Authorization" and "ORDERS_TOKEN is not set" in err.message
 
 
-@pytest.mark.parametrize("environ", [{}, {"TOKEN": ""}])
-def test_required_variable_gives_its_message(config_path: Path, environ: dict[str, str]) -> None:
-    err = error(CONNECTION + "headers = { X = '${TOKEN:?export TOKEN first}' }\n", config_path, environ)
-    assert err.key == "connections[0].headers.X"
-    assert "TOKEN is unset or empty: export TOKEN first" in err.message
-
-
-@pytest.mark.parametrize("value", ["${}", "${1A}", "${A-b}", "${A B}", "${A"])
-def test_malformed_reference_is_an_error(config_path: Path, value: str) -> None:
-    err = error(CONNECTION + f"headers = {{ X = '{value}' }}\n", config_path)
-    assert err.key == "connections[0].headers.X" and "malformed environment reference" in err.message
-
-
-def test_expansion_reaches_nested_strings_and_lists(config_path: Path) -> None:
-    text = (
-        '[runner]\nstate_dir = "${DIR}"\nplugins = { disable = ["${OFF}"] }\n'
-        + CONNECTION.replace('"a"', '"${ID}"')
-        + 'method = "POST"\nbody = { q = ["${Q}", { deep = "${Q}" }], n = 1 }\n'
-        + '[plugins.jsonl]\npath = "${DIR}/events.jsonl"\nmore = { list = ["${Q}"] }\n'
-    )
-    environ = {"DIR": "/srv/state", "OFF": "stdout", "ID": "orders", "Q": "v"}
-    config = parse(text, config_path, environ)
-    assert config.runner.state_dir == Path("/srv/state")
-    assert config.runner.disable == ("stdout",)
-    assert config.connections[0].id == "orders"
-    assert config.connections[0].body == {"q": ["v", {"deep": "v"}], "n": 1}
-    assert config.plugin_config("jsonl") == {"path": "/srv/state/events.jsonl", "more": {"list": ["v"]}}
-
-
-def test_keys_are_never_expanded(config_path: Path) -> None:
-    config = parse(CONNECTION + "headers = { '${A}' = '${A}' }\n", config_path, {"A": "x"})
-    assert config.connections[0].headers == {"${A}": "x"}
-
-
-def test_env_error_key_names_list_items_and_plugin_tables(config_path: Path) -> None:
-    err = error(CONNECTION + '[plugins.jsonl]\nfiles = ["ok", "${MISSING}"]\n', config_path)
-    assert err.key == "plugins.jsonl.files[1]" and "MISSING" in err.message
-    err = error('[runner]\nplugins = { disable = ["${OFF}"] }\n' + CONNECTION, config_path)
-    assert err.key == "runner.plugins.disable[0]"
+def test_a_header_from_the_environment_stays_secret_in_the_connection(config_path: Path) -> None:
+    connection = parse(DESIGN_EXAMPLE, config_path, {"ORDERS_TOKEN": "s3cret"}).connections[0]
+    assert "s3cret" not in repr(connection) and REDACTED in repr(connection)
+    assert connection.request().headers["Authorization"] == "Bearer s3cret"
 
 
 def test_error_keys_quote_non_bare_names(config_path: Path) -> None:
@@ -378,10 +328,26 @@ def test_unknown_connection_key(config_path: Path) -> None:
     assert "known keys: id, url, method" in err.message
 
 
-@pytest.mark.parametrize("value", ["-1", "true", '"5"', "1.5"])
-def test_max_retries_must_be_a_non_negative_integer(config_path: Path, value: str) -> None:
-    err = connection_error(f"max_retries = {value}\n", config_path)
-    assert err.key == "connections[0].max_retries" and "expected an integer >= 0" in err.message
+def test_max_retries_must_be_a_non_negative_integer(config_path: Path) -> None:
+    err = connection_error("max_retries = -1\n", config_path)
+    assert err.key == "connections[0].max_retries" and err.message == "expected an integer >= 0, got -1"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("max_retries", "true", "true (boolean)"),
+        ("max_retries", '"5"', '"5" (string)'),
+        ("max_retries", "1.5", "1.5 (float)"),
+        ("max_event_size", "1.0", "1.0 (float)"),
+        ("max_event_size", "false", "false (boolean)"),
+    ],
+)
+def test_integer_keys_must_be_toml_integers(config_path: Path, name: str, value: str, shown: str) -> None:
+    err = connection_error(f"{name} = {value}\n", config_path)
+    example = getattr(SSERequest(url="http://127.0.0.1/"), name)
+    assert err.key == f"connections[0].{name}"
+    assert err.message == f"expected an integer, got {shown}; e.g. {name} = {example}"
 
 
 def test_max_retries_zero_is_allowed(config_path: Path) -> None:
@@ -389,10 +355,17 @@ def test_max_retries_zero_is_allowed(config_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["read_timeout", "head_timeout"])
-@pytest.mark.parametrize("value", ["0", "-1.5", '"10"', "true", "nan", "inf"])
+@pytest.mark.parametrize("value", ["0", "-1.5", "nan", "inf"])
 def test_timeouts_must_be_positive_seconds(config_path: Path, name: str, value: str) -> None:
     err = connection_error(f"{name} = {value}\n", config_path)
     assert err.key == f"connections[0].{name}" and "number of seconds > 0" in err.message
+
+
+@pytest.mark.parametrize("name", ["read_timeout", "head_timeout"])
+@pytest.mark.parametrize(("value", "shown"), [('"10"', '"10" (string)'), ("true", "true (boolean)")])
+def test_timeouts_must_be_toml_numbers(config_path: Path, name: str, value: str, shown: str) -> None:
+    err = connection_error(f"{name} = {value}\n", config_path)
+    assert err.key == f"connections[0].{name}" and f"expected a number, got {shown}; e.g. {name} = " in err.message
 
 
 def test_timeouts_default_to_the_library_defaults(config_path: Path) -> None:
@@ -402,11 +375,41 @@ def test_timeouts_default_to_the_library_defaults(config_path: Path) -> None:
     assert parse(CONNECTION + "head_timeout = 2.5\n", config_path).connections[0].request().head_timeout == 2.5
 
 
+def test_every_connection_default_is_the_request_default(config_path: Path) -> None:
+    """SSERequest holds the defaults: a connection, built or parsed without the key, has the same."""
+    request_fields = {spec.name: spec for spec in dataclasses.fields(SSERequest)}
+    names = [spec.name for spec in dataclasses.fields(ConnectionConfig) if spec.name not in ("id", "url")]
+    assert names == ["method", "headers", "body", "retry", "max_retries", "read_timeout", "head_timeout",
+                     "max_event_size"]
+    request = SSERequest(url="http://127.0.0.1:8000/stream")
+    for connection in (ConnectionConfig(id="a", url=request.url), parse(CONNECTION, config_path).connections[0]):
+        for name in names:
+            assert getattr(connection, name) == getattr(request, name), name
+            assert type(getattr(connection, name)) is type(getattr(request, name)), name
+        assert connection.request() == request
+    for spec in dataclasses.fields(ConnectionConfig):
+        if spec.default is not dataclasses.MISSING:
+            assert spec.default is request_fields[spec.name].default, spec.name  # derived, not repeated
+
+
+def test_the_connection_keys_are_the_connection_config_fields(config_path: Path) -> None:
+    err = connection_error("timeout = 1\n", config_path)
+    names = ", ".join(spec.name for spec in dataclasses.fields(ConnectionConfig))
+    assert err.message.endswith(f"; known keys: {names}")
+
+
+def test_the_runner_pool_size_default_is_the_client_default() -> None:
+    from sseplug.client import SSEClient
+
+    client_default = inspect.signature(SSEClient.__init__).parameters["pool_size"].default
+    assert RunnerConfig().pool_size == DEFAULT_POOL_SIZE == client_default
+
+
 def test_read_timeout_accepts_fractions(config_path: Path) -> None:
     assert parse(CONNECTION + "read_timeout = 0.5\n", config_path).connections[0].read_timeout == 0.5
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "1.0", "false"])
+@pytest.mark.parametrize("value", ["0", "-1"])
 def test_max_event_size_must_be_at_least_one(config_path: Path, value: str) -> None:
     err = connection_error(f"max_event_size = {value}\n", config_path)
     assert err.key == "connections[0].max_event_size" and "expected an integer >= 1" in err.message
@@ -479,11 +482,35 @@ def test_request_check_errors_map_to_the_field_key(
 
     class Strict:
         def __init__(self, **kwargs: object) -> None:
-            raise ValueError("max_event_size: stricter library rule")
+            raise RequestFieldError("max_event_size", "stricter library rule: it contains ': ' too")
 
     monkeypatch.setattr(config_module, "SSERequest", Strict)
     err = error(CONNECTION, config_path)
-    assert err.key == "connections[0].max_event_size" and err.message == "stricter library rule"
+    assert err.key == "connections[0].max_event_size"
+    assert err.message == "stricter library rule: it contains ': ' too"
+
+
+@pytest.mark.parametrize(
+    ("lines", "field"),
+    [
+        ('url = "ftp://h/"', "url"),
+        ('method = "PUT"', "method"),
+        ("headers = { 'Bad Name' = 'x' }", "headers"),
+        ('body = "x"', "body"),
+        ("max_retries = -1", "max_retries"),
+        ("read_timeout = 0", "read_timeout"),
+        ("head_timeout = -1", "head_timeout"),
+        ("max_event_size = 0", "max_event_size"),
+    ],
+)
+def test_library_messages_come_through_unchanged(config_path: Path, lines: str, field: str) -> None:
+    """The config repeats no value rule: the message is SSERequest's own, the key the connection's."""
+    url = "" if field == "url" else 'url = "http://127.0.0.1:8000/stream"\n'
+    err = error(f'[[connections]]\nid = "a"\n{url}{lines}\n', config_path)
+    with pytest.raises(RequestFieldError) as caught:
+        SSERequest(**{"url": "http://127.0.0.1:8000/stream", **tomllib.loads(lines)})
+    assert caught.value.field == field
+    assert (err.key, err.message) == (f"connections[0].{field}", caught.value.message)
 
 
 # -- runner ---------------------------------------------------------------------------------------
@@ -617,3 +644,117 @@ def test_local_modules_are_listed_and_become_known_plugin_names(config_path: Pat
 def test_local_module_names_must_be_python_module_names(config_path: Path, value: str, key: str) -> None:
     caught = error(f"[runner]\nplugins = {{ modules = {value} }}\n" + CONNECTION, config_path)
     assert caught.key == key
+
+
+# -- typed readers of plugin tables -------------------------------------------------------------
+
+
+def plugin_table(path: Path, table: str, *, known: Collection[str] = ("a", "b", "c")) -> TableReader:
+    """The reader of ``[plugins.mine]`` holding ``table``, as a plugin gets it."""
+    return parse(CONNECTION + f"[plugins.mine]\n{table}\n", path).plugin_settings("mine", known=known)
+
+
+def reader_error(path: Path, table: str, read: Any) -> ConfigError:
+    """The error ``read(reader)`` raises for ``[plugins.mine]`` holding ``table``."""
+    with pytest.raises(ConfigError) as caught:
+        read(plugin_table(path, table))
+    assert caught.value.path == str(path)
+    return caught.value
+
+
+def test_plugin_settings_reject_unknown_keys(config_path: Path) -> None:
+    err = reader_error(config_path, "a = 1\nbb = 2", lambda read: None)
+    assert err.key == "plugins.mine.bb"
+    assert err.message == "unknown key 'bb' in [plugins.mine] (did you mean 'b'?); known keys: a, b, c"
+    assert str(err).startswith(f"{config_path}: plugins.mine.bb: unknown key")
+
+
+def test_plugin_settings_of_a_missing_table_give_the_defaults(config_path: Path) -> None:
+    read = parse(CONNECTION, config_path).plugin_settings("absent", known=())
+    assert (read.string("a", "x"), read.integer("b", None), read.seconds("c", 2.5)) == ("x", None, 2.5)
+    with pytest.raises(ConfigError) as caught:
+        read.string("path", example='"events.jsonl"')
+    assert caught.value.key == "plugins.absent.path"
+    assert caught.value.message == "missing key 'path'; e.g. path = \"events.jsonl\""
+
+
+def test_plugin_settings_of_a_quoted_plugin_name_key_errors_as_toml_writes_them(config_path: Path) -> None:
+    config = parse(CONNECTION + '[plugins."pkg.sink"]\nn = "x"\n', config_path)
+    with pytest.raises(ConfigError) as caught:
+        config.plugin_settings("pkg.sink", known=("n",)).integer("n")
+    assert caught.value.key == 'plugins."pkg.sink".n'
+
+
+@pytest.mark.parametrize(
+    ("table", "read", "expected"),
+    [
+        ('a = "x"', lambda r: r.string("a"), "x"),
+        ("", lambda r: r.string("a", None), None),
+        ('a = ["x", "y"]', lambda r: r.strings("a"), ("x", "y")),
+        ("", lambda r: r.strings("a", ("d",)), ("d",)),
+        ('a = "h:1, h:2"', lambda r: r.strings("a", separator=","), ("h:1", "h:2")),
+        ("a = false", lambda r: r.boolean("a", True), False),
+        ("", lambda r: r.boolean("a", True), True),
+        ("a = 3", lambda r: r.integer("a", 1, minimum=3, maximum=3), 3),
+        ("", lambda r: r.integer("a", 1, minimum=3), 1),  # a default is not checked
+        ("a = 2.5", lambda r: r.number("a", 1), 2.5),
+        ("a = -2", lambda r: r.number("a", 1), -2),
+        ("a = 2", lambda r: r.seconds("a", 1.0), 2.0),
+        ("a = 0.25", lambda r: r.seconds("a", 1.0), 0.25),
+        ("a = 1", lambda r: r.seconds("a", 3.0, minimum=1), 1.0),
+        ('a = "all"', lambda r: r.one_of("a", ("all", -1, 1, 0)), "all"),
+        ("a = -1", lambda r: r.one_of("a", ("all", -1, 1, 0)), -1),
+        ("", lambda r: r.one_of("a", ("all", 1), "all"), "all"),
+    ],
+)
+def test_typed_readers_return_the_value_or_the_default(config_path: Path, table: str, read: Any, expected: Any) -> None:
+    value = read(plugin_table(config_path, table))
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("table", "read", "message"),
+    [
+        ("", lambda r: r.integer("a", example="7"), "missing key 'a'; e.g. a = 7"),
+        ("a = 1", lambda r: r.string("a", "x"), 'expected a string, got 1 (integer); e.g. a = "x"'),
+        ("a = 1", lambda r: r.string("a", None, example='"p"'), 'expected a string, got 1 (integer); e.g. a = "p"'),
+        ("a = [1]", lambda r: r.string("a", ""), 'expected a string, got an array; e.g. a = ""'),
+        ('a = "x"', lambda r: r.strings("a"), 'expected an array of strings, got "x" (string)'),
+        ("a = 1", lambda r: r.strings("a", separator=","),
+         "expected an array of strings (or one string of them separated by ','), got 1 (integer)"),
+        ('a = "yes"', lambda r: r.boolean("a", False), 'expected true or false, got "yes" (string); e.g. a = false'),
+        ("a = true", lambda r: r.integer("a", 5), "expected an integer, got true (boolean); e.g. a = 5"),
+        ("a = 1.0", lambda r: r.integer("a", 5, minimum=0), "expected an integer >= 0, got 1.0 (float); e.g. a = 5"),
+        ("a = 9", lambda r: r.integer("a", 5, maximum=8), "expected an integer <= 8, got 9 (integer); e.g. a = 5"),
+        ("a = 0", lambda r: r.integer("a", None, minimum=1, maximum=9, example="2"),
+         "expected an integer from 1 to 9, got 0 (integer); e.g. a = 2"),
+        ('a = "1"', lambda r: r.number("a", 1.5), 'expected a number, got "1" (string); e.g. a = 1.5'),
+        ("a = 0", lambda r: r.seconds("a", 10.0), "expected a number of seconds > 0, got 0 (integer); e.g. a = 10.0"),
+        ("a = inf", lambda r: r.seconds("a", 10.0), "expected a number of seconds > 0, got inf (float); e.g. a = 10.0"),
+        ("a = true", lambda r: r.seconds("a", 2), "expected a number of seconds > 0, got true (boolean); e.g. a = 2"),
+        ("a = 0.5", lambda r: r.seconds("a", 10.0, minimum=1),
+         "expected a number of seconds >= 1, got 0.5 (float); e.g. a = 10.0"),
+        ("a = true", lambda r: r.one_of("a", ("all", 1, 0), "all"),
+         'expected one of "all", 1, 0, got true (boolean); e.g. a = "all"'),
+        ('a = "1"', lambda r: r.one_of("a", ("all", 1, 0)), 'expected one of "all", 1, 0, got "1" (string)'),
+    ],
+)
+def test_typed_readers_name_the_key_and_say_what_and_how(
+    config_path: Path, table: str, read: Any, message: str
+) -> None:
+    err = reader_error(config_path, table, read)
+    assert (err.key, err.message) == ("plugins.mine.a", message)
+
+
+def test_strings_name_the_item_that_is_not_a_string(config_path: Path) -> None:
+    err = reader_error(config_path, 'a = ["x", 2]', lambda read: read.strings("a"))
+    assert (err.key, err.message) == ("plugins.mine.a[1]", "expected a string, got 2 (integer)")
+
+
+def test_a_plugin_raises_its_own_rules_through_the_reader(config_path: Path) -> None:
+    def read(reader: TableReader) -> None:
+        if reader.integer("a") < 2:
+            raise reader.error("a", "too small; e.g. a = 2")
+
+    err = reader_error(config_path, "a = 1", read)
+    assert (err.key, err.message) == ("plugins.mine.a", "too small; e.g. a = 2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 import sseplug
 from sseplug import RequestContentType, RequestMethodType, SSERequest, SSEResponse
 from sseplug import errors
+from sseplug.models import RequestFieldError
 
 URL = "http://127.0.0.1:8000/stream"
 
@@ -68,35 +70,63 @@ def test_content_type_values_match_the_seed() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"url": "127.0.0.1:8000/stream"}, "url"),
-        ({"url": "ftp://127.0.0.1/stream"}, "url"),
-        ({"url": "http://"}, "url"),
-        ({"url": URL, "method": "DELETE"}, "method"),
-        ({"url": URL, "method": 3}, "method"),
-        ({"url": URL, "max_retries": -1}, "max_retries"),
-        ({"url": URL, "max_retries": True}, "max_retries"),
-        ({"url": URL, "max_event_size": 0}, "max_event_size"),
-        ({"url": URL, "read_timeout": 0}, "read_timeout"),
-        ({"url": URL, "read_timeout": "10"}, "read_timeout"),
-        ({"url": URL, "head_timeout": 0}, "head_timeout"),
-        ({"url": URL, "head_timeout": float("inf")}, "head_timeout"),
-        ({"url": URL, "headers": {"X-A": 1}}, "headers"),
-        ({"url": URL, "headers": {"X-A": "a\r\nX-Injected: 1"}}, "headers"),
-        ({"url": URL, "body": {"a": 1}}, "body"),
-        ({"url": URL, "method": "POST", "body": object()}, "body"),
-        ({"url": URL, "method": "POST", "body": {"a": 1}, "content_type": "text/plain"}, "content_type"),
-        ({"url": URL, "method": "POST", "body": "x", "content_type": "nonsense"}, "content_type"),
-        ({"url": URL, "on_data": "print"}, "on_data"),
-        ({"url": URL, "retry": "yes"}, "retry"),
-        ({"url": URL, "last_event_id": "a\nb"}, "last_event_id"),
-    ],
-)
+INVALID = [  # one bad value each; every field of SSERequest at least once
+    ({"url": "127.0.0.1:8000/stream"}, "url"),
+    ({"url": "ftp://127.0.0.1/stream"}, "url"),
+    ({"url": "http://"}, "url"),
+    ({"url": URL, "method": "DELETE"}, "method"),
+    ({"url": URL, "method": 3}, "method"),
+    ({"url": URL, "max_retries": -1}, "max_retries"),
+    ({"url": URL, "max_retries": True}, "max_retries"),
+    ({"url": URL, "max_event_size": 0}, "max_event_size"),
+    ({"url": URL, "read_timeout": 0}, "read_timeout"),
+    ({"url": URL, "read_timeout": "10"}, "read_timeout"),
+    ({"url": URL, "head_timeout": 0}, "head_timeout"),
+    ({"url": URL, "head_timeout": float("inf")}, "head_timeout"),
+    ({"url": URL, "headers": {"X-A": 1}}, "headers"),
+    ({"url": URL, "headers": {"X-A": "a\r\nX-Injected: 1"}}, "headers"),
+    ({"url": URL, "body": {"a": 1}}, "body"),
+    ({"url": URL, "method": "POST", "body": object()}, "body"),
+    ({"url": URL, "method": "POST", "body": {"a": 1}, "content_type": "text/plain"}, "content_type"),
+    ({"url": URL, "method": "POST", "body": "x", "content_type": "nonsense"}, "content_type"),
+    ({"url": URL, "on_data": "print"}, "on_data"),
+    ({"url": URL, "on_error": 1}, "on_error"),
+    ({"url": URL, "on_done": "done"}, "on_done"),
+    ({"url": URL, "retry": "yes"}, "retry"),
+    ({"url": URL, "last_event_id": "a\nb"}, "last_event_id"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "field"), INVALID)
 def test_invalid_request_values_raise_value_error_naming_the_field(kwargs: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=rf"^{field}: "):
+    with pytest.raises(ValueError, match=rf"^{field}: ") as caught:
         SSERequest(**kwargs)
+    error = caught.value
+    assert type(error) is RequestFieldError
+    assert error.field == field and str(error) == f"{field}: {error.message}"
+    assert error.message and not error.message.startswith(f"{field}:")
+
+
+def test_every_request_field_is_validated_and_named() -> None:
+    assert {field for _, field in INVALID} == {spec.name for spec in dataclasses.fields(SSERequest)}
+
+
+def test_request_field_error_keeps_its_facts_and_message() -> None:
+    error = RequestFieldError("max_retries", "expected an integer >= 0, got -1")
+    assert isinstance(error, ValueError) and RequestFieldError.__doc__
+    assert (error.field, error.message) == ("max_retries", "expected an integer >= 0, got -1")
+    assert str(error) == "max_retries: expected an integer >= 0, got -1"
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.field, str(copy)) == (RequestFieldError, "max_retries", str(error))
+
+
+def test_messages_say_what_to_write() -> None:
+    with pytest.raises(RequestFieldError, match=r'use "GET" or "POST"$'):
+        SSERequest(URL, method="PUT")
+    with pytest.raises(RequestFieldError, match=r'set method = "POST" to send one'):
+        SSERequest(URL, body="x")
+    with pytest.raises(RequestFieldError, match=r"^read_timeout: expected a number of seconds > 0, got 0$"):
+        SSERequest(URL, read_timeout=0)
 
 
 def test_retryable_is_a_property_of_the_error_class() -> None:

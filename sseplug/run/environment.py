@@ -1,0 +1,73 @@
+"""``${ENV}`` references in a parsed config document, expanded from the environment; errors name the key."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigError
+from ..redaction import Secret
+
+__all__ = ["expand", "join_key"]
+
+_REFERENCE = re.compile(r"\$(?:(\$)|\{([^}]*)(\}?))")
+_REFERENCE_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:[-?])(.*))?", re.DOTALL)
+_HEADERS_KEY = re.compile(r"connections\[[0-9]+\]\.headers(?![A-Za-z0-9_-])")  # the table and its values
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_REFERENCE_FORMS = "write ${NAME}, ${NAME:-default} or ${NAME:?message}, and $$ for a literal $"
+
+
+def expand(document: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """``document`` with ``${NAME}``, ``${NAME:-default}``, ``${NAME:?message}`` and ``$$`` expanded in
+    every string (keys are left alone); a header value built from the environment becomes a
+    ``Secret``. A reference that cannot be expanded raises ``ConfigError`` naming its key."""
+    return {name: _expand_tree(item, join_key("", name), environ) for name, item in document.items()}
+
+
+def join_key(prefix: str, name: str) -> str:
+    """The dotted key of ``name`` inside ``prefix``, quoted as TOML quotes it when not bare."""
+    shown = name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+    return f"{prefix}.{shown}" if prefix else shown
+
+
+def _expand_tree(value: Any, key: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return _expand(value, key, environ)
+    if isinstance(value, dict):
+        return {name: _expand_tree(item, join_key(key, name), environ) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_expand_tree(item, f"{key}[{index}]", environ) for index, item in enumerate(value)]
+    return value
+
+
+def _expand(text: str, key: str, environ: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            return "$"
+        inner, closed = match.group(2), match.group(3)
+        reference = _REFERENCE_BODY.fullmatch(inner)
+        if not closed or reference is None:
+            shown = f"${{{inner}}}" if closed else f"${{{inner}"
+            raise ConfigError(f"malformed environment reference {shown!r}; {_REFERENCE_FORMS}", key=key)
+        name, operator, argument = reference.groups()
+        value = environ.get(name)
+        if operator == ":-":
+            return value or argument
+        if operator == ":?":
+            if not value:
+                message = f"environment variable {name} is unset or empty: {argument or 'it is required'}"
+                raise ConfigError(message, key=key)
+            return value
+        if value is None:
+            hint = f"set it, or write ${{{name}:-default}} to fall back to a default"
+            raise ConfigError(f"environment variable {name} is not set; {hint}", key=key)
+        return value
+
+    if "$" not in text:
+        return text
+    expanded = _REFERENCE.sub(replace, text)
+    if _HEADERS_KEY.match(key) and any(match.group(2) is not None for match in _REFERENCE.finditer(text)):
+        return Secret(expanded)  # a header taken from the environment is a credential, as a rule
+    return expanded
