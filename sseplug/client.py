@@ -133,7 +133,9 @@ class EventStream(Iterator[SSEResponse]):
 class SSEClient:
     """Many named event streams at once, one greenlet each in a bounded ``gevent.pool.Pool``.
 
-    Loads the installed plugins unless a ``plugin_manager`` is given. Needs gevent's monkey
+    Loads the installed plugins unless a ``plugin_manager`` is given; configures the plugins
+    (``PluginManager.configure``: with ``None``) unless their owner did, and unconfigures them at
+    ``shutdown()``. Needs gevent's monkey
     patches, applied first thing in the program::
 
         from gevent import monkey; monkey.patch_all()
@@ -148,7 +150,6 @@ class SSEClient:
         plugin_manager: PluginManager | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         http: urllib3.PoolManager | None = None,
-        config: Any = None,
     ) -> None:
         if not gevent.monkey.is_module_patched("socket"):
             raise RuntimeError(
@@ -162,7 +163,7 @@ class SSEClient:
         self._own_http = http is None
         self._streams: dict[str, EventStream] = {}
         self._shut_down = False
-        self.plugins.hook.sseplug_configure.call_historic(kwargs={"config": config})
+        self.plugins.configure()  # unless its owner (the runner) configured it already
 
     def connect(self, connection_id: str, request: SSERequest, *, iterate: bool = True) -> EventStream:
         """Open the stream ``connection_id`` in the pool and return its event iterator.
@@ -204,7 +205,7 @@ class SSEClient:
         if self._shut_down:
             return
         self._shut_down = True
-        self.plugins.hook.sseplug_unconfigure()
+        self.plugins.unconfigure()
         if self._own_http:
             self._http.clear()
         for proxy in self._proxies.values():

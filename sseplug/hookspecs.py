@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import pluggy
 
+__all__ = ["HookConnection", "PLUGIN_ATTRIBUTES", "PROJECT", "hookimpl", "hookspec"]  # and the specs
+
 if TYPE_CHECKING:
     from .errors import SSEError
     from .models import SSERequest, SSEResponse

@@ -12,6 +12,12 @@ from urllib.parse import urlsplit
 
 from .redaction import secret_headers
 
+__all__ = [
+    "DEFAULT_HEAD_TIMEOUT", "DEFAULT_MAX_EVENT_SIZE", "DEFAULT_POOL_SIZE", "DEFAULT_READ_TIMEOUT", "MAX_WAIT",
+    "OnData", "OnDone", "OnError", "RequestContentType", "RequestFieldError", "RequestMethodType", "SSERequest",
+    "SSEResponse",
+]
+
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
 """Largest event (or line), in UTF-8 bytes, a parser accepts unless told otherwise."""
 

@@ -52,6 +52,21 @@ class PluginManager(pluggy.PluginManager):
         self.generation = 0
         self.monitors = 0
         self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
+        self.configured = False
+
+    def configure(self, config: object | None = None) -> None:
+        """Tell the plugins the configuration (``sseplug_configure``: the runner's ``Config``, or
+        ``None`` in library use), unless already configured. Historic: a plugin registered later
+        gets the call at registration."""
+        if not self.configured:
+            self.configured = True
+            self.hook.sseplug_configure.call_historic(kwargs={"config": config})
+
+    def unconfigure(self) -> None:
+        """Tell the plugins the work is over (``sseplug_unconfigure``), once per ``configure``."""
+        if self.configured:
+            self.configured = False
+            self.hook.sseplug_unconfigure()
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin``, validated against the hookspecs now, not at call time: a hook

@@ -162,7 +162,8 @@ def sse_client_for(sseplug_plugins: PluginManager) -> Iterator[Callable[[Any], S
     clients: list[SSEClient] = []
 
     def make(config: Any) -> SSEClient:
-        clients.append(SSEClient(plugin_manager=sseplug_plugins, config=config))
+        sseplug_plugins.configure(config)  # the client finds it configured, and unconfigures it
+        clients.append(SSEClient(plugin_manager=sseplug_plugins))
         return clients[-1]
 
     yield make

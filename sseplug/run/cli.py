@@ -88,9 +88,9 @@ def _check(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     pm = runner_plugins(config)
-    pm.hook.sseplug_configure.call_historic(kwargs={"config": config})  # plugins check their tables
+    pm.configure(config)  # plugins check their tables
     keep_stdout_only_without_other_sinks(pm, config)
-    pm.hook.sseplug_unconfigure()
+    pm.unconfigure()
     names = ", ".join(row["name"] for row in pm.describe())
     print(f"{args.config}: OK, {len(config.connections)} connections; plugins: {names}")
     return 0

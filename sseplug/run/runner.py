@@ -96,7 +96,8 @@ class Runner:
         runner = self.config.runner
         metrics = None
         handlers = [gevent.signal_handler(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)]
-        with SSEClient(plugin_manager=self.plugins, pool_size=runner.pool_size, config=self.config) as client:
+        self.plugins.configure(self.config)  # the client unconfigures it when it shuts down
+        with SSEClient(plugin_manager=self.plugins, pool_size=runner.pool_size) as client:
             keep_stdout_only_without_other_sinks(self.plugins, self.config)
             if runner.http_listen is not None:
                 metrics = MetricsServer(runner.http_listen, lambda: [s.connection for s in self.streams.values()])

@@ -97,6 +97,22 @@ def test_hook_sseplug_configure(
     assert names.count("configure") == 1 and names[0] == "configure" and "opened" in names
 
 
+def test_a_client_leaves_a_configured_manager_as_its_owner_configured_it(
+    sseplug_plugins: PluginManager, register_plugin: Register
+) -> None:
+    """The runner configures its manager with its Config; the client does not configure it again
+    (the library never sees the application's config) and unconfigures it at shutdown, once."""
+    plugin = Lifecycle()
+    register_plugin(plugin, "lifecycle")
+    owners_config = object()
+    sseplug_plugins.configure(owners_config)
+    with SSEClient(plugin_manager=sseplug_plugins):
+        assert plugin.calls == [("configure", owners_config)] and sseplug_plugins.configured
+    assert [name for name, _ in plugin.calls] == ["configure", "unconfigure"] and not sseplug_plugins.configured
+    sseplug_plugins.unconfigure()  # once per configure: nothing more
+    assert len(plugin.calls) == 2
+
+
 def test_configure_reaches_a_plugin_registered_after_the_client_started(
     sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
 ) -> None:

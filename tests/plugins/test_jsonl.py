@@ -316,11 +316,11 @@ def test_config_errors_say_what_was_expected_and_give_an_example(tmp_path: Path,
     assert caught.value.message == message
 
 
-def test_bad_config_fails_the_client_at_construction(
+def test_bad_config_fails_when_the_plugins_are_configured(
     tmp_path: Path, sink: JsonlSink, sseplug_plugins: PluginManager
 ) -> None:
     with pytest.raises(ConfigError, match=r"plugins\.jsonl\.backups"):
-        SSEClient(plugin_manager=sseplug_plugins, config=make_config(tmp_path, 'path = "e.jsonl"\nbackups = "5"'))
+        sseplug_plugins.configure(make_config(tmp_path, 'path = "e.jsonl"\nbackups = "5"'))
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
