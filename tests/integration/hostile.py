@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import gevent
+from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from sseplug.server import SSEServer
@@ -86,7 +87,8 @@ def flood_server(seconds: float) -> Iterator[str]:
 @contextmanager
 def raw_server(handle: object) -> Iterator[str]:
     """A gevent server on 127.0.0.1 calling ``handle(sock)`` per connection; yields its base URL."""
-    server = StreamServer(("127.0.0.1", 0), lambda sock, _address: handle(sock))  # type: ignore[operator]
+    # a pool: stop() kills the handlers still running (a silent one sleeps for a minute)
+    server = StreamServer(("127.0.0.1", 0), lambda sock, _address: handle(sock), spawn=Pool())  # type: ignore[operator]
     server.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

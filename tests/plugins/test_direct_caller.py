@@ -158,7 +158,8 @@ def test_direct_caller_answers_and_raises_as_pluggy(scenario: tuple[str, list[Im
     assert log == expected_log
     for index, step, args in log:
         if step != "after":
-            assert args == tuple(kwargs[name] for name in plugins[index].argnames)
+            wanted = tuple(kwargs[name] for name in plugins[index].argnames)
+            assert args == wanted, f"plugin {index} {step} got {args}, wanted {wanted} ({kwargs=}, {log=})"
     if expected[0] == "raised" or not lone:
         assert got == expected  # an exception equals only itself: the very object, not a wrapper of it
     else:  # a lone implementation of a hook whose results are ignored: the direct caller is that
