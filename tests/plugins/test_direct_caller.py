@@ -9,7 +9,6 @@ arguments, and answers or raises exactly what ``pm.hook.NAME(**kwargs)`` does.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -29,7 +28,6 @@ FIRSTRESULT = {  # the hooks under test, both kinds, with two and four arguments
     "sseplug_retry_decision": True,
 }
 SPEC_ARGS = {name: tuple(getattr(PluginManager().hook, name).spec.argnames) for name in FIRSTRESULT}
-POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
 Log = list[tuple[Any, ...]]
 Outcome = tuple[str, Any]  # ("result", what was returned) or ("raised", the exception object)
 
@@ -93,11 +91,19 @@ class Impl:
                     raise reply
                 return reply
 
-        parameters = [inspect.Parameter(name, POSITIONAL) for name in self.argnames]
-        if self.extra:
-            parameters.append(inspect.Parameter("extra", POSITIONAL, default=None))
-        function.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]  # what pluggy reads
-        return SimpleNamespace(**{self.hook: hookimpl(**opts)(function)})
+        named = _named(function, self.argnames, self.extra, generator=self.kind != "impl")
+        return SimpleNamespace(**{self.hook: hookimpl(**opts)(named)})
+
+
+def _named(body: Callable[..., Any], argnames: tuple[str, ...], extra: bool, *, generator: bool) -> Callable[..., Any]:
+    """``body`` behind a function whose real parameters are ``argnames`` (and ``extra=None``):
+    pluggy reads the names from the code itself (1.7; a ``__signature__`` served 1.6 only)."""
+    parameters = ", ".join([*argnames, *(["extra=None"] if extra else [])])
+    call = f"body({''.join(name + ', ' for name in argnames)})"
+    namespace: dict[str, Any] = {"body": body}
+    exec(f"def implementation({parameters}):\n    return {'(yield from ' + call + ')' if generator else call}",
+         namespace)
+    return namespace["implementation"]  # type: ignore[no-any-return]
 
 
 @st.composite
