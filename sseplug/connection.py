@@ -26,6 +26,7 @@ from .errors import (
     PluginError,
     RedirectError,
     RetriesExhaustedError,
+    ServerEventError,
     SSEError,
     TemporaryPluginError,
 )
@@ -298,8 +299,18 @@ class Connection:
             self.attempt = 0  # a stream that delivered resets the failure count, not the backoff
         self.attempt += 1
         self.backoff_step += 1
-        if not self.request.retry:
+        request = self.request
+        mode = request.reconnect_mode
+        if mode == "never" or (error is None and mode == "on_error"):
             return self._end(error)
+        if error is not None and self.events_total and not request.resends and request.resume_url is None:
+            raise NetworkError(
+                f"the response broke after {self.events_total} events ({error.message}); a "
+                f"{self._method()} request with a body is not sent again, as it would start over: set "
+                "resume_url to resume with a GET and Last-Event-ID, or reconnect='always' if the "
+                "server resumes the request from Last-Event-ID",
+                connection_id=self.id, url=self.url,
+            ) from error
         if self.attempt > self.request.max_retries:
             raise RetriesExhaustedError(
                 f"gave up after {self.request.max_retries} consecutive failed attempts "
@@ -383,7 +394,9 @@ class Connection:
                        headers=dict(response.headers))
             self.state = ConnectionState.OPEN
             opened_at = time.monotonic()
-            self._read(response)
+            if self._read(response):
+                reason = "end event"
+                return True
             if self._stopping or self._released:
                 reason = "stopped" if self._stopping else "released"
             return False
@@ -439,15 +452,17 @@ class Connection:
         if self.last_event_id:
             # the spec says UTF-8; http.client would encode a str as Latin-1 and fail on most ids
             headers["Last-Event-ID"] = self.last_event_id.encode("utf-8")  # type: ignore[assignment]
-        if request.body is not None:
-            headers["Content-Type"] = str(getattr(request.content_type, "value", request.content_type))
         return headers, credentials
 
     def _follow(self, headers: HTTPHeaderDict, credentials: set[str]) -> urllib3.BaseHTTPResponse:
         """Send the request and follow its redirects; credentials never leave their origin."""
         request = self.request
-        body = request.encoded_body()
-        method, url = str(getattr(request.method, "value", request.method)), self.url
+        if request.resume_url is not None and self.events_total:  # resume with a GET, never re-POST
+            method, url, body = "GET", request.resume_url, None
+        else:
+            method, url, body = self._method(), self.url, request.encoded_body()
+        if body is not None:
+            headers["Content-Type"] = str(getattr(request.content_type, "value", request.content_type))
         timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=request.read_timeout)
         for _ in range(MAX_REDIRECTS + 1):
             try:
@@ -474,6 +489,9 @@ class Connection:
             f"more than {MAX_REDIRECTS} redirects; the server is redirecting in a loop",
             connection_id=self.id, url=self.url,
         )
+
+    def _method(self) -> str:
+        return str(getattr(self.request.method, "value", self.request.method))
 
     def _redirect_target(self, status: int, url: str, location: str) -> str:
         """The absolute URL a redirect points to; a ``RedirectError`` unless it is http(s) with a host."""
@@ -528,8 +546,9 @@ class Connection:
         finally:
             timer.close()
 
-    def _read(self, response: urllib3.BaseHTTPResponse) -> None:
-        """Read the stream until EOF, dispatching every batch of events."""
+    def _read(self, response: urllib3.BaseHTTPResponse) -> bool:
+        """Read the stream until EOF, dispatching every batch of events; True when an end event
+        (``end_events``, ``end_data``) ended it."""
         parser = EventParser(self.last_event_id, self.request.max_event_size)
         read = _reader(response)
         clock, idle = time.monotonic, gevent.idle
@@ -545,7 +564,7 @@ class Connection:
                     f"stream broke: {error}", connection_id=self.id, url=self.url
                 ) from error
             if chunk is None:
-                return
+                return False
             if not chunk:
                 continue
             self.bytes_total += len(chunk)
@@ -566,9 +585,11 @@ class Connection:
             if parser.retry is not None:
                 self.retry_ms = parser.retry
             if events:
-                self._dispatch(events, parser.last_event_id)
+                if self._dispatch(events, parser.last_event_id):
+                    return True
             elif parser.last_event_id != self.last_event_id:
                 self._checkpoint(parser.last_event_id)  # an id-only block
+        return False
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -586,7 +607,27 @@ class Connection:
             )
         return self._event_hooks
 
-    def _dispatch(self, events: list[SSEResponse], last_event_id: str) -> None:
+    def _dispatch(self, events: list[SSEResponse], last_event_id: str) -> bool:
+        """Dispatch a batch up to its first end or error event, if the request names any; True
+        when an end event came (the stream is over), ``ServerEventError`` for an error event."""
+        request = self.request
+        if request.end_events or request.end_data or request.error_events:
+            for index, event in enumerate(events):
+                if event.event in request.error_events:
+                    if index:
+                        self._handle(events[:index], events[index - 1].id)
+                    raise ServerEventError(
+                        f"the server sent an {event.event!r} event (id {event.id!r}), one of error_events: "
+                        f"{str(event.data)[:200]!r}",
+                        event=event, connection_id=self.id, url=self.url,
+                    )
+                if event.event in request.end_events or (type(event.data) is str and event.data in request.end_data):
+                    self._handle(events[: index + 1], event.id)
+                    return True
+        self._handle(events, last_event_id)
+        return False
+
+    def _handle(self, events: list[SSEResponse], last_event_id: str) -> None:
         """Deserialize, handle, checkpoint, deliver: in that order, for one batch."""
         hooks = self._hooks()
         if hooks.deserialize is not None:

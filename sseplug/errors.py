@@ -16,6 +16,7 @@ __all__ = [
     "NetworkError",
     "RetriesExhaustedError",
     "EventTooLargeError",
+    "ServerEventError",
     "ConfigError",
     "PluginError",
     "TemporaryPluginError",
@@ -139,6 +140,14 @@ class EventTooLargeError(SSEError):
         self.limit = limit
         self.size = size
         self.events = list(events)
+
+
+class ServerEventError(SSEError):
+    """The server sent an event of a type in the request's ``error_events``; ``event`` is it."""
+
+    def __init__(self, message: str, *, event: Any, connection_id: str | None = None, url: str | None = None) -> None:
+        super().__init__(message, connection_id=connection_id, url=url)
+        self.event = event
 
 
 class ConfigError(SSEError):

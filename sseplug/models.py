@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -14,6 +14,7 @@ from .redaction import secret_headers
 
 __all__ = [
     "DEFAULT_HEAD_TIMEOUT", "DEFAULT_MAX_EVENT_SIZE", "DEFAULT_POOL_SIZE", "DEFAULT_READ_TIMEOUT", "MAX_WAIT",
+    "RECONNECT_MODES",
     "OnData", "OnDone", "OnError", "RequestContentType", "RequestFieldError", "RequestMethodType", "SSERequest",
     "SSEResponse",
 ]
@@ -26,6 +27,9 @@ DEFAULT_READ_TIMEOUT = 300.0
 
 DEFAULT_HEAD_TIMEOUT = 30.0
 """Seconds from connecting to a complete response head (status line and headers)."""
+
+RECONNECT_MODES = (None, "always", "on_error", "never")
+"""Values of ``SSERequest.reconnect`` (``None``: the method's default)."""
 
 DEFAULT_POOL_SIZE = 1000
 """Greenlets of an ``SSEClient``'s pool (one per stream); also the runner's default ``pool_size``."""
@@ -93,8 +97,15 @@ class SSERequest:
     ``bytes`` bodies are sent as they are. ``last_event_id`` resumes a stream from a stored id.
     ``read_timeout``: seconds without a byte before the stream counts as stalled;
     ``head_timeout``: seconds from connecting to a complete response head (status and headers);
-    both are network errors (retried), ``None`` waits for ever. An invalid value raises
-    ``RequestFieldError`` (a ``ValueError``) naming its field.
+    both are network errors (retried), ``None`` waits for ever.
+
+    ``reconnect`` (see ``reconnect_mode``) says when to reconnect. A request that is not a plain
+    GET is never sent again once its response delivered events (an LLM generation would start
+    over, and be paid again), unless ``reconnect="always"`` is given or ``resume_url`` is set:
+    reconnects then GET that URL with Last-Event-ID. An event whose type is in ``end_events`` or
+    whose data text is in ``end_data`` (e.g. ``"[DONE]"``) is delivered, then ends the stream
+    cleanly; one whose type is in ``error_events`` ends it with ``ServerEventError``. An invalid
+    value raises ``RequestFieldError`` (a ``ValueError``) naming its field.
     """
 
     url: str
@@ -111,11 +122,15 @@ class SSERequest:
     head_timeout: float | None = DEFAULT_HEAD_TIMEOUT
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE
     last_event_id: str = ""
+    reconnect: str | None = None
+    resume_url: str | None = None
+    end_events: Sequence[str] = ()
+    end_data: Sequence[str] = ()
+    error_events: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising a frozen instance during construction
-        parts = urlsplit(self.url) if isinstance(self.url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        if not _is_http_url(self.url):
             raise RequestFieldError(
                 "url",
                 f"{self.url!r} is not an http:// or https:// URL with a host; "
@@ -146,6 +161,34 @@ class SSERequest:
             raise RequestFieldError(
                 "last_event_id", f"expected a str without NUL, CR or LF, got {self.last_event_id!r}"
             )
+        if self.reconnect not in RECONNECT_MODES:
+            raise RequestFieldError(
+                "reconnect", f"expected one of {', '.join(map(repr, RECONNECT_MODES))}, got {self.reconnect!r}"
+            )
+        if self.resume_url is not None and not _is_http_url(self.resume_url):
+            raise RequestFieldError(
+                "resume_url", f"{self.resume_url!r} is not an http:// or https:// URL with a host"
+            )
+        for name in ("end_events", "end_data", "error_events"):
+            set_(self, name, _strings(name, getattr(self, name)))
+
+    @property
+    def reconnect_mode(self) -> str:
+        """When the connection reconnects: ``"always"`` (after EOF and failures), ``"on_error"``
+        (a clean EOF ends the stream) or ``"never"``. Unless given: ``"never"`` with
+        ``retry=False``, ``"always"`` for GET and ``"on_error"`` for other methods."""
+        if not self.retry:
+            return "never"
+        if self.reconnect is not None:
+            return self.reconnect
+        return "always" if self.method is RequestMethodType.GET else "on_error"
+
+    @property
+    def resends(self) -> bool:
+        """Whether the request may be sent again once its response delivered events: a GET
+        without a body always may; any other only with ``reconnect="always"`` given explicitly
+        (the server resumes from Last-Event-ID). A ``resume_url`` GET is sent instead."""
+        return (self.method is RequestMethodType.GET and self.body is None) or self.reconnect == "always"
 
     def encoded_body(self) -> bytes | None:
         """The body as sent on the wire (JSON for dict/list, UTF-8 for str), or ``None``."""
@@ -197,6 +240,19 @@ def _content_type(body: Any, value: RequestContentType | str | None) -> RequestC
             if "/" in value and not any(c in value for c in "\r\n"):
                 return value
     raise RequestFieldError("content_type", f"{value!r} is not a MIME type such as 'text/plain'")
+
+
+def _is_http_url(value: Any) -> bool:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    return parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _strings(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) or not all(
+        isinstance(item, str) for item in value
+    ):
+        raise RequestFieldError(name, f"expected a list of strings, got {value!r}")
+    return tuple(value)
 
 
 def _require_seconds(name: str, value: Any) -> None:

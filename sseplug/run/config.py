@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from ..errors import ConfigError
-from ..models import DEFAULT_POOL_SIZE, OnData, OnDone, OnError, RequestFieldError, RequestMethodType, SSERequest
+from ..models import (
+    DEFAULT_POOL_SIZE,
+    RECONNECT_MODES,
+    OnData,
+    OnDone,
+    OnError,
+    RequestFieldError,
+    RequestMethodType,
+    SSERequest,
+)
 from ..redaction import Secret
 from .environment import expand, join_key
 
@@ -49,6 +58,11 @@ class ConnectionConfig:
     read_timeout: float | None = _REQUEST_DEFAULTS["read_timeout"]
     head_timeout: float | None = _REQUEST_DEFAULTS["head_timeout"]
     max_event_size: int = _REQUEST_DEFAULTS["max_event_size"]
+    reconnect: str | None = _REQUEST_DEFAULTS["reconnect"]
+    resume_url: str | None = _REQUEST_DEFAULTS["resume_url"]
+    end_events: tuple[str, ...] = _REQUEST_DEFAULTS["end_events"]
+    end_data: tuple[str, ...] = _REQUEST_DEFAULTS["end_data"]
+    error_events: tuple[str, ...] = _REQUEST_DEFAULTS["error_events"]
 
     def request(
         self, *, on_data: OnData | None = None, on_error: OnError | None = None, on_done: OnDone | None = None
@@ -406,6 +420,10 @@ def _connection(table: dict[str, Any], key: str) -> ConnectionConfig:
         "read_timeout": read.number("read_timeout", default["read_timeout"]),
         "head_timeout": read.number("head_timeout", default["head_timeout"]),
         "max_event_size": read.integer("max_event_size", default["max_event_size"]),
+        "reconnect": read.one_of("reconnect", [mode for mode in RECONNECT_MODES if mode], default["reconnect"]),
+        "resume_url": read.string("resume_url", default["resume_url"], example='"https://example.test/stream"'),
+        **{name: read.strings(name, default[name], example='["end"]')
+           for name in ("end_events", "end_data", "error_events")},
     }
     try:
         request = SSERequest(**values)

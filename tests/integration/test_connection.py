@@ -90,9 +90,9 @@ def test_request_headers(sse_server: SSEServer, sse_client: SSEClient) -> None:
     assert "content-type" not in sent.headers and "last-event-id" not in sent.headers
 
 
-def test_post_sends_json_body_on_every_reconnect(sse_server: SSEServer, sse_client: SSEClient, fast_retry: None) -> None:
+def test_post_with_reconnect_always_sends_its_body_again(sse_server: SSEServer, sse_client: SSEClient, fast_retry: None) -> None:
     sse_server.script("/s", Response(body=[b"id: 1\ndata: a\n\n"]), DONE)
-    request = SSERequest(sse_server.url("/s"), method="POST", body={"topic": "orders"})
+    request = SSERequest(sse_server.url("/s"), method="POST", body={"topic": "orders"}, reconnect="always")
     collect(sse_client.connect("s", request))
     sent = sse_server.requests_for("/s")
     assert [(r.method, r.body, r.headers["content-type"]) for r in sent] == [

@@ -380,7 +380,7 @@ def test_every_connection_default_is_the_request_default(config_path: Path) -> N
     request_fields = {spec.name: spec for spec in dataclasses.fields(SSERequest)}
     names = [spec.name for spec in dataclasses.fields(ConnectionConfig) if spec.name not in ("id", "url")]
     assert names == ["method", "headers", "body", "retry", "max_retries", "read_timeout", "head_timeout",
-                     "max_event_size"]
+                     "max_event_size", "reconnect", "resume_url", "end_events", "end_data", "error_events"]
     request = SSERequest(url="http://127.0.0.1:8000/stream")
     for connection in (ConnectionConfig(id="a", url=request.url), parse(CONNECTION, config_path).connections[0]):
         for name in names:
@@ -758,3 +758,25 @@ def test_a_plugin_raises_its_own_rules_through_the_reader(config_path: Path) -> 
 
     err = reader_error(config_path, "a = 1", read)
     assert (err.key, err.message) == ("plugins.mine.a", "too small; e.g. a = 2")
+
+
+def test_stream_ending_keys_reach_the_request(config_path: Path) -> None:
+    text = (CONNECTION + 'method = "POST"\nbody = { q = 1 }\nreconnect = "on_error"\n'
+            'resume_url = "https://example.test/resume"\nend_data = ["[DONE]"]\nerror_events = ["error"]\n'
+            'end_events = ["end"]\n')
+    request = parse(text, config_path).connections[0].request()
+    assert (request.reconnect, request.resume_url, request.end_data, request.error_events, request.end_events) == (
+        "on_error", "https://example.test/resume", ("[DONE]",), ("error",), ("end",))
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "expected"),
+    [
+        ('reconnect = "sometimes"', "reconnect", "one of"),
+        ('resume_url = "/relative"', "resume_url", "is not an http:// or https:// URL"),
+        ('end_data = "[DONE]"', "end_data", "an array of strings"),
+    ],
+)
+def test_stream_ending_keys_are_checked(config_path: Path, line: str, key: str, expected: str) -> None:
+    err = connection_error(line + "\n", config_path)
+    assert err.key == f"connections[0].{key}" and expected in err.message

@@ -94,7 +94,33 @@ INVALID = [  # one bad value each; every field of SSERequest at least once
     ({"url": URL, "on_done": "done"}, "on_done"),
     ({"url": URL, "retry": "yes"}, "retry"),
     ({"url": URL, "last_event_id": "a\nb"}, "last_event_id"),
+    ({"url": URL, "reconnect": "sometimes"}, "reconnect"),
+    ({"url": URL, "resume_url": "/relative"}, "resume_url"),
+    ({"url": URL, "end_events": "end"}, "end_events"),  # a str is not a list of types
+    ({"url": URL, "end_data": [1]}, "end_data"),
+    ({"url": URL, "error_events": None}, "error_events"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "mode", "resends"),
+    [
+        ({}, "always", True),
+        ({"retry": False}, "never", True),
+        ({"method": "POST", "body": {"q": 1}}, "on_error", False),
+        ({"method": "POST", "body": {"q": 1}, "reconnect": "always"}, "always", True),
+        ({"reconnect": "on_error"}, "on_error", True),
+        ({"retry": False, "reconnect": "always"}, "never", True),
+    ],
+)
+def test_reconnect_mode_and_whether_a_request_is_sent_again(kwargs: dict, mode: str, resends: bool) -> None:
+    request = SSERequest(URL, **kwargs)
+    assert (request.reconnect_mode, request.resends) == (mode, resends)
+
+
+def test_marker_lists_become_tuples() -> None:
+    request = SSERequest(URL, end_data=["[DONE]"], end_events={"end"}, error_events=("error",))
+    assert (request.end_data, request.end_events, request.error_events) == (("[DONE]",), ("end",), ("error",))
 
 
 @pytest.mark.parametrize(("kwargs", "field"), INVALID)

@@ -1,0 +1,130 @@
+"""Streams as LLM and agent services send them: a POST is one generation, never sent again once
+it streamed, unless the user says how to resume (issue 14, first part)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gevent
+import pytest
+
+from sseplug import SSEClient, SSERequest, SSEResponse
+from sseplug.errors import NetworkError, ServerEventError
+from sseplug.server import DROP, Response, SSEServer
+from sseplug.testing import DONE, collect
+
+from . import runner_process as rp
+from .test_runner import connection, write_config
+
+CHAT = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def chunk(n: int) -> bytes:
+    """An OpenAI-style chat completion chunk: data only, no id, no event."""
+    delta = {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": f"t{n}"}}]}
+    return b"data: " + json.dumps(delta).encode() + b"\n\n"
+
+
+def words(events: list[SSEResponse]) -> list[str]:
+    return [e.data["choices"][0]["delta"]["content"] if isinstance(e.data, dict) else e.data for e in events]
+
+
+@pytest.mark.parametrize("end_data", [(), ("[DONE]",)], ids=["by-eof", "by-end-data"])
+def test_a_chat_post_that_ends_with_done_is_posted_once(
+    sse_server: SSEServer, sse_client: SSEClient, fast_retry: None, end_data: tuple[str, ...]
+) -> None:
+    # with end_data the server may even keep the connection open: [DONE] ends the stream
+    body = [chunk(1), chunk(2), chunk(3), b"data: [DONE]\n\n"]
+    sse_server.script("/chat", Response(body=body, stall=30.0 if end_data else None))
+    done: list[bool] = []
+    request = SSERequest(sse_server.url("/chat"), method="POST", body=CHAT, end_data=end_data,
+                         on_done=lambda: done.append(True))
+    got = collect(sse_client.connect("chat", request), timeout=10)
+    gevent.sleep(0.1)  # a wrong reconnect would come now
+    assert words(got) == ["t1", "t2", "t3", "[DONE]"] and done == [True]
+    assert [r.method for r in sse_server.requests_for("/chat")] == ["POST"]
+
+
+def test_a_chat_post_failing_with_503_before_streaming_is_retried(
+    sse_server: SSEServer, sse_client: SSEClient, fast_retry: None
+) -> None:
+    busy = Response(503, {"Content-Type": "text/html"}, [b"busy"], "length")
+    sse_server.script("/chat", busy, busy, Response(body=[chunk(1), b"data: [DONE]\n\n"]))
+    got = collect(sse_client.connect("chat", SSERequest(sse_server.url("/chat"), method="POST", body=CHAT)))
+    assert words(got) == ["t1", "[DONE]"] and len(sse_server.requests_for("/chat")) == 3
+
+
+def test_a_chat_post_cut_after_chunks_is_not_posted_again_and_says_what_to_set(
+    sse_server: SSEServer, sse_client: SSEClient, fast_retry: None
+) -> None:
+    sse_server.script("/chat", Response(body=[chunk(1), chunk(2), chunk(3), b"data: {\"half", DROP]))
+    got: list[SSEResponse] = []
+    with pytest.raises(NetworkError, match="resume_url") as failure, gevent.Timeout(10):
+        for event in sse_client.connect("chat", SSERequest(sse_server.url("/chat"), method="POST", body=CHAT)):
+            got.append(event)
+    assert words(got) == ["t1", "t2", "t3"] and len(sse_server.requests_for("/chat")) == 1
+    assert "not sent again" in str(failure.value)
+
+
+def test_a_cut_post_resumes_with_a_get_to_resume_url(
+    sse_server: SSEServer, sse_client: SSEClient, fast_retry: None
+) -> None:
+    """MCP Streamable HTTP: POST to start; after a drop, GET with Last-Event-ID, never re-POST."""
+    sse_server.script("/mcp", Response(body=[b"id: 1\ndata: a\n\n", b"id: 2\ndata: b\n\n", DROP]))
+    sse_server.script("/mcp/stream", Response(body=[b"id: 3\ndata: c\n\n"]))
+    request = SSERequest(sse_server.url("/mcp"), method="POST", body={"jsonrpc": "2.0", "id": 1, "method": "x"},
+                         resume_url=sse_server.url("/mcp/stream"))
+    got = collect(sse_client.connect("mcp", request))
+    assert [(e.id, e.data) for e in got] == [("1", "a"), ("2", "b"), ("3", "c")]  # each once, a clean end
+    posted, resumed = sse_server.requests_for("/mcp"), sse_server.requests_for("/mcp/stream")
+    assert [r.method for r in posted] == ["POST"]
+    assert [(r.method, r.body, r.headers["last-event-id"]) for r in resumed] == [("GET", b"", "2")]
+    assert "content-type" not in resumed[0].headers
+
+
+def test_an_error_event_mid_stream_raises_server_event_error_after_the_events_before_it(
+    sse_server: SSEServer, sse_client: SSEClient, fast_retry: None
+) -> None:
+    overloaded = b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error"}}\n\n'
+    body = [b"event: message_start\ndata: {}\n\n", b"event: content_block_delta\ndata: {\"d\": 1}\n\n", overloaded,
+            b"event: message_stop\ndata: {}\n\n"]
+    sse_server.script("/messages", Response(body=body))
+    request = SSERequest(sse_server.url("/messages"), method="POST", body={"stream": True}, error_events=["error"])
+    got: list[SSEResponse] = []
+    with pytest.raises(ServerEventError) as failure, gevent.Timeout(10):
+        for event in sse_client.connect("m", request):
+            got.append(event)
+    assert [e.event for e in got] == ["message_start", "content_block_delta"]
+    assert failure.value.event.data["error"]["type"] == "overloaded_error"
+    assert len(sse_server.requests_for("/messages")) == 1
+
+
+def test_an_end_event_ends_a_get_stream_that_would_reconnect(
+    sse_server: SSEServer, sse_client: SSEClient, fast_retry: None
+) -> None:
+    """LangGraph-style: a run ends with ``event: end``; after it the stream is over."""
+    sse_server.script("/runs/1/stream", Response(body=[b"event: values\ndata: 1\n\n", b"event: end\ndata: null\n\n"]))
+    request = SSERequest(sse_server.url("/runs/1/stream"), end_events=["end"])
+    got = collect(sse_client.connect("run", request))
+    assert [e.event for e in got] == ["values", "end"] and len(sse_server.requests_for("/runs/1/stream")) == 1
+
+
+@pytest.mark.parametrize(("reconnect", "requests"), [("on_error", 1), (None, 2)])
+def test_a_finite_get_stream_ends_cleanly_with_on_error_and_reconnects_by_default(
+    sse_server: SSEServer, sse_client: SSEClient, fast_retry: None, reconnect: str | None, requests: int
+) -> None:
+    sse_server.script("/export", Response(body=[b"id: 1\ndata: row\n\n"]), DONE)
+    stream = sse_client.connect("e", SSERequest(sse_server.url("/export"), reconnect=reconnect), iterate=False)
+    assert stream.wait(10) and stream.error is None
+    assert len(sse_server.requests_for("/export")) == requests  # the default: the spec's reconnect, then 204
+
+
+def test_the_runner_ends_a_chat_stream_cleanly_at_done(tmp_path: Path, sse_server: SSEServer) -> None:
+    sse_server.script("/chat", Response(body=[chunk(1), chunk(2), b"data: [DONE]\n\n"], stall=30.0))
+    config = write_config(tmp_path, connection("chat", sse_server.url("/chat"),
+                                               'method = "POST"\nbody = { stream = true }\nend_data = ["[DONE]"]'))
+    status, lines, err = rp.finish(rp.start("run", str(config), cwd=tmp_path))
+    assert status == 0, err
+    assert [line["data"] for line in lines][-1] == "[DONE]" and len(lines) == 3
+    assert [r.method for r in sse_server.requests_for("/chat")] == ["POST"]
