@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Generator, Iterator
+from collections.abc import Collection, Generator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -133,7 +133,8 @@ class EventStream(Iterator[SSEResponse]):
 class SSEClient:
     """Many named event streams at once, one greenlet each in a bounded ``gevent.pool.Pool``.
 
-    Loads the installed plugins unless a ``plugin_manager`` is given; configures the plugins
+    Loads the installed plugins but those named in ``disable`` (e.g. ``["json"]`` keeps ``data``
+    as text) unless a ``plugin_manager`` is given; configures the plugins
     (``PluginManager.configure``: with ``None``) unless their owner did, and unconfigures them at
     ``shutdown()``. Needs gevent's monkey
     patches, applied first thing in the program::
@@ -148,6 +149,7 @@ class SSEClient:
         self,
         *,
         plugin_manager: PluginManager | None = None,
+        disable: Collection[str] = (),
         pool_size: int = DEFAULT_POOL_SIZE,
         http: urllib3.PoolManager | None = None,
     ) -> None:
@@ -156,7 +158,9 @@ class SSEClient:
                 "SSEClient needs gevent's monkey patches: add "
                 "'from gevent import monkey; monkey.patch_all()' as the first lines of your program"
             )
-        self.plugins = plugin_manager if plugin_manager is not None else create_plugin_manager()
+        if plugin_manager is not None and disable:
+            raise TypeError("disable applies to the plugins SSEClient loads; block them in your plugin_manager instead")
+        self.plugins = plugin_manager if plugin_manager is not None else create_plugin_manager(disable=disable)
         self.pool = gevent.pool.Pool(pool_size)
         self._http = http or urllib3.PoolManager(num_pools=max(10, pool_size), maxsize=pool_size, retries=False)
         self._proxies: dict[str, urllib3.ProxyManager] = {}
@@ -178,11 +182,25 @@ class SSEClient:
             raise ValueError(
                 f"connection id {connection_id!r} is already open; close it first or use another id"
             )
+        if self.pool.full():  # Pool.spawn would block until a stream ends: say so instead
+            raise SSEError(
+                f"the pool of {self.pool.size} connections is full (pool_size); close a connection "
+                "or create the SSEClient with a larger pool_size",
+                connection_id=connection_id, url=request.url,
+            )
         stream = EventStream(
             connection_id, request, http_for=self._http_for, plugins=self.plugins, iterate=iterate
         )
         self._streams[connection_id] = stream
         return stream.start(self.pool)
+
+    def restart(self, connection_id: str) -> None:
+        """Drop the current response of ``connection_id`` and reconnect at once with
+        Last-Event-ID (not counted as a failure); a stream waiting to reconnect goes now."""
+        stream = self._streams.get(connection_id)
+        if stream is None or not stream.is_open:
+            raise KeyError(f"no open connection {connection_id!r}; open ones: {sorted(self.connections)}")
+        stream.connection.restart()
 
     def close(self, connection_id: str | None = None) -> None:
         """Close one stream, or every stream when ``connection_id`` is omitted."""

@@ -187,6 +187,7 @@ class Connection:
         self._event_hooks = _EventHooks(-1, None, None, None, None)
         self._stopping = False
         self._released = False
+        self._restarting = False
         self._wakeup = gevent.event.Event()
         self._response: urllib3.BaseHTTPResponse | None = None
 
@@ -233,6 +234,13 @@ class Connection:
         self._wakeup.set()
         self._close_response()
 
+    def restart(self) -> None:
+        """Drop the current response and reconnect at once, with Last-Event-ID; not a failure:
+        neither the retry count nor the backoff moves. A wait to reconnect is cut short."""
+        self._restarting = True
+        self._wakeup.set()
+        self._close_response()
+
     def release(self) -> None:
         """Give the stream up for now (a lease plugin lost it): the current response is closed,
         then the connection asks ``sseplug_claim`` again and, once it has the stream back,
@@ -272,6 +280,10 @@ class Connection:
             if self._released:  # another process owns the stream now: claim it back later
                 self._released, resume = False, True
                 continue
+            if self._restarting:  # asked for: reconnect now, nothing counted
+                self._restarting = False
+                self._wakeup.clear()
+                continue
             wait = self._next_wait(error, delivered=self.events_total > delivered_before)
             if wait is None:
                 return
@@ -288,7 +300,7 @@ class Connection:
 
     def _retryable(self, failure: SSEError) -> SSEError:
         """``failure`` when a reconnect may follow it; raised when it ends the stream."""
-        if failure.retryable or self._stopping or self._released:
+        if failure.retryable or self._stopping or self._released or self._restarting:
             return failure
         raise failure
 
@@ -338,6 +350,9 @@ class Connection:
         self._wakeup.wait(seconds)
         if not self._stopping:
             self.reconnects_total += 1
+            if self._restarting:  # restart() cut the wait short: it is done
+                self._restarting = False
+                self._wakeup.clear()
 
     def _claim(self) -> bool:
         """Wait until the plugins let this process consume the stream; False once stopped."""
@@ -397,12 +412,12 @@ class Connection:
             if self._read(response):
                 reason = "end event"
                 return True
-            if self._stopping or self._released:
-                reason = "stopped" if self._stopping else "released"
+            if self._stopping or self._released or self._restarting:
+                reason = "stopped" if self._stopping else "released" if self._released else "restarted"
             return False
         except SSEError as error:
-            reason = "stopped" if self._stopping else "released" if self._released else (
-                f"{type(error).__name__}: {error.message}")
+            reason = "stopped" if self._stopping else "released" if self._released else "restarted" if (
+                self._restarting) else f"{type(error).__name__}: {error.message}"
             raise
         finally:
             if opened_at is not None and time.monotonic() - opened_at >= HEALTHY_AFTER:
@@ -461,7 +476,7 @@ class Connection:
             method, url, body = "GET", request.resume_url, None
         else:
             method, url, body = self._method(), self.url, request.encoded_body()
-        if body is not None:
+        if body is not None and "Content-Type" not in headers:  # one given in headers is sent as given
             headers["Content-Type"] = str(getattr(request.content_type, "value", request.content_type))
         timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=request.read_timeout)
         for _ in range(MAX_REDIRECTS + 1):
@@ -553,7 +568,7 @@ class Connection:
         read = _reader(response)
         clock, idle = time.monotonic, gevent.idle
         turn_due = clock() + HUB_TURN_EVERY
-        while not (self._stopping or self._released):
+        while not (self._stopping or self._released or self._restarting):
             if clock() >= turn_due:  # a socket that always has data never blocks: give the hub a turn
                 idle()
                 turn_due = clock() + HUB_TURN_EVERY

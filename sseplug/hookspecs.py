@@ -223,7 +223,7 @@ def sseplug_retry_decision(
 @hookspec
 def sseplug_connection_closed(connection: HookConnection, reason: str) -> None:
     """Called whenever a response ends, or a connect fails: ``reason`` says why (``"eof"``,
-    ``"204"``, ``"stopped"`` (``stop()``), ``"released"``, or the error).
+    ``"204"``, ``"end event"``, ``"stopped"`` (``stop()``), ``"restarted"``, ``"released"``, or the error).
 
     Results are ignored.
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -27,6 +28,8 @@ DEFAULT_READ_TIMEOUT = 300.0
 
 DEFAULT_HEAD_TIMEOUT = 30.0
 """Seconds from connecting to a complete response head (status line and headers)."""
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: what a method name may hold
 
 RECONNECT_MODES = (None, "always", "on_error", "never")
 """Values of ``SSERequest.reconnect`` (``None``: the method's default)."""
@@ -109,7 +112,7 @@ class SSERequest:
     """
 
     url: str
-    method: RequestMethodType | str = RequestMethodType.GET
+    method: RequestMethodType | str = RequestMethodType.GET  # GET, POST, or any method name
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Any = None
     content_type: RequestContentType | str | None = None
@@ -127,6 +130,7 @@ class SSERequest:
     end_events: Sequence[str] = ()
     end_data: Sequence[str] = ()
     error_events: Sequence[str] = ()
+    retry_delay: float = 1.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising a frozen instance during construction
@@ -169,6 +173,7 @@ class SSERequest:
             raise RequestFieldError(
                 "resume_url", f"{self.resume_url!r} is not an http:// or https:// URL with a host"
             )
+        _require_seconds("retry_delay", self.retry_delay, optional=False)
         for name in ("end_events", "end_data", "error_events"):
             set_(self, name, _strings(name, getattr(self, name)))
 
@@ -201,13 +206,14 @@ class SSERequest:
         return json.dumps(self.body, separators=(",", ":")).encode("utf-8")
 
 
-def _method(value: RequestMethodType | str) -> RequestMethodType:
-    if isinstance(value, str):
+def _method(value: RequestMethodType | str) -> RequestMethodType | str:
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        method = value.upper()
         try:
-            return RequestMethodType(value.upper())
+            return RequestMethodType(method)
         except ValueError:
-            pass
-    raise RequestFieldError("method", f'{value!r} is not supported; use "GET" or "POST"')
+            return method  # REPORT, PUT...: any HTTP method token
+    raise RequestFieldError("method", f'{value!r} is not an HTTP method; use "GET", "POST" or another method name')
 
 
 def _headers(value: Mapping[str, str]) -> dict[str, str]:
@@ -255,8 +261,8 @@ def _strings(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _require_seconds(name: str, value: Any) -> None:
-    if value is not None and (
+def _require_seconds(name: str, value: Any, *, optional: bool = True) -> None:
+    if (value is not None or not optional) and (
         isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
     ):
         raise RequestFieldError(name, f"expected a number of seconds > 0, got {value!r}")

@@ -70,14 +70,18 @@ POLICY = RetryPolicy()
 
 @hookimpl(trylast=True)
 def sseplug_retry_decision(connection: Connection, error: SSEError | None) -> float:
-    """Reconnect after the policy's wait for the connection's backoff step; a ``Retry-After``
+    """Reconnect after the policy's wait for the connection's backoff step, from the server's
+    ``retry:`` else the request's ``retry_delay``; a ``Retry-After``
     longer than ``MAX_WAIT`` is capped to it (and logged)."""
     asked = retry_after(error)
     if asked is not None and asked > MAX_WAIT:
         log.warning("connection %r: the server's Retry-After %s asks for %s s; waiting %g s instead",
                     connection.id, _header(error), "inf" if math.isinf(asked) else f"{asked:.0f}", MAX_WAIT)
         asked = MAX_WAIT
-    return POLICY.delay(connection.backoff_step, connection.retry_ms, asked)
+    retry_ms = connection.retry_ms  # the server's, else the request's retry_delay
+    if retry_ms is None:
+        retry_ms = round(connection.request.retry_delay * 1000)
+    return POLICY.delay(connection.backoff_step, retry_ms, asked)
 
 
 def _header(error: SSEError | None) -> str:

@@ -63,6 +63,7 @@ class ConnectionConfig:
     end_events: tuple[str, ...] = _REQUEST_DEFAULTS["end_events"]
     end_data: tuple[str, ...] = _REQUEST_DEFAULTS["end_data"]
     error_events: tuple[str, ...] = _REQUEST_DEFAULTS["error_events"]
+    retry_delay: float = _REQUEST_DEFAULTS["retry_delay"]
 
     def request(
         self, *, on_data: OnData | None = None, on_error: OnError | None = None, on_done: OnDone | None = None
@@ -424,6 +425,7 @@ def _connection(table: dict[str, Any], key: str) -> ConnectionConfig:
         "resume_url": read.string("resume_url", default["resume_url"], example='"https://example.test/stream"'),
         **{name: read.strings(name, default[name], example='["end"]')
            for name in ("end_events", "end_data", "error_events")},
+        "retry_delay": read.number("retry_delay", default["retry_delay"]),
     }
     try:
         request = SSERequest(**values)

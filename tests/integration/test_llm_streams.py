@@ -10,7 +10,8 @@ import gevent
 import pytest
 
 from sseplug import SSEClient, SSERequest, SSEResponse
-from sseplug.errors import NetworkError, ServerEventError
+from sseplug.errors import NetworkError, ServerEventError, SSEError
+from sseplug.plugins import PluginManager
 from sseplug.server import DROP, Response, SSEServer
 from sseplug.testing import DONE, collect
 
@@ -128,3 +129,61 @@ def test_the_runner_ends_a_chat_stream_cleanly_at_done(tmp_path: Path, sse_serve
     assert status == 0, err
     assert [line["data"] for line in lines][-1] == "[DONE]" and len(lines) == 3
     assert [r.method for r in sse_server.requests_for("/chat")] == ["POST"]
+
+
+# -- the client's controls -------------------------------------------------------------------------
+
+
+def test_restart_reconnects_at_once_with_last_event_id_and_counts_no_failure(
+    sse_server: SSEServer, sse_client: SSEClient
+) -> None:
+    sse_server.script("/s", Response(body=[b"id: 1\ndata: a\n\n", 30.0]), Response(body=[b"id: 2\ndata: b\n\n", 30.0]))
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s")))
+    assert [e.data for e in collect(stream, count=1)] == ["a"]
+    sse_client.restart("s")
+    assert [e.data for e in collect(stream, count=1, timeout=5)] == ["b"]  # no 1 s policy wait either
+    first, second = sse_server.requests_for("/s")
+    assert second.headers["last-event-id"] == "1" and second.received_at - first.received_at < 5
+    assert (stream.connection.attempt, stream.connection.backoff_step) == (0, 0)
+    with pytest.raises(KeyError, match="no open connection 'nope'"):
+        sse_client.restart("nope")
+
+
+def test_disable_leaves_out_a_builtin_plugin_in_library_use(sse_server: SSEServer) -> None:
+    sse_server.script("/s", Response(body=[b'data: {"n": 1}\n\n']), DONE)
+    with SSEClient(disable=["json"]) as client:
+        got = collect(client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert [e.data for e in got] == ['{"n": 1}']  # the text, not decoded
+
+
+def test_connect_beyond_pool_size_says_so_instead_of_blocking(
+    sse_server: SSEServer, sseplug_plugins: PluginManager
+) -> None:
+    sse_server.script("/s", Response(body=[b"data: a\n\n", 30.0]))
+    with SSEClient(plugin_manager=sseplug_plugins, pool_size=2) as client:
+        client.connect("a", SSERequest(sse_server.url("/s")), iterate=False)
+        client.connect("b", SSERequest(sse_server.url("/s")), iterate=False)
+        with pytest.raises(SSEError, match=r"pool of 2 connections is full \(pool_size\)"), gevent.Timeout(5):
+            client.connect("c", SSERequest(sse_server.url("/s")), iterate=False)
+        client.close("a")
+        client.connect("c", SSERequest(sse_server.url("/s")), iterate=False)  # a slot is free again
+
+
+def test_a_report_request_keeps_a_content_type_given_in_headers(
+    sse_server: SSEServer, sse_client: SSEClient
+) -> None:
+    """LaunchDarkly-style: REPORT with a body, and the Content-Type the user chose."""
+    sse_server.script("/flags", Response(body=[b"event: put\ndata: {}\n\n"]), DONE)
+    request = SSERequest(sse_server.url("/flags"), method="report", body='{"key": "u"}',
+                         headers={"Content-Type": "application/json; charset=utf-8"}, reconnect="always")
+    assert [e.event for e in collect(sse_client.connect("f", request))] == ["put"]
+    sent = sse_server.requests_for("/flags")[0]
+    assert (sent.method, sent.body, sent.headers["content-type"]) == ("REPORT", b'{"key": "u"}',
+                                                                      "application/json; charset=utf-8")
+
+
+def test_retry_delay_is_the_wait_until_the_server_sends_retry(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(body=[b"data: a\n\n"]), DONE)
+    collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), retry_delay=0.02)))
+    first, second = sse_server.requests_for("/s")
+    assert second.received_at - first.received_at < 0.5  # the 1 s default would often wait longer

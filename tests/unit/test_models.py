@@ -47,6 +47,11 @@ def test_method_accepts_enum_and_strings(method: str) -> None:
     assert SSERequest(URL, method=method).method is RequestMethodType.POST
 
 
+def test_any_method_name_is_accepted_upper_cased() -> None:
+    request = SSERequest(URL, method="report", body={"user": "u"})
+    assert request.method == "REPORT" and request.reconnect_mode == "on_error" and not request.resends
+
+
 def test_dict_and_list_bodies_are_sent_as_json() -> None:
     request = SSERequest(URL, method="POST", body={"q": 1, "s": "é"})
     assert request.content_type is RequestContentType.json
@@ -74,7 +79,7 @@ INVALID = [  # one bad value each; every field of SSERequest at least once
     ({"url": "127.0.0.1:8000/stream"}, "url"),
     ({"url": "ftp://127.0.0.1/stream"}, "url"),
     ({"url": "http://"}, "url"),
-    ({"url": URL, "method": "DELETE"}, "method"),
+    ({"url": URL, "method": "GET /x"}, "method"),
     ({"url": URL, "method": 3}, "method"),
     ({"url": URL, "max_retries": -1}, "max_retries"),
     ({"url": URL, "max_retries": True}, "max_retries"),
@@ -99,6 +104,8 @@ INVALID = [  # one bad value each; every field of SSERequest at least once
     ({"url": URL, "end_events": "end"}, "end_events"),  # a str is not a list of types
     ({"url": URL, "end_data": [1]}, "end_data"),
     ({"url": URL, "error_events": None}, "error_events"),
+    ({"url": URL, "retry_delay": 0}, "retry_delay"),
+    ({"url": URL, "retry_delay": None}, "retry_delay"),
 ]
 
 
@@ -147,8 +154,8 @@ def test_request_field_error_keeps_its_facts_and_message() -> None:
 
 
 def test_messages_say_what_to_write() -> None:
-    with pytest.raises(RequestFieldError, match=r'use "GET" or "POST"$'):
-        SSERequest(URL, method="PUT")
+    with pytest.raises(RequestFieldError, match=r'use "GET", "POST" or another method name$'):
+        SSERequest(URL, method="GET /")
     with pytest.raises(RequestFieldError, match=r'set method = "POST" to send one'):
         SSERequest(URL, body="x")
     with pytest.raises(RequestFieldError, match=r"^read_timeout: expected a number of seconds > 0, got 0$"):
