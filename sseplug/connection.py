@@ -16,6 +16,7 @@ import gevent.event
 import urllib3
 from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.util import parse_url
 
 from ._chunked import ChunkedDecoder, ChunkedError
 from .errors import (
@@ -479,10 +480,16 @@ class Connection:
         if body is not None and "Content-Type" not in headers:  # one given in headers is sent as given
             headers["Content-Type"] = str(getattr(request.content_type, "value", request.content_type))
         timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=request.read_timeout)
+        tls = request.tls_options()
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                response = self._http_for(url).urlopen(
-                    method, url, body=body, headers=headers, timeout=timeout, retries=False,
+                http = self._http_for(url)
+                pool: urllib3.PoolManager | urllib3.HTTPConnectionPool = http
+                target = url
+                if tls and url.startswith("https:"):  # a pool of its own for these TLS options
+                    pool, target = http.connection_from_url(url, pool_kwargs=tls), parse_url(url).request_uri
+                response = pool.urlopen(
+                    method, target, body=body, headers=headers, timeout=timeout, retries=False,
                     redirect=False, preload_content=False, decode_content=True,
                 )
             except (Urllib3Error, OSError) as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: what a me
 RECONNECT_MODES = (None, "always", "on_error", "never")
 """Values of ``SSERequest.reconnect`` (``None``: the method's default)."""
 
-DEFAULT_POOL_SIZE = 1000
+DEFAULT_POOL_SIZE = 10_000
 """Greenlets of an ``SSEClient``'s pool (one per stream); also the runner's default ``pool_size``."""
 
 MAX_WAIT = 6 * 3600.0
@@ -131,6 +132,8 @@ class SSERequest:
     end_data: Sequence[str] = ()
     error_events: Sequence[str] = ()
     retry_delay: float = 1.0
+    verify: bool | str = True
+    cert: str | tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising a frozen instance during construction
@@ -174,8 +177,31 @@ class SSERequest:
                 "resume_url", f"{self.resume_url!r} is not an http:// or https:// URL with a host"
             )
         _require_seconds("retry_delay", self.retry_delay, optional=False)
+        if not (isinstance(self.verify, bool) or _is_file("verify", self.verify)):
+            raise RequestFieldError("verify", f"expected True, False or a CA bundle path, got {self.verify!r}")
+        cert: Any = self.cert  # a list too (TOML arrays), which the annotation leaves out
+        if isinstance(cert, list):
+            set_(self, "cert", tuple(cert))
+        if self.cert is not None and not (
+            _is_file("cert", self.cert)
+            or (isinstance(self.cert, tuple) and len(self.cert) == 2 and all(_is_file("cert", p) for p in self.cert))
+        ):
+            raise RequestFieldError("cert", f"expected a certificate path or a (cert, key) pair, got {self.cert!r}")
         for name in ("end_events", "end_data", "error_events"):
             set_(self, name, _strings(name, getattr(self, name)))
+
+    def tls_options(self) -> dict[str, Any]:
+        """urllib3 pool options for ``verify`` and ``cert`` (empty for the defaults)."""
+        options: dict[str, Any] = {}
+        if self.verify is False:
+            options["cert_reqs"] = "CERT_NONE"
+        elif isinstance(self.verify, str):
+            options["ca_cert_dir" if os.path.isdir(self.verify) else "ca_certs"] = self.verify
+        if isinstance(self.cert, str):
+            options["cert_file"] = self.cert
+        elif self.cert is not None:
+            options["cert_file"], options["key_file"] = self.cert
+        return options
 
     @property
     def reconnect_mode(self) -> str:
@@ -251,6 +277,15 @@ def _content_type(body: Any, value: RequestContentType | str | None) -> RequestC
 def _is_http_url(value: Any) -> bool:
     parts = urlsplit(value) if isinstance(value, str) else None
     return parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _is_file(name: str, value: Any) -> bool:
+    """Whether ``value`` is a path string; one that does not exist is a ``RequestFieldError``."""
+    if not isinstance(value, str):
+        return False
+    if not os.path.exists(value):
+        raise RequestFieldError(name, f"{value!r} does not exist; give the path of the PEM file")
+    return True
 
 
 def _strings(name: str, value: Any) -> tuple[str, ...]:

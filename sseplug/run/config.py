@@ -64,6 +64,8 @@ class ConnectionConfig:
     end_data: tuple[str, ...] = _REQUEST_DEFAULTS["end_data"]
     error_events: tuple[str, ...] = _REQUEST_DEFAULTS["error_events"]
     retry_delay: float = _REQUEST_DEFAULTS["retry_delay"]
+    verify: bool | str = _REQUEST_DEFAULTS["verify"]
+    cert: str | tuple[str, str] | None = _REQUEST_DEFAULTS["cert"]
 
     def request(
         self, *, on_data: OnData | None = None, on_error: OnError | None = None, on_done: OnDone | None = None
@@ -426,12 +428,28 @@ def _connection(table: dict[str, Any], key: str) -> ConnectionConfig:
         **{name: read.strings(name, default[name], example='["end"]')
            for name in ("end_events", "end_data", "error_events")},
         "retry_delay": read.number("retry_delay", default["retry_delay"]),
+        "verify": _verify(table.get("verify", default["verify"]), f"{key}.verify"),
+        "cert": _cert(table.get("cert", default["cert"]), f"{key}.cert"),
     }
     try:
         request = SSERequest(**values)
     except RequestFieldError as exc:
         raise read.error(exc.field, exc.message) from None
     return ConnectionConfig(id=connection_id, **{name: getattr(request, name) for name in _REQUEST_KEYS})
+
+
+def _verify(value: Any, key: str) -> bool | str:
+    if not isinstance(value, (bool, str)):
+        _fail(key, f'expected true, false or the path of a CA bundle, got {_show(value)}; e.g. verify = "ca.pem"')
+    return value
+
+
+def _cert(value: Any, key: str) -> str | tuple[str, str] | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(item, str) for item in value):
+        return (value[0], value[1])
+    _fail(key, f'expected a certificate path or [certificate, key] paths, got {_show(value)}; e.g. cert = ["c.pem", "k.pem"]')
 
 
 def _headers(value: Any, key: str) -> dict[str, str]:

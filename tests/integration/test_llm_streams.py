@@ -4,10 +4,14 @@ it streamed, unless the user says how to resume (issue 14, first part)."""
 from __future__ import annotations
 
 import json
+import ssl
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import gevent
 import pytest
+import trustme
 
 from sseplug import SSEClient, SSERequest, SSEResponse
 from sseplug.errors import NetworkError, ServerEventError, SSEError
@@ -187,3 +191,58 @@ def test_retry_delay_is_the_wait_until_the_server_sends_retry(sse_server: SSESer
     collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), retry_delay=0.02)))
     first, second = sse_server.requests_for("/s")
     assert second.received_at - first.received_at < 0.5  # the 1 s default would often wait longer
+
+
+# -- TLS per request ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_ca(tmp_path: Path) -> Iterator[tuple[SSEServer, trustme.CA, Path]]:
+    """An https server with a certificate from a private CA that asks for a client certificate."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.configure_trust(context)
+    context.verify_mode = ssl.CERT_OPTIONAL  # a client certificate, when sent, must be the CA's
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    with SSEServer(ssl_context=context) as server:
+        server.script("/s", Response(body=[b"data: secure\n\n"]))
+        yield server, ca, tmp_path / "ca.pem"
+
+
+def test_verify_takes_a_private_ca_bundle_or_false(
+    private_ca: tuple[SSEServer, trustme.CA, Path], sse_client: SSEClient
+) -> None:
+    server, _, ca_file = private_ca
+    with pytest.raises(NetworkError, match="CERTIFICATE_VERIFY_FAILED"):
+        collect(sse_client.connect("a", SSERequest(server.url("/s"), retry=False)))
+    got = collect(sse_client.connect("b", SSERequest(server.url("/s"), retry=False, verify=str(ca_file))))
+    assert [e.data for e in got] == ["secure"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning: verify=False was asked for
+        got = collect(sse_client.connect("c", SSERequest(server.url("/s"), retry=False, verify=False)))
+    assert [e.data for e in got] == ["secure"]
+
+
+def test_a_client_certificate_is_presented(
+    private_ca: tuple[SSEServer, trustme.CA, Path], sse_client: SSEClient, tmp_path: Path
+) -> None:
+    server, ca, ca_file = private_ca
+    client_cert = ca.issue_cert("client@example.test")
+    client_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client_cert.private_key_pem.write_to_path(str(tmp_path / "client.key"))
+    request = SSERequest(server.url("/s"), retry=False, verify=str(ca_file),
+                         cert=(str(tmp_path / "client.pem"), str(tmp_path / "client.key")))
+    assert [e.data for e in collect(sse_client.connect("s", request))] == ["secure"]
+    stranger = trustme.CA().issue_cert("stranger@example.test")  # from another CA: refused
+    stranger.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "stranger.pem"))
+    refused = SSERequest(server.url("/s"), retry=False, verify=str(ca_file), cert=str(tmp_path / "stranger.pem"))
+    with pytest.raises(NetworkError):
+        collect(sse_client.connect("t", refused))
+
+
+def test_tls_files_that_do_not_exist_are_field_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^verify: '.*missing.pem' does not exist"):
+        SSERequest("https://127.0.0.1/", verify=str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match=r"^cert: "):
+        SSERequest("https://127.0.0.1/", cert=("a.pem",))  # type: ignore[arg-type]

@@ -381,7 +381,7 @@ def test_every_connection_default_is_the_request_default(config_path: Path) -> N
     names = [spec.name for spec in dataclasses.fields(ConnectionConfig) if spec.name not in ("id", "url")]
     assert names == ["method", "headers", "body", "retry", "max_retries", "read_timeout", "head_timeout",
                      "max_event_size", "reconnect", "resume_url", "end_events", "end_data", "error_events",
-                     "retry_delay"]
+                     "retry_delay", "verify", "cert"]
     request = SSERequest(url="http://127.0.0.1:8000/stream")
     for connection in (ConnectionConfig(id="a", url=request.url), parse(CONNECTION, config_path).connections[0]):
         for name in names:
@@ -785,3 +785,26 @@ def test_stream_ending_keys_reach_the_request(config_path: Path) -> None:
 def test_stream_ending_keys_are_checked(config_path: Path, line: str, key: str, expected: str) -> None:
     err = connection_error(line + "\n", config_path)
     assert err.key == f"connections[0].{key}" and expected in err.message
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "expected"),
+    [
+        ("verify = 1", "verify", "expected true, false or the path of a CA bundle"),
+        ('verify = "no-such-ca.pem"', "verify", "'no-such-ca.pem' does not exist"),
+        ('cert = ["only-one.pem"]', "cert", "expected a certificate path or [certificate, key] paths"),
+        ('cert = ["c.pem", "k.pem"]', "cert", "does not exist"),
+    ],
+)
+def test_tls_keys_are_checked(config_path: Path, line: str, key: str, expected: str) -> None:
+    err = connection_error(line + "\n", config_path)
+    assert err.key == f"connections[0].{key}" and expected in err.message
+
+
+def test_tls_keys_reach_the_request(config_path: Path, tmp_path: Path) -> None:
+    for name in ("ca.pem", "c.pem", "k.pem"):
+        (tmp_path / name).write_text("x")
+    text = CONNECTION + f'verify = "{tmp_path / "ca.pem"}"\ncert = ["{tmp_path / "c.pem"}", "{tmp_path / "k.pem"}"]\n'
+    request = parse(text, config_path).connections[0].request()
+    assert request.tls_options() == {"ca_certs": str(tmp_path / "ca.pem"), "cert_file": str(tmp_path / "c.pem"),
+                                     "key_file": str(tmp_path / "k.pem")}

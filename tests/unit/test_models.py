@@ -106,6 +106,8 @@ INVALID = [  # one bad value each; every field of SSERequest at least once
     ({"url": URL, "error_events": None}, "error_events"),
     ({"url": URL, "retry_delay": 0}, "retry_delay"),
     ({"url": URL, "retry_delay": None}, "retry_delay"),
+    ({"url": URL, "verify": "no-such-ca.pem"}, "verify"),
+    ({"url": URL, "cert": ("c.pem", "k.pem", "x.pem")}, "cert"),
 ]
 
 
