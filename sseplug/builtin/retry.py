@@ -53,7 +53,7 @@ def retry_after(error: SSEError | None, now: datetime | None = None) -> float | 
     uncapped (``inf`` for absurd values)."""
     if not isinstance(error, HTTPStatusError):
         return None
-    value = next((v for k, v in error.headers.items() if k.lower() == "retry-after"), "").strip()
+    value = _header(error)
     if value.isascii() and value.isdigit():
         return float(value)  # floats take any number of digits (inf past 1e308), unlike int()
     try:
@@ -75,8 +75,10 @@ def sseplug_retry_decision(connection: Connection, error: SSEError | None) -> fl
     longer than ``MAX_WAIT`` is capped to it (and logged)."""
     asked = retry_after(error)
     if asked is not None and asked > MAX_WAIT:
-        log.warning("connection %r: the server's Retry-After %s asks for %s s; waiting %g s instead",
-                    connection.id, _header(error), "inf" if math.isinf(asked) else f"{asked:.0f}", MAX_WAIT)
+        shown = _header(error)
+        log.warning("connection %r: the server's Retry-After %r asks for %s s; waiting %g s instead",
+                    connection.id, shown if len(shown) <= 40 else shown[:40] + "...",
+                    "inf" if math.isinf(asked) else f"{asked:.0f}", MAX_WAIT)
         asked = MAX_WAIT
     retry_ms = connection.retry_ms  # the server's, else the request's retry_delay
     if retry_ms is None:
@@ -85,5 +87,6 @@ def sseplug_retry_decision(connection: Connection, error: SSEError | None) -> fl
 
 
 def _header(error: SSEError | None) -> str:
-    value = next((v for k, v in getattr(error, "headers", {}).items() if k.lower() == "retry-after"), "")
-    return repr(value if len(value) <= 40 else value[:40] + "...")
+    """The ``Retry-After`` header of ``error`` (whatever its case), stripped; ``""`` without one."""
+    headers = getattr(error, "headers", {})
+    return str(next((v for k, v in headers.items() if k.lower() == "retry-after"), "")).strip()
