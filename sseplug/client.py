@@ -32,7 +32,10 @@ class EventStream(Iterator[SSEResponse]):
     ended it otherwise (after the events received before it). An exception raised in the
     consumer while it waits for the next event (a ``gevent.Timeout`` around ``next(stream)``)
     ends no stream: iterating again goes on where it left off. While the consumer is not asking,
-    the connection reads ahead at most ``BUFFERED_BATCHES`` batches.
+    the connection reads ahead at most ``BUFFERED_BATCHES`` batches. A request with ``on_data``
+    gets every event whether or not anyone iterates: its events reach the iterator from the
+    moment it is first iterated (iterate right after ``connect``, before anything yields to the
+    hub, to see them all), and until then the connection never waits for it.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class EventStream(Iterator[SSEResponse]):
             connection_id, request, http_for=http_for, plugins=plugins, deliver=self._put if iterate else None
         )
         self.iterate = iterate
+        self._reading = request.on_data is None  # with on_data: not until someone iterates
         self._done = False  # the iteration is over: the end was read, or close() was called
         self._handoff = Handoff(BUFFERED_BATCHES)
         self._events = self._generate()
@@ -84,6 +88,7 @@ class EventStream(Iterator[SSEResponse]):
         return bool(self._greenlet.dead)
 
     def __iter__(self) -> Iterator[SSEResponse]:
+        self._reading = True
         if self._events.gi_frame is None and not self._done:  # type: ignore[attr-defined]  # typeshed's Generator lacks it
             # an exception from outside (a gevent.Timeout around next(), a kill) ended the last
             # generator while it waited between batches: a new one goes on, losing nothing
@@ -126,7 +131,7 @@ class EventStream(Iterator[SSEResponse]):
             self._put(_END, last=True)
 
     def _put(self, item: Any, last: bool = False) -> None:
-        if self.iterate and not self._done:
+        if self.iterate and not self._done and (self._reading or last):
             self._handoff.put(item, last)
 
 

@@ -7,7 +7,7 @@ import logging
 import math
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
@@ -32,7 +32,7 @@ from .errors import (
     TemporaryPluginError,
 )
 from .models import MAX_WAIT, SSERequest, SSEResponse
-from .parser import DataDecodeError, EventParser
+from .parser import Comment, DataDecodeError, EventParser
 from .plugins import PluginManager
 from .redaction import CREDENTIAL_HEADERS, Secret
 
@@ -572,6 +572,10 @@ class Connection:
         """Read the stream until EOF, dispatching every batch of events; True when an end event
         (``end_events``, ``end_data``) ended it."""
         parser = EventParser(self.last_event_id, self.request.max_event_size)
+        if self.request.on_comment is None:  # the hot path: events only
+            feed, dispatch = parser.feed, self._dispatch
+        else:
+            feed, dispatch = parser.feed_with_comments, self._parsed  # type: ignore[assignment]
         read = _reader(response)
         clock, idle = time.monotonic, gevent.idle
         turn_due = clock() + HUB_TURN_EVERY
@@ -592,25 +596,47 @@ class Connection:
             self.bytes_total += len(chunk)
             parser.decode_data = self._hooks().decode_data
             try:
-                events = parser.feed(chunk)
+                events = feed(chunk)
             except EventTooLargeError as error:
-                if error.events:
-                    self._dispatch(error.events, error.events[-1].id)
+                self._parsed(error.events, None)
                 error.connection_id, error.url = self.id, self.url
                 raise
             except DataDecodeError as error:  # the deserialize plugin's decoder, run by the parser
-                if error.events:
-                    self._dispatch(error.events, error.events[-1].id)
+                self._parsed(error.events, None)
                 plugin = self._plugins.hook.sseplug_deserialize.get_hookimpls()[0].plugin_name
                 cause = error.__cause__ if isinstance(error.__cause__, Exception) else error
                 raise self._plugin_error(plugin, "sseplug_deserialize", cause, error.event_id) from cause
             if parser.retry is not None:
                 self.retry_ms = parser.retry
             if events:
-                if self._dispatch(events, parser.last_event_id):
+                if dispatch(events, parser.last_event_id):
                     return True
             elif parser.last_event_id != self.last_event_id:
                 self._checkpoint(parser.last_event_id)  # an id-only block
+        return False
+
+    def _parsed(self, items: Sequence[SSEResponse | Comment], last_event_id: str | None) -> bool:
+        """Dispatch what the parser returned: runs of events, and comments to ``on_comment`` in
+        between; ``last_event_id`` (``None``: the last event's) is checkpointed after the last
+        run. True when an end event ended the stream."""
+        on_comment = self.request.on_comment
+        run: list[SSEResponse] = []
+        for item in items:
+            if type(item) is not Comment:
+                run.append(item)  # type: ignore[arg-type]  # an SSEResponse
+                continue
+            if run:
+                if self._dispatch(run, run[-1].id):
+                    return True
+                run = []
+            try:
+                on_comment(str(item))  # type: ignore[misc]  # set: the parser reports Comments only then
+            except Exception as error:
+                raise self._plugin_error("on_comment callback", "on_comment", error, self.last_event_id) from error
+        if run:
+            return self._dispatch(run, run[-1].id if last_event_id is None else last_event_id)
+        if last_event_id is not None and last_event_id != self.last_event_id:
+            self._checkpoint(last_event_id)  # an id-only block after the comments
         return False
 
     # -- events ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from .redaction import secret_headers
 __all__ = [
     "DEFAULT_HEAD_TIMEOUT", "DEFAULT_MAX_EVENT_SIZE", "DEFAULT_POOL_SIZE", "DEFAULT_READ_TIMEOUT", "MAX_WAIT",
     "RECONNECT_MODES",
-    "OnData", "OnDone", "OnError", "RequestContentType", "RequestFieldError", "RequestMethodType", "SSERequest",
+    "OnComment", "OnData", "OnDone", "OnError", "RequestContentType", "RequestFieldError", "RequestMethodType", "SSERequest",
     "SSEResponse",
 ]
 
@@ -47,7 +47,7 @@ class SSEResponse(NamedTuple):
 
     ``id`` is the last event ID at dispatch ("" when the stream never set one); ``event`` the event
     type (``"message"`` by default); ``data`` the text, or what a deserialize plugin made of it;
-    ``comment`` the comment lines of the event's block joined by LF (``None`` without any);
+    ``comment`` the comment lines of the event's block joined by LF (``""`` without any);
     ``raw_response`` the block's lines joined by LF; ``retry`` the reconnection time (ms) the
     block set, or ``None``.
     """
@@ -55,7 +55,7 @@ class SSEResponse(NamedTuple):
     id: str
     event: str
     data: Any
-    comment: str | None = None
+    comment: str = ""
     raw_response: str = ""
     retry: int | None = None
 
@@ -91,6 +91,7 @@ class RequestFieldError(ValueError):
 OnData = Callable[[SSEResponse], Any]
 OnError = Callable[[BaseException], Any]
 OnDone = Callable[[], Any]
+OnComment = Callable[[str], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,9 @@ class SSERequest:
     over, and be paid again), unless ``reconnect="always"`` is given or ``resume_url`` is set:
     reconnects then GET that URL with Last-Event-ID. An event whose type is in ``end_events`` or
     whose data text is in ``end_data`` (e.g. ``"[DONE]"``) is delivered, then ends the stream
-    cleanly; one whose type is in ``error_events`` ends it with ``ServerEventError``. An invalid
+    cleanly; one whose type is in ``error_events`` ends it with ``ServerEventError``.
+    ``on_comment`` gets each comment line's text in stream order with the events (``on_data``),
+    as soon as the line arrives, also from blocks without data (heartbeats). An invalid
     value raises ``RequestFieldError`` (a ``ValueError``) naming its field.
     """
 
@@ -134,6 +137,7 @@ class SSERequest:
     retry_delay: float = 1.0
     verify: bool | str = True
     cert: str | tuple[str, str] | None = None
+    on_comment: OnComment | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising a frozen instance during construction
@@ -152,7 +156,7 @@ class SSERequest:
             )
         if self.body is not None and not isinstance(self.body, (dict, list, str, bytes)):
             raise RequestFieldError("body", f"expected dict, list, str or bytes, got {type(self.body).__name__}")
-        for name in ("on_data", "on_error", "on_done"):
+        for name in ("on_data", "on_error", "on_done", "on_comment"):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise RequestFieldError(name, f"expected a callable or None, got {value!r}")

@@ -41,7 +41,7 @@ from typing import Any
 from .errors import EventTooLargeError
 from .models import DEFAULT_MAX_EVENT_SIZE, SSEResponse
 
-__all__ = ["EventParser", "DataDecodeError", "MAX_RETRY_MS"]
+__all__ = ["Comment", "EventParser", "DataDecodeError", "MAX_RETRY_MS"]
 
 MAX_RETRY_MS = 2**31 - 1  # a browser's timers go no further; longer retry: values are clamped
 _RETRY_DIGITS = len(str(MAX_RETRY_MS))  # a value with more (significant) digits is past it
@@ -68,6 +68,13 @@ def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+class Comment(str):
+    """A comment line's text (after the colon and one optional space), as ``feed`` reports it
+    among the events when the parser's ``report_comments`` is set."""
+
+    __slots__ = ()
+
+
 class DataDecodeError(Exception):
     """``decode_data`` raised (the ``__cause__``) on the data of the event with id ``event_id``.
 
@@ -92,7 +99,9 @@ class EventParser:
     their id as in a browser. ``decode_data``, a pure function of the data text, gives each event's
     ``data`` (``None`` keeps the text): decoding while the event is built costs less than
     rebuilding it later. An exception it raises comes out of ``feed`` as ``DataDecodeError``,
-    after which the parser must be discarded too.
+    after which the parser must be discarded too. ``feed_with_comments`` also returns each
+    comment line as a ``Comment``, in stream order with the events, as soon as the line is
+    complete (also in blocks that dispatch no event: heartbeats).
     """
 
     __slots__ = (
@@ -116,6 +125,7 @@ class EventParser:
         "_block_size",
         "_bulk_enabled",
         "decode_data",
+        "_out",
     )
 
     def __init__(
@@ -126,6 +136,7 @@ class EventParser:
     ) -> None:
         self.last_event_id = last_event_id
         self.decode_data = decode_data
+        self._out: list[SSEResponse | Comment] | None = None  # feed_with_comments' result, while it runs
         self.retry: int | None = None
         self.max_event_size = max_event_size
         self._decoder = _Decoder(errors="replace")
@@ -148,6 +159,19 @@ class EventParser:
 
     def feed(self, chunk: bytes) -> list[SSEResponse]:
         """Parse ``chunk`` and return the events it completed, in stream order."""
+        return self._feed(chunk, [])
+
+    def feed_with_comments(self, chunk: bytes) -> list[SSEResponse | Comment]:
+        """``feed``, with the comment lines ``chunk`` completed among the events, in stream order."""
+        out: list[SSEResponse | Comment] = []
+        self._out = out
+        try:
+            self._feed(chunk, out)  # type: ignore[arg-type]  # _line adds the Comments, only here
+        finally:
+            self._out = None
+        return out
+
+    def _feed(self, chunk: bytes, events: list[SSEResponse]) -> list[SSEResponse]:
         text = self._decoder.decode(chunk)
         if self._cr and text:
             self._cr = False
@@ -158,7 +182,6 @@ class EventParser:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if not text:
             return []
-        events: list[SSEResponse] = []
         try:
             pos: int | None = 0
             if self._partial:  # complete the waiting line: join its pieces once, not the whole chunk
@@ -219,7 +242,10 @@ class EventParser:
         if self._block_size > self.max_event_size:
             self._too_large(self._block_size)
         if line[0] == ":":
-            self._comments.append(line[2:] if line[1:2] == " " else line[1:])
+            comment = line[2:] if line[1:2] == " " else line[1:]
+            self._comments.append(comment)
+            if self._out is not None:
+                self._out.append(Comment(comment))
             return
         colon = line.find(":")
         if colon < 0:
@@ -263,7 +289,7 @@ class EventParser:
                     self._id,
                     self._event or "message",
                     data,
-                    "\n".join(self._comments) if self._comments else None,
+                    "\n".join(self._comments),
                     "\n".join(self._raw),
                     self._block_retry,
                 )
@@ -326,7 +352,7 @@ class EventParser:
                         raise DataDecodeError(last_id) from error
                     if value is not None:
                         data = value
-                append(_new_event(SSEResponse, (last_id, event or "message", data, None, block, None)))
+                append(_new_event(SSEResponse, (last_id, event or "message", data, "", block, None)))
             elif other:  # the spec path, line by line
                 self._id = last_id
                 for line in other[:-1].split("\n"):

@@ -112,8 +112,12 @@ class SSEServer:
     Any other path gets a 404.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None,
+        backlog: int | None = None,
+    ) -> None:
         self.host = host
+        self.backlog = backlog  # the listen queue (gevent's default: 256; raise it for bursts of connects)
         self.ssl_context = ssl_context  # serve https with it
         self.requests: list[RecordedRequest] = []
         self._requested_port = port
@@ -129,7 +133,9 @@ class SSEServer:
         if self._server is not None:
             raise RuntimeError("server already started")
         extra: dict[str, Any] = {"ssl_context": self.ssl_context} if self.ssl_context is not None else {}
-        self._server = StreamServer((self.host, self._requested_port), self._handle, spawn=self._pool, **extra)
+        self._server = StreamServer(
+            (self.host, self._requested_port), self._handle, spawn=self._pool, backlog=self.backlog, **extra
+        )
         self._server.start()
         return self
 

@@ -315,7 +315,7 @@ def _fail(key: str, message: str) -> NoReturn:
 def _config(document: dict[str, Any], path: Path, known_plugins: Collection[str] | None) -> Config:
     TableReader(document, "").check_keys(_TOP_KEYS)
     runner = _runner(_table(document.get("runner", {}), "runner", "a [runner] table"), path, known_plugins)
-    connections = _connections(document.get("connections"))
+    connections = _connections(document.get("connections"), path.absolute().parent)
     tables = _table(document.get("plugins", {}), "plugins", "[plugins.NAME] tables")
     known = None if known_plugins is None else {*known_plugins, *runner.modules}
     plugins = _plugin_tables(tables, known)
@@ -382,7 +382,7 @@ def _check_plugin(name: str, key: str, known_plugins: Collection[str] | None) ->
         _fail(key, f"unknown plugin {name!r}{_did_you_mean(name, known_plugins)}; known plugins: {known}")
 
 
-def _connections(value: Any) -> tuple[ConnectionConfig, ...]:
+def _connections(value: Any, base: Path) -> tuple[ConnectionConfig, ...]:
     if value is None or value == []:
         _fail("connections", "no connections configured; add a [[connections]] table with an id and a url")
     if not isinstance(value, list):
@@ -391,7 +391,7 @@ def _connections(value: Any) -> tuple[ConnectionConfig, ...]:
     connections = []
     for index, table in enumerate(value):
         key = f"connections[{index}]"
-        connection = _connection(_table(table, key, "a [[connections]] table"), key)
+        connection = _connection(_table(table, key, "a [[connections]] table"), key, base)
         if connection.id in seen:
             _fail(
                 f"{key}.id",
@@ -403,7 +403,8 @@ def _connections(value: Any) -> tuple[ConnectionConfig, ...]:
     return tuple(connections)
 
 
-def _connection(table: dict[str, Any], key: str) -> ConnectionConfig:
+def _connection(table: dict[str, Any], key: str, base: Path) -> ConnectionConfig:
+    """One connection; relative TLS file paths are anchored at ``base`` (the config's directory)."""
     read = TableReader(table, key)
     read.check_keys(_CONNECTION_KEYS)
     connection_id = read.string("id", example='"orders"')
@@ -428,8 +429,8 @@ def _connection(table: dict[str, Any], key: str) -> ConnectionConfig:
         **{name: read.strings(name, default[name], example='["end"]')
            for name in ("end_events", "end_data", "error_events")},
         "retry_delay": read.number("retry_delay", default["retry_delay"]),
-        "verify": _verify(table.get("verify", default["verify"]), f"{key}.verify"),
-        "cert": _cert(table.get("cert", default["cert"]), f"{key}.cert"),
+        "verify": _verify(table.get("verify", default["verify"]), f"{key}.verify", base),
+        "cert": _cert(table.get("cert", default["cert"]), f"{key}.cert", base),
     }
     try:
         request = SSERequest(**values)
@@ -438,18 +439,27 @@ def _connection(table: dict[str, Any], key: str) -> ConnectionConfig:
     return ConnectionConfig(id=connection_id, **{name: getattr(request, name) for name in _REQUEST_KEYS})
 
 
-def _verify(value: Any, key: str) -> bool | str:
-    if not isinstance(value, (bool, str)):
+def _verify(value: Any, key: str, base: Path) -> bool | str:
+    if isinstance(value, str):
+        return _anchored(value, base)
+    if not isinstance(value, bool):
         _fail(key, f'expected true, false or the path of a CA bundle, got {_show(value)}; e.g. verify = "ca.pem"')
     return value
 
 
-def _cert(value: Any, key: str) -> str | tuple[str, str] | None:
-    if value is None or isinstance(value, str):
+def _cert(value: Any, key: str, base: Path) -> str | tuple[str, str] | None:
+    if value is None:
         return value
+    if isinstance(value, str):
+        return _anchored(value, base)
     if isinstance(value, list) and len(value) == 2 and all(isinstance(item, str) for item in value):
-        return (value[0], value[1])
+        return (_anchored(value[0], base), _anchored(value[1], base))
     _fail(key, f'expected a certificate path or [certificate, key] paths, got {_show(value)}; e.g. cert = ["c.pem", "k.pem"]')
+
+
+def _anchored(path: str, base: Path) -> str:
+    """``path`` (``~`` expanded) as an absolute path, a relative one taken from ``base``."""
+    return str(base / Path(path).expanduser())
 
 
 def _headers(value: Any, key: str) -> dict[str, str]:

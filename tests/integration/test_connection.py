@@ -11,16 +11,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gevent
+import gevent.event
 import pytest
 import trustme
 import urllib3
 
-from sseplug import SSEClient, SSEError, SSERequest, hookimpl
+from sseplug import SSEClient, SSEError, SSERequest, SSEResponse, hookimpl
 from sseplug.errors import (
     ContentTypeError,
     EventTooLargeError,
     HTTPStatusError,
     NetworkError,
+    PluginError,
     RedirectError,
     RetriesExhaustedError,
     TemporaryHTTPError,
@@ -384,6 +386,61 @@ def test_callbacks_on_data_each_event_and_on_error_once(sse_server: SSEServer, s
     with pytest.raises(HTTPStatusError):
         collect(sse_client.connect("s", request))
     assert seen == [1, 2] and len(errors) == 1
+
+
+def test_on_comment_gets_every_comment_in_stream_order_with_the_events(
+    sse_server: SSEServer, sse_client: SSEClient
+) -> None:
+    """Heartbeat-only blocks included; a comment is reported as its line arrives, before the
+    block it opens is complete (the server waits 0.3 s in between)."""
+    body = [b": hello\n\n", b"id: 1\n: inside\ndata: a\n\n", b":ping\n", 0.3, b"\n:\ndata: b\n\n", b": bye\n\n"]
+    sse_server.script("/s", Response(body=body))
+    seen: list[tuple[str, object, float]] = []
+    request = SSERequest(
+        sse_server.url("/s"), reconnect="on_error",
+        on_comment=lambda text: seen.append(("comment", text, time.monotonic())),
+        on_data=lambda event: seen.append(("event", event.data, time.monotonic())),
+    )
+    events = collect(sse_client.connect("s", request))
+    assert [(kind, value) for kind, value, _ in seen] == [
+        ("comment", "hello"), ("comment", "inside"), ("event", "a"), ("comment", "ping"), ("comment", ""),
+        ("event", "b"), ("comment", "bye"),
+    ]
+    assert seen[4][2] - seen[3][2] > 0.2  # "ping" came before the rest of the stream
+    assert [(e.data, e.comment) for e in events] == [("a", "inside"), ("b", "")]
+
+
+def test_an_on_comment_callback_that_raises_ends_the_stream_after_the_events_before_it(
+    sse_server: SSEServer, sse_client: SSEClient
+) -> None:
+    sse_server.script("/s", Response(body=[b"data: a\n\n: boom\ndata: b\n\n"]))
+
+    def explode(text: str) -> None:
+        raise RuntimeError(f"cannot take {text!r}")
+
+    got: list[SSEResponse] = []
+    with pytest.raises(PluginError, match=r"'on_comment callback' raised in on_comment .*cannot take 'boom'"):
+        for event in sse_client.connect("s", SSERequest(sse_server.url("/s"), on_comment=explode)):
+            got.append(event)
+    assert [e.data for e in got] == ["a"]
+
+
+@pytest.mark.parametrize("iterating", [False, True], ids=["callbacks-only", "callbacks-and-iterator"])
+def test_on_data_gets_every_event_whether_or_not_the_stream_is_iterated(
+    sse_server: SSEServer, sse_client: SSEClient, iterating: bool
+) -> None:
+    body: list[bytes | float] = []
+    for m in range(0, 40, 4):  # ten batches (the pauses keep them apart): more than the iterator reads ahead
+        body += [b"".join(b"id: %d\ndata: %d\n\n" % (n, n) for n in range(m, m + 4)), 0.02]
+    sse_server.script("/s", Response(body=body))
+    seen: list[object] = []
+    done = gevent.event.Event()
+    request = SSERequest(sse_server.url("/s"), reconnect="on_error", on_data=lambda e: seen.append(e.data),
+                         on_done=done.set)
+    stream = sse_client.connect("s", request)
+    iterated = [e.data for e in collect(stream)] if iterating else []
+    assert done.wait(10) and seen == list(range(40))
+    assert iterated == (list(range(40)) if iterating else [])
 
 
 def test_client_refuses_to_start_without_monkey_patches() -> None:

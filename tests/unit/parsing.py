@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from sseplug import EventParser, SSEResponse
+from sseplug.parser import Comment
 
 
 class Outcome(NamedTuple):
@@ -21,6 +22,17 @@ def run(chunks: Iterable[bytes], *, bulk: bool = True, **options: object) -> Out
     for chunk in chunks:
         events.extend(parser.feed(chunk))
     return Outcome(events, parser.last_event_id, parser.retry)
+
+
+def run_with_comments(chunks: Iterable[bytes], *, bulk: bool = True) -> list[SSEResponse | tuple[str, str]]:
+    """What ``feed_with_comments`` returns over ``chunks``; a comment as ``("comment", text)``."""
+    parser = EventParser()
+    parser._bulk_enabled = bulk
+    items: list[SSEResponse | tuple[str, str]] = []
+    for chunk in chunks:
+        for item in parser.feed_with_comments(chunk):
+            items.append(("comment", str(item)) if type(item) is Comment else item)  # type: ignore[arg-type]
+    return items
 
 
 def chunkings(stream: bytes) -> Iterator[tuple[str, list[bytes]]]:

@@ -791,7 +791,7 @@ def test_stream_ending_keys_are_checked(config_path: Path, line: str, key: str, 
     ("line", "key", "expected"),
     [
         ("verify = 1", "verify", "expected true, false or the path of a CA bundle"),
-        ('verify = "no-such-ca.pem"', "verify", "'no-such-ca.pem' does not exist"),
+        ('verify = "no-such-ca.pem"', "verify", "no-such-ca.pem' does not exist"),
         ('cert = ["only-one.pem"]', "cert", "expected a certificate path or [certificate, key] paths"),
         ('cert = ["c.pem", "k.pem"]', "cert", "does not exist"),
     ],
@@ -808,3 +808,20 @@ def test_tls_keys_reach_the_request(config_path: Path, tmp_path: Path) -> None:
     request = parse(text, config_path).connections[0].request()
     assert request.tls_options() == {"ca_certs": str(tmp_path / "ca.pem"), "cert_file": str(tmp_path / "c.pem"),
                                      "key_file": str(tmp_path / "k.pem")}
+
+
+def test_relative_tls_paths_are_taken_from_the_config_directory_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = tmp_path / "etc"
+    (configs / "tls").mkdir(parents=True)
+    for name in ("ca.pem", "c.pem", "k.pem"):
+        (configs / "tls" / name).write_text("x")
+    monkeypatch.chdir(tmp_path)  # elsewhere: tls/ is not here
+    text = CONNECTION + 'verify = "tls/ca.pem"\ncert = ["tls/c.pem", "tls/k.pem"]\n'
+    request = parse(text, configs / "sseplug.toml").connections[0].request()
+    tls = configs.absolute() / "tls"
+    assert request.tls_options() == {"ca_certs": str(tls / "ca.pem"), "cert_file": str(tls / "c.pem"),
+                                     "key_file": str(tls / "k.pem")}
+    err = connection_error('cert = "tls/c.pem"\n', tmp_path / "sseplug.toml")  # beside it: no tls/ there
+    assert err.message == f"{str(tmp_path.absolute() / 'tls' / 'c.pem')!r} does not exist; give the path of the PEM file"

@@ -23,7 +23,7 @@ def test_sse_response_is_immutable_and_slotted() -> None:
     with pytest.raises(AttributeError):
         event.data = "changed"  # type: ignore[misc]
     assert not hasattr(event, "__dict__")
-    assert (event.comment, event.raw_response, event.retry) == (None, "", None)
+    assert (event.comment, event.raw_response, event.retry) == ("", "", None)
 
 
 def test_sse_request_is_frozen_and_slotted() -> None:
@@ -108,6 +108,7 @@ INVALID = [  # one bad value each; every field of SSERequest at least once
     ({"url": URL, "retry_delay": None}, "retry_delay"),
     ({"url": URL, "verify": "no-such-ca.pem"}, "verify"),
     ({"url": URL, "cert": ("c.pem", "k.pem", "x.pem")}, "cert"),
+    ({"url": URL, "on_comment": "print"}, "on_comment"),
 ]
 
 

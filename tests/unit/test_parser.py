@@ -14,7 +14,7 @@ import pytest
 
 from sseplug import EventParser, SSEResponse
 from sseplug.errors import EventTooLargeError
-from sseplug.parser import MAX_RETRY_MS, DataDecodeError
+from sseplug.parser import MAX_RETRY_MS, Comment, DataDecodeError
 
 from .parsing import datas, parse, run
 
@@ -240,7 +240,7 @@ def test_id_of_an_incomplete_event_never_becomes_last_event_id() -> None:
 
 def test_comment_holds_the_comment_lines_of_the_block() -> None:
     out = parse(b": first\n:second\ndata: a\n\ndata: b\n\n")
-    assert [e.comment for e in out.events] == ["first\nsecond", None]
+    assert [e.comment for e in out.events] == ["first\nsecond", ""]
 
 
 def test_raw_response_is_the_block_text() -> None:
@@ -386,3 +386,25 @@ def test_a_decode_data_error_in_a_later_feed_carries_only_that_feeds_events() ->
     with pytest.raises(DataDecodeError) as caught:
         parser.feed(b"\n\ndata: bad\n\n")
     assert [e.data for e in caught.value.events] == ["B"] and caught.value.event_id == ""
+
+
+# -- feed_with_comments --------------------------------------------------------------------------
+
+
+def test_feed_with_comments_reports_each_comment_line_in_stream_order_as_it_completes() -> None:
+    parser = EventParser()
+    assert parser.feed_with_comments(b": heartbeat\n") == ["heartbeat"]  # before its block ends
+    assert parser.feed_with_comments(b"\n:keep\n\n: a\ndata: x\n:b\n\ndata: y\n\n") == [
+        "keep",
+        "a",
+        "b",
+        SSEResponse("", "message", "x", "a\nb", ": a\ndata: x\n:b"),
+        SSEResponse("", "message", "y", "", "data: y"),
+    ]
+    assert [type(item) for item in parser.feed_with_comments(b":\n:  two spaces\n")] == [Comment, Comment]
+
+
+def test_feed_reports_no_comments() -> None:
+    assert EventParser().feed(b": heartbeat\n\n: a\ndata: x\n\n") == [
+        SSEResponse("", "message", "x", "a", ": a\ndata: x")
+    ]

@@ -11,7 +11,7 @@ from sseplug import SSEResponse
 from sseplug import parser as parser_module
 from sseplug.parser import _FOLD_AT
 
-from .parsing import Outcome, run
+from .parsing import Outcome, run, run_with_comments
 
 LINE_TEXT = st.text(
     alphabet=st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)), max_size=12
@@ -35,10 +35,11 @@ def cut(blob: bytes, cuts: list[int]) -> list[bytes]:
 
 
 @st.composite
-def streams(draw: st.DrawFn) -> tuple[bytes, list[SSEResponse]]:
+def streams(draw: st.DrawFn) -> tuple[bytes, list[tuple[str, str, str, str]], list[object]]:
     """An event stream with random line endings, and the events a browser would dispatch."""
     events = draw(st.lists(EVENT, max_size=6))
     text, expected, last_id, previous_eol = [], [], "", ""
+    in_order: list[object] = []  # the comment lines and the events, as feed_with_comments gives them
 
     def line(content: str) -> None:
         nonlocal previous_eol
@@ -66,25 +67,36 @@ def streams(draw: st.DrawFn) -> tuple[bytes, list[SSEResponse]]:
             line(content)
         line("")
         data = "\n".join(event["data"])
-        comment = "\n".join(event["comments"]) if event["comments"] else None
-        expected.append((last_id, event["event"] or "message", data, comment))
+        expected.append((last_id, event["event"] or "message", data, "\n".join(event["comments"])))
+        in_order += [("comment", c) for c in event["comments"]] + [expected[-1]]
     prefix = "\ufeff" if draw(st.booleans()) else ""
-    return (prefix + "".join(text)).encode(), expected
+    return (prefix + "".join(text)).encode(), expected, in_order
 
 
-def shape(events: list[SSEResponse]) -> list[tuple[str, str, str, str | None]]:
+def shape(events: list[SSEResponse]) -> list[tuple[str, str, str, str]]:
     return [(e.id, e.event, e.data, e.comment) for e in events]
 
 
 @settings(max_examples=300, deadline=None)
 @given(streams(), st.lists(st.integers(min_value=0), max_size=8))
 def test_random_streams_with_random_chunking_give_the_browser_events(
-    stream: tuple[bytes, list[tuple[str, str, str, str | None]]], cuts: list[int]
+    stream: tuple[bytes, list[tuple[str, str, str, str]], list[object]], cuts: list[int]
 ) -> None:
-    blob, expected = stream
+    blob, expected, _ = stream
     for bulk in (True, False):
         assert shape(run(cut(blob, cuts), bulk=bulk).events) == expected
     assert run([blob]) == run([blob], bulk=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams(), st.lists(st.integers(min_value=0), max_size=8))
+def test_comments_are_reported_in_stream_order_before_the_event_of_their_block(
+    stream: tuple[bytes, list[tuple[str, str, str, str]], list[object]], cuts: list[int]
+) -> None:
+    blob, _, in_order = stream
+    for bulk in (True, False):
+        items = run_with_comments(cut(blob, cuts), bulk=bulk)
+        assert [shape([item])[0] if isinstance(item, SSEResponse) else item for item in items] == in_order
 
 
 TOKENS = st.sampled_from(
@@ -101,6 +113,10 @@ def test_bulk_path_equals_spec_path_on_every_input(tokens: list[bytes], cuts: li
     assert run([blob]) == reference
     assert run(cut(blob, cuts)) == reference
     assert run(cut(blob, cuts), bulk=False) == reference
+    with_comments = run_with_comments([blob], bulk=False)
+    assert [item for item in with_comments if isinstance(item, SSEResponse)] == reference.events
+    assert run_with_comments(cut(blob, cuts)) == with_comments
+    assert run_with_comments(bytewise(blob)) == with_comments
 
 
 def reversed_text(text: str) -> str | None:
@@ -157,7 +173,7 @@ def test_a_block_longer_than_the_fold_threshold_gives_the_event_of_its_lines(
     last_id, retry = ("1" if "id: 1" in lines else ""), (7 if "retry: 7" in lines else None)
     event = SSEResponse(
         last_id, "e" if "event: e" in lines else "message", "\n".join(data),
-        "\n".join(comments) if comments else None, "\n".join(lines), retry,
+        "\n".join(comments), "\n".join(lines), retry,
     )
     expected = Outcome([event] if data else [], last_id, retry)
     blob = (eol.join(lines) + eol + eol).encode()
