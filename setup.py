@@ -20,7 +20,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["sseplug", "sseplug.*"]),
     package_data={"sseplug": ["py.typed"]},
-    install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5"],
+    install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5", "jmespath>=1.0"],
     extras_require={
         "fast": ["orjson>=3.9"],
         "metrics": ["prometheus-client>=0.17"],
@@ -31,6 +31,7 @@ setup(
             "trustme>=1.1",  # certificates for the TLS tests
             "mypy>=1.10",  # tests/unit/test_typing.py: mypy --strict on sseplug/
             "types-gevent",
+            "types-jmespath",
             # servers nobody here wrote, run by the integration tests
             "sse-starlette>=2",
             "uvicorn>=0.30",

@@ -16,14 +16,17 @@ from .errors import SSEError
 from .hookspecs import hookimpl
 from .models import RequestContentType, RequestMethodType, SSERequest, SSEResponse
 from .parser import EventParser
+from .route import ErrorPolicy, Route
 
 if TYPE_CHECKING:
     from .client import SSEClient
 
 __all__ = [
+    "ErrorPolicy",
     "EventParser",
     "RequestContentType",
     "RequestMethodType",
+    "Route",
     "SSEClient",
     "SSEError",
     "SSERequest",

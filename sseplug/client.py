@@ -17,6 +17,7 @@ from .connection import Connection, ConnectionState, HttpFor
 from .errors import SSEError
 from .models import DEFAULT_POOL_SIZE, SSERequest, SSEResponse
 from .plugins import PluginManager, create_plugin_manager
+from .route import DEFAULT_ROUTE, Route
 
 __all__ = ["SSEClient", "EventStream"]
 
@@ -46,9 +47,11 @@ class EventStream(Iterator[SSEResponse]):
         http_for: HttpFor,
         plugins: PluginManager,
         iterate: bool = True,
+        route: Route = DEFAULT_ROUTE,
     ) -> None:
         self.connection = Connection(
-            connection_id, request, http_for=http_for, plugins=plugins, deliver=self._put if iterate else None
+            connection_id, request, http_for=http_for, plugins=plugins, deliver=self._put if iterate else None,
+            route=route,
         )
         self.iterate = iterate
         self._reading = request.on_data is None  # with on_data: not until someone iterates
@@ -174,11 +177,16 @@ class SSEClient:
         self._shut_down = False
         self.plugins.configure()  # unless its owner (the runner) configured it already
 
-    def connect(self, connection_id: str, request: SSERequest, *, iterate: bool = True) -> EventStream:
+    def connect(
+        self, connection_id: str, request: SSERequest, *, iterate: bool = True, route: Route = DEFAULT_ROUTE
+    ) -> EventStream:
         """Open the stream ``connection_id`` in the pool and return its event iterator.
 
         With ``iterate=False`` events go only to the plugins and callbacks (the runner's way);
         the returned stream's ``wait()``, ``state`` and ``error`` tell how it finished.
+        ``route`` picks the handler plugins and the events they get, and says what a failing
+        handler costs (``sseplug.route.Route``; by default: every handler, every event, a
+        failure stops the stream).
         """
         if not isinstance(request, SSERequest):
             raise TypeError(f"request: expected an SSERequest, got {type(request).__name__}")
@@ -194,7 +202,7 @@ class SSEClient:
                 connection_id=connection_id, url=request.url,
             )
         stream = EventStream(
-            connection_id, request, http_for=self._http_for, plugins=self.plugins, iterate=iterate
+            connection_id, request, http_for=self._http_for, plugins=self.plugins, iterate=iterate, route=route
         )
         self._streams[connection_id] = stream
         return stream.start(self.pool)

@@ -34,6 +34,7 @@ from .errors import (
 from .models import MAX_WAIT, SSERequest, SSEResponse
 from .parser import Comment, DataDecodeError, EventParser
 from .plugins import PluginManager
+from .route import DEFAULT_ROUTE, Route
 from .redaction import CREDENTIAL_HEADERS, Secret
 
 __all__ = ["Connection", "ConnectionState", "HttpFor"]
@@ -159,6 +160,8 @@ class Connection:
     ``run()`` returns when the stream ended cleanly (204, ``retry=False`` and EOF, a retry
     decision of ``False`` after EOF, or ``stop()``) and raises the ``SSEError`` that ended it
     otherwise. ``deliver`` receives each batch of events after the handlers and the checkpoint.
+    ``route`` says which plugins handle the events, which events, and what a failing handler
+    costs (``sseplug.route.Route``).
     """
 
     def __init__(
@@ -169,9 +172,11 @@ class Connection:
         http_for: HttpFor,
         plugins: PluginManager,
         deliver: Callable[[list[SSEResponse]], Any] | None = None,
+        route: Route = DEFAULT_ROUTE,
     ) -> None:
         self.id = connection_id
         self.request = request
+        self.route = route
         self.url = request.url
         self.last_event_id = request.last_event_id
         self.attempt = 0  # consecutive failures; reset once a response delivered events
@@ -179,9 +184,15 @@ class Connection:
         self.retry_ms: int | None = None  # the server's last retry: value
         self.state = ConnectionState.NEW
         self.error: SSEError | None = None  # what failed the stream, once it failed for good
-        self.events_total = 0
+        self.events_total = 0  # events that went through the handlers (filtered ones too) and were checkpointed
         self.bytes_total = 0
         self.reconnects_total = 0
+        self.events_filtered = 0  # left out by the route's event-type and ``where`` filters
+        self.handler_errors = 0  # exceptions raised by event handlers, each retry counted
+        self.events_skipped = 0  # events a handler kept failing on, skipped for it (action "skip")
+        self.dead_letters = 0  # events a handler kept failing on, stored by sseplug_dead_letter
+        self.last_event_at: float | None = None  # time.time() when the last event was handled
+        self.last_error: SSEError | None = None  # the latest failure, also one reconnected after
         self._http_for = http_for
         self._plugins = plugins
         self._deliver = deliver
@@ -215,7 +226,8 @@ class Connection:
                 error = SSEError(f"internal error: {type(failure).__name__}: {failure}",
                                  connection_id=self.id, url=self.url)
                 error.__cause__ = failure
-            self.error, self.state = error, ConnectionState.FAILED
+            self.error = self.last_error = error
+            self.state = ConnectionState.FAILED
             self._finished(error)
             self._callback("on_error", error)
             raise error from error.__cause__
@@ -301,6 +313,7 @@ class Connection:
 
     def _retryable(self, failure: SSEError) -> SSEError:
         """``failure`` when a reconnect may follow it; raised when it ends the stream."""
+        self.last_error = failure
         if failure.retryable or self._stopping or self._released or self._restarting:
             return failure
         raise failure
@@ -650,7 +663,7 @@ class Connection:
                 pm.generation,
                 decode_data,
                 None if decode_data else pm.direct_caller("sseplug_deserialize", ("event", "connection")),
-                pm.direct_caller("sseplug_handle_event", ("event", "connection")),
+                pm.direct_caller("sseplug_handle_event", ("event", "connection"), self.route.sinks),
                 pm.direct_caller("sseplug_checkpoint_save", ("connection", "last_event_id")),
             )
         return self._event_hooks
@@ -676,29 +689,139 @@ class Connection:
         return False
 
     def _handle(self, events: list[SSEResponse], last_event_id: str) -> None:
-        """Deserialize, handle, checkpoint, deliver: in that order, for one batch."""
+        """Deserialize, filter, handle, checkpoint, deliver: in that order, for one batch."""
         hooks = self._hooks()
         if hooks.deserialize is not None:
             events = self._deserialize(hooks.deserialize, events)
+        self.last_event_at = time.time()
+        if self.route.filters:
+            events = self._filter(events)
         handle, on_data = hooks.handle_event, self.request.on_data
         if handle is not None or on_data is not None:
             for index, event in enumerate(events):
-                try:
-                    if handle is not None:
+                if handle is not None:
+                    try:
                         handle(event, self)
-                    if on_data is not None:
+                    except Exception as error:
+                        plugin = self._plugins.plugin_that_raised("sseplug_handle_event", error)
+                        self._recover(event, error, events[:index], plugin)
+                        continue  # on_data too had the event, from _recover
+                if on_data is not None:
+                    try:
                         on_data(event)
-                except Exception as error:
-                    done = events[:index]
+                    except Exception as error:
+                        self._recover(event, error, events[:index], "on_data callback")
+        self._checkpoint(last_event_id)
+        self._hand_over(events)
+
+    def _filter(self, events: list[SSEResponse]) -> list[SSEResponse]:
+        """The events the route's filters let through; the others are counted."""
+        accepts = self.route.accepts
+        try:
+            kept = [event for event in events if accepts(event)]
+        except Exception as error:
+            raise PluginError(
+                f"the where filter raised: {type(error).__name__}: {error}",
+                plugin="where", connection_id=self.id, url=self.url,
+            ) from error
+        self.events_filtered += len(events) - len(kept)
+        return kept
+
+    def _recover(self, event: SSEResponse, error: Exception, done: list[SSEResponse], plugin: str) -> None:
+        """Handler ``plugin`` raised ``error`` on ``event`` (after handling ``done``): redeliver it
+        to that handler by the route's ``ErrorPolicy``, then give the handlers after it the event;
+        or skip it, dead-letter it, or raise the ``PluginError`` that stops the connection (after
+        checkpointing and delivering ``done``)."""
+        hook = "sseplug_handle_event" if plugin != "on_data callback" else "on_data"
+        while True:
+            self.handler_errors += 1
+            policy, attempts = self.route.errors, 1
+            handler = self._handler(plugin)
+            retryable = getattr(error, "retryable", False) is True  # reconnects instead
+            while handler is not None and not retryable and attempts <= policy.retries:
+                log.warning("connection %r: %s failed on event id %r (attempt %d of %d), retrying in %.2fs: %s: %s",
+                            self.id, plugin, event.id, attempts, policy.retries + 1, policy.delay(attempts),
+                            type(error).__name__, error)
+                gevent.sleep(policy.delay(attempts))
+                attempts += 1
+                try:
+                    handler(event, self)
+                    break
+                except Exception as again:
+                    error = again
+                    self.handler_errors += 1
+            else:
+                try:
+                    if handler is None or retryable or not self._gave_up(event, plugin, error, attempts):
+                        raise self._plugin_error(plugin, hook, error, event.id) from error
+                except SSEError:
                     if done:  # what the handlers finished is checkpointed and delivered
                         self._checkpoint(done[-1].id)
                         self._hand_over(done)
-                    plugin = self._plugins.plugin_that_raised("sseplug_handle_event", error)
-                    if plugin == "unknown" and on_data is not None:
-                        plugin = "on_data callback"
-                    raise self._plugin_error(plugin, "sseplug_handle_event", error, event.id) from error
-        self._checkpoint(last_event_id)
-        self._hand_over(events)
+                    raise
+            following = self._following(plugin)  # the handlers after it still get the event
+            try:
+                if following is not None:
+                    following(event, self)
+                return
+            except Exception as next_error:
+                error, plugin = next_error, self._plugins.plugin_that_raised("sseplug_handle_event", next_error)
+                hook = "sseplug_handle_event"
+
+    def _handler(self, plugin: str) -> Callable[..., Any] | None:
+        """A function redelivering an event to handler ``plugin`` alone; ``None`` when unknown."""
+        if plugin == "on_data callback":
+            on_data = self.request.on_data
+            return None if on_data is None else lambda event, connection: on_data(event)
+        if plugin not in self._plugins.call_order("sseplug_handle_event", self.route.sinks):
+            return None
+        return self._plugins.direct_caller("sseplug_handle_event", ("event", "connection"), (plugin,))
+
+    def _following(self, plugin: str) -> Callable[..., Any] | None:
+        """A function giving an event to the handlers after ``plugin`` (plugins, then on_data)."""
+        if plugin == "on_data callback":
+            return None
+        order = self._plugins.call_order("sseplug_handle_event", self.route.sinks)
+        after = order[order.index(plugin) + 1 :]
+        plugins = self._plugins.direct_caller("sseplug_handle_event", ("event", "connection"), after) if after else None
+        on_data = self.request.on_data
+        if on_data is None:
+            return plugins
+        if plugins is None:
+            return lambda event, connection: on_data(event)
+
+        def both(event: SSEResponse, connection: Connection) -> None:
+            plugins(event, connection)
+            on_data(event)
+        return both
+
+    def _gave_up(self, event: SSEResponse, plugin: str, error: Exception, attempts: int) -> bool:
+        """The policy's action once ``plugin`` failed ``attempts`` times: True when the event may
+        be passed (skipped, or stored as a dead letter), False to stop."""
+        action = self.route.errors.action
+        if action == "skip":
+            self.events_skipped += 1
+            log.error("connection %r: %s failed %d times on event id %r; skipped (errors.action = \"skip\"): %s: %s",
+                      self.id, plugin, attempts, event.id, type(error).__name__, error)
+            return True
+        if action != "dead_letter":
+            return False
+        try:
+            stored = self._plugins.hook.sseplug_dead_letter(
+                event=event, connection=self, plugin=plugin, error=error, attempts=attempts)
+        except Exception as store_error:
+            store = self._plugins.plugin_that_raised("sseplug_dead_letter", store_error)
+            raise self._plugin_error(store, "sseplug_dead_letter", store_error, event.id) from store_error
+        if stored is not True:
+            raise PluginError(
+                f"no plugin stored the dead letter of event id {event.id!r} ({plugin} failed {attempts} times: "
+                f"{type(error).__name__}: {error}); enable the deadletter plugin or a sink's dead-letter setting",
+                plugin=plugin, hook="sseplug_dead_letter", event_id=event.id, connection_id=self.id, url=self.url,
+            ) from error
+        self.dead_letters += 1
+        log.error("connection %r: %s failed %d times on event id %r; stored as a dead letter: %s: %s",
+                  self.id, plugin, attempts, event.id, type(error).__name__, error)
+        return True
 
     def _deserialize(self, deserialize: Callable[..., Any], events: list[SSEResponse]) -> list[SSEResponse]:
         """The events with ``data`` replaced by what the deserialize hook answered."""

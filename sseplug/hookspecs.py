@@ -107,6 +107,12 @@ PLUGIN_ATTRIBUTES: Final[Mapping[str, str]] = {
         "and the stdout sink is dropped (sseplug.run.runner.keep_stdout_only_without_other_sinks). "
         "Read after sseplug_configure, so it may depend on the plugin's configuration."
     ),
+    "sseplug_always_on": (
+        "On an installed plugin (entry point group sseplug): true when it acts in the runner even "
+        "without a [plugins.NAME] table in the config; absent or false, the runner leaves an "
+        "installed plugin that has no table out (it stays inert until configured). Built-ins and "
+        "runner.plugins.modules are always registered."
+    ),
     "retryable": (
         "On an exception an implementation raises: exactly True (a backend briefly down) makes "
         "the failure a TemporaryPluginError, after which the connection reconnects and resumes "
@@ -186,10 +192,30 @@ def sseplug_deserialize(event: SSEResponse, connection: HookConnection) -> Any:
 
 @hookspec
 def sseplug_handle_event(event: SSEResponse, connection: HookConnection) -> None:
-    """Called for each event, in stream order, by every plugin (sinks, user handlers).
+    """Called for each event, in stream order, by every plugin (sinks, user handlers); in the
+    runner only by the connection's ``sinks`` when it names them, and only for the events its
+    ``events`` and ``where`` filters let through.
 
-    Runs after ``sseplug_deserialize`` and before the event's id is checkpointed; an exception
-    stops the connection and the event is not checkpointed past. Results are ignored.
+    Runs after ``sseplug_deserialize`` and before the event's id is checkpointed. An exception
+    is handled by the connection's error policy (the runner's ``[runner.errors]``): the event is
+    redelivered to the plugin that raised, up to ``retries`` times with backoff, then the
+    connection stops (the event is not checkpointed past), skips it for that plugin, or hands it
+    to ``sseplug_dead_letter``. An exception with ``retryable = True`` instead reconnects from
+    the last checkpoint (see ``PLUGIN_ATTRIBUTES``). Results are ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def sseplug_dead_letter(
+    event: SSEResponse, connection: HookConnection, plugin: str, error: BaseException, attempts: int
+) -> bool | None:
+    """Called when plugin ``plugin``'s ``sseplug_handle_event`` still raised ``error`` on
+    ``event`` after ``attempts`` deliveries, and the connection's error action is
+    ``"dead_letter"``. Store the event durably and return ``True``; return ``None`` to leave it
+    to the next implementation (the built-in ``deadletter`` plugin, last, appends a JSON line to
+    ``<state_dir>/dead-letter.jsonl``). First non-``None`` result wins. The event is checkpointed past only once an
+    implementation returned ``True``; if one raises, or none stores it, the connection stops
+    with a ``PluginError``: nothing is dropped silently.
     """
 
 

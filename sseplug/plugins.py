@@ -34,6 +34,7 @@ BUILTINS = {
     "retry": "sseplug.builtin.retry",
     "stdout": "sseplug.builtin.stdout:StdoutSink",
     "sqlite": "sseplug.builtin.sqlite:SQLiteCheckpoints",
+    "deadletter": "sseplug.builtin.deadletter:DeadLetterFile",
 }
 """Every built-in plugin: name -> module, or module:class for those with state (one instance per
 manager). The runner loads them all."""
@@ -141,7 +142,15 @@ class PluginManager(pluggy.PluginManager):
 
         return self.add_hookcall_monitoring(before, after)
 
-    def direct_caller(self, hook_name: str, argnames: tuple[str, ...]) -> Callable[..., Any] | None:
+    def call_order(self, hook_name: str, plugins: Collection[str] | None = None) -> list[str]:
+        """The names of the plugins implementing ``hook_name``, in the order pluggy calls them
+        (only those in ``plugins``, when given)."""
+        impls = reversed(getattr(self.hook, hook_name).get_hookimpls())
+        return [impl.plugin_name for impl in impls if plugins is None or impl.plugin_name in plugins]
+
+    def direct_caller(
+        self, hook_name: str, argnames: tuple[str, ...], plugins: Collection[str] | None = None
+    ) -> Callable[..., Any] | None:
         """A function calling the implementations of ``hook_name`` with positional ``argnames``,
         with pluggy's semantics (order, subset of arguments, firstresult, ``None`` dropped) but
         without pluggy's per-call machinery, which costs as much as parsing an event; ``None``
@@ -152,9 +161,15 @@ class PluginManager(pluggy.PluginManager):
         implementation of a hook that is not firstresult is called as it is, its bare result
         returned where pluggy returns a list without ``None``s; such results are for ignoring,
         as ``Connection`` does. With wrappers or monitors it is pluggy's call
-        (tests/plugins/test_direct_caller.py checks all this)."""
+        (tests/plugins/test_direct_caller.py checks all this). With ``plugins``, only the
+        implementations of the plugins named there are called (a connection's route)."""
         caller = getattr(self.hook, hook_name)
         impls = caller.get_hookimpls()
+        if plugins is not None:
+            left_out = [impl.plugin for impl in impls if impl.plugin_name not in plugins]
+            impls = [impl for impl in impls if impl.plugin_name in plugins]
+            if left_out:
+                caller = self.subset_hook_caller(hook_name, left_out)
         if not impls:
             return None
         if self.monitors or any(impl.hookwrapper or impl.wrapper for impl in impls):

@@ -28,12 +28,14 @@ from ..models import (
     SSERequest,
 )
 from ..redaction import Secret
+from ..route import ERROR_ACTIONS, ErrorPolicy, Route
 from .environment import expand, join_key
+from .where import compile_where
 
 __all__ = ["Config", "ConnectionConfig", "RunnerConfig", "TableReader", "load_config", "parse_config"]
 
 _TOP_KEYS = ("runner", "connections", "plugins")
-_RUNNER_KEYS = ("pool_size", "plugins", "state_dir", "shutdown_timeout", "http_listen")
+_RUNNER_KEYS = ("pool_size", "plugins", "state_dir", "shutdown_timeout", "http_listen", "errors")
 _RUNNER_PLUGINS_KEYS = ("disable", "modules")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _ID = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -41,6 +43,10 @@ _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 _TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string"}
 _REQUEST_DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in dataclasses.fields(SSERequest)}
+
+
+DEFAULT_ERRORS = ErrorPolicy(retries=3, backoff=1.0, action="stop")
+"""``[runner.errors]`` unless the file says otherwise: three redeliveries (1, 2, 4 s), then stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,10 @@ class ConnectionConfig:
     retry_delay: float = _REQUEST_DEFAULTS["retry_delay"]
     verify: bool | str = _REQUEST_DEFAULTS["verify"]
     cert: str | tuple[str, str] | None = _REQUEST_DEFAULTS["cert"]
+    sinks: tuple[str, ...] | None = None  # the plugins handling its events; None: every sink
+    events: tuple[str, ...] | None = None  # the event types handled; None: all
+    where: str | None = None  # a JMESPath filter, checked when loaded
+    errors: ErrorPolicy = DEFAULT_ERRORS
 
     def request(
         self, *, on_data: OnData | None = None, on_error: OnError | None = None, on_done: OnDone | None = None
@@ -74,9 +84,20 @@ class ConnectionConfig:
         values = {name: getattr(self, name) for name in _REQUEST_KEYS}
         return SSERequest(**values, on_data=on_data, on_error=on_error, on_done=on_done)
 
+    def route(self) -> Route:
+        """The ``Route`` of its events: sinks, filters, error policy."""
+        return Route(
+            sinks=self.sinks,
+            events=None if self.events is None else frozenset(self.events),
+            where=None if self.where is None else compile_where(self.where),
+            errors=self.errors,
+        )
+
 
 _CONNECTION_KEYS = tuple(spec.name for spec in dataclasses.fields(ConnectionConfig))
-_REQUEST_KEYS = tuple(name for name in _CONNECTION_KEYS if name != "id")
+_ROUTE_KEYS = ("sinks", "events", "where", "errors")
+_REQUEST_KEYS = tuple(name for name in _CONNECTION_KEYS if name not in ("id", *_ROUTE_KEYS))
+_ERRORS_KEYS = tuple(spec.name for spec in dataclasses.fields(ErrorPolicy))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,16 +110,20 @@ class RunnerConfig:
     state_dir: Path = Path(".sseplug")
     shutdown_timeout: float = 10.0
     http_listen: tuple[str, int] | None = None
+    errors: ErrorPolicy = DEFAULT_ERRORS  # each connection's, but for the keys it overrides
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """A whole validated config file; ``plugins`` maps each ``[plugins.NAME]`` table to its content."""
+    """A whole validated config file; ``plugins`` maps each ``[plugins.NAME]`` table to its content.
+    ``dry_run`` is true under ``sseplug check``: plugins then validate their tables in
+    ``sseplug_configure`` and create, open and connect nothing."""
 
     path: Path
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     connections: tuple[ConnectionConfig, ...] = ()
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    dry_run: bool = False
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:
         """The ``[plugins.NAME]`` table of plugin ``name``, or ``{}`` when the file has none."""
@@ -315,7 +340,8 @@ def _fail(key: str, message: str) -> NoReturn:
 def _config(document: dict[str, Any], path: Path, known_plugins: Collection[str] | None) -> Config:
     TableReader(document, "").check_keys(_TOP_KEYS)
     runner = _runner(_table(document.get("runner", {}), "runner", "a [runner] table"), path, known_plugins)
-    connections = _connections(document.get("connections"), path.absolute().parent)
+    sinks = None if known_plugins is None else {*known_plugins, *runner.modules} - set(runner.disable)
+    connections = _connections(document.get("connections"), path.absolute().parent, runner, sinks)
     tables = _table(document.get("plugins", {}), "plugins", "[plugins.NAME] tables")
     known = None if known_plugins is None else {*known_plugins, *runner.modules}
     plugins = _plugin_tables(tables, known)
@@ -341,6 +367,7 @@ def _runner(table: dict[str, Any], path: Path, known_plugins: Collection[str] | 
         state_dir=state_dir if state_dir.is_absolute() else path.absolute().parent / state_dir,
         shutdown_timeout=read.seconds("shutdown_timeout", defaults.shutdown_timeout),
         http_listen=None if listen is None else _listen(listen),
+        errors=_errors(table.get("errors", {}), "runner.errors", defaults.errors),
     )
 
 
@@ -382,7 +409,9 @@ def _check_plugin(name: str, key: str, known_plugins: Collection[str] | None) ->
         _fail(key, f"unknown plugin {name!r}{_did_you_mean(name, known_plugins)}; known plugins: {known}")
 
 
-def _connections(value: Any, base: Path) -> tuple[ConnectionConfig, ...]:
+def _connections(
+    value: Any, base: Path, runner: RunnerConfig, sinks: Collection[str] | None
+) -> tuple[ConnectionConfig, ...]:
     if value is None or value == []:
         _fail("connections", "no connections configured; add a [[connections]] table with an id and a url")
     if not isinstance(value, list):
@@ -391,7 +420,7 @@ def _connections(value: Any, base: Path) -> tuple[ConnectionConfig, ...]:
     connections = []
     for index, table in enumerate(value):
         key = f"connections[{index}]"
-        connection = _connection(_table(table, key, "a [[connections]] table"), key, base)
+        connection = _connection(_table(table, key, "a [[connections]] table"), key, base, runner, sinks)
         if connection.id in seen:
             _fail(
                 f"{key}.id",
@@ -403,8 +432,11 @@ def _connections(value: Any, base: Path) -> tuple[ConnectionConfig, ...]:
     return tuple(connections)
 
 
-def _connection(table: dict[str, Any], key: str, base: Path) -> ConnectionConfig:
-    """One connection; relative TLS file paths are anchored at ``base`` (the config's directory)."""
+def _connection(
+    table: dict[str, Any], key: str, base: Path, runner: RunnerConfig, sinks: Collection[str] | None
+) -> ConnectionConfig:
+    """One connection; relative TLS file paths are anchored at ``base`` (the config's directory);
+    ``sinks`` are the plugin names a route may name (``None``: not checked here)."""
     read = TableReader(table, key)
     read.check_keys(_CONNECTION_KEYS)
     connection_id = read.string("id", example='"orders"')
@@ -436,7 +468,44 @@ def _connection(table: dict[str, Any], key: str, base: Path) -> ConnectionConfig
         request = SSERequest(**values)
     except RequestFieldError as exc:
         raise read.error(exc.field, exc.message) from None
-    return ConnectionConfig(id=connection_id, **{name: getattr(request, name) for name in _REQUEST_KEYS})
+    route: dict[str, Any] = {
+        "sinks": _sinks(read, sinks, runner.disable),
+        "events": read.strings("events", None, example='["trade", "quote"]'),
+        "where": read.string("where", None, example="\"data.meta.domain != 'canary'\""),
+        "errors": _errors(table.get("errors", {}), f"{key}.errors", runner.errors),
+    }
+    if route["where"] is not None:
+        try:
+            compile_where(route["where"])
+        except ValueError as exc:
+            raise read.error("where", f"{exc}; see https://jmespath.org for the syntax") from None
+    requested = {name: getattr(request, name) for name in _REQUEST_KEYS}
+    return ConnectionConfig(id=connection_id, **requested, **route)
+
+
+def _sinks(read: TableReader, known: Collection[str] | None, disabled: Collection[str]) -> tuple[str, ...] | None:
+    names: tuple[str, ...] | None = read.strings("sinks", None, example='["jsonl"]')
+    for index, name in enumerate(names or ()):
+        key = f"{join_key(read.prefix, 'sinks')}[{index}]"
+        if name in disabled:
+            raise ConfigError(f"plugin {name!r} is disabled in runner.plugins.disable; enable it or route to "
+                              "another sink", key=key, path=read.path)
+        if known is not None and name not in known:
+            raise ConfigError(f"unknown plugin {name!r}{_did_you_mean(name, known)}; known plugins: "
+                              f"{', '.join(sorted(known))}", key=key, path=read.path)
+    return names
+
+
+def _errors(value: Any, key: str, defaults: ErrorPolicy) -> ErrorPolicy:
+    """An error policy table: each key given overrides the one of ``defaults``."""
+    read = TableReader(_table(value, key, 'a table, e.g. errors = { retries = 3, action = "skip" }'), key)
+    read.check_keys(_ERRORS_KEYS)
+    retries = read.integer("retries", defaults.retries, minimum=0)
+    backoff = read.number("backoff", defaults.backoff)
+    if not 0 <= backoff < math.inf:
+        raise read.error("backoff", f"expected a number of seconds >= 0, got {_show(backoff)}; e.g. backoff = 0.5")
+    action = read.one_of("action", ERROR_ACTIONS, defaults.action)
+    return ErrorPolicy(retries=retries, backoff=backoff, action=action)
 
 
 def _verify(value: Any, key: str, base: Path) -> bool | str:

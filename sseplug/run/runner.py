@@ -16,7 +16,7 @@ import gevent.event
 
 from ..client import EventStream, SSEClient
 from ..connection import ConnectionState as State
-from ..errors import PluginError
+from ..errors import ConfigError, PluginError
 from ..plugins import BUILTINS, PluginManager, create_plugin_manager
 from .config import Config
 from .metrics import MetricsServer
@@ -75,6 +75,23 @@ def keep_stdout_only_without_other_sinks(pm: PluginManager, config: Config) -> N
         pm.unregister(name="stdout")
 
 
+def check_routes(pm: PluginManager, config: Config) -> None:
+    """Every plugin a connection's ``sinks`` names is registered and handles events; else a
+    ``ConfigError`` naming the connection's key (after ``sseplug_configure``)."""
+    handlers = set(pm.call_order("sseplug_handle_event"))
+    for index, connection in enumerate(config.connections):
+        for position, name in enumerate(connection.sinks or ()):
+            if name in handlers:
+                continue
+            if pm.get_plugin(name) is None:
+                reason = f"plugin {name!r} is not active; give it a [plugins.{name}] table to turn it on"
+            else:
+                reason = f"plugin {name!r} handles no events (it has no sseplug_handle_event)"
+            choices = ", ".join(sorted(handlers)) or "none"
+            raise ConfigError(f"{reason}; event sinks here: {choices}",
+                              key=f"connections[{index}].sinks[{position}]", path=str(config.path))
+
+
 class Runner:
     """Consumes every stream of ``config`` until all ended, or until ``stop()`` (SIGINT/SIGTERM).
 
@@ -99,12 +116,15 @@ class Runner:
         self.plugins.configure(self.config)  # the client unconfigures it when it shuts down
         with SSEClient(plugin_manager=self.plugins, pool_size=runner.pool_size) as client:
             keep_stdout_only_without_other_sinks(self.plugins, self.config)
+            check_routes(self.plugins, self.config)
             if runner.http_listen is not None:
                 metrics = MetricsServer(runner.http_listen, lambda: [s.connection for s in self.streams.values()])
                 metrics.start()
                 log.info("metrics on http://%s:%d/metrics", *metrics.address)
             for connection in self.config.connections:
-                self.streams[connection.id] = client.connect(connection.id, connection.request(), iterate=False)
+                self.streams[connection.id] = client.connect(
+                    connection.id, connection.request(), iterate=False, route=connection.route()
+                )
             log.info("running %d streams (pool of %d)", len(self.streams), runner.pool_size)
             stats = self._spawn(self._report_every, STATS_INTERVAL)
             try:

@@ -11,7 +11,7 @@ from typing import Any
 import gevent
 import pytest
 
-from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl, hookspecs
+from sseplug import ErrorPolicy, Route, SSEClient, SSERequest, SSEResponse, hookimpl, hookspecs
 from sseplug.connection import Connection
 from sseplug.errors import PluginError, SSEError, TemporaryHTTPError
 from sseplug.plugins import PluginManager
@@ -45,6 +45,7 @@ def test_hookspecs_exist() -> None:
             "sseplug_configure", "sseplug_auth_headers", "sseplug_checkpoint_load", "sseplug_connection_opened",
             "sseplug_deserialize", "sseplug_handle_event", "sseplug_checkpoint_save", "sseplug_retry_decision",
             "sseplug_connection_closed", "sseplug_unconfigure", "sseplug_claim", "sseplug_connection_finished",
+            "sseplug_dead_letter",
         ]
     )
 
@@ -358,6 +359,35 @@ def test_hook_sseplug_handle_event(
     got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
     assert handler.seen == [("s", "1", "a"), ("s", "2", "b"), ("s", "2", "c"), ("s", "3", "d")]
     assert [(e.id, e.data) for e in got] == [(i, d) for _, i, d in handler.seen]
+
+
+class DeadLetterStore:
+    """Answers sseplug_dead_letter with ``answer``, recording its arguments."""
+
+    def __init__(self, answer: bool | None) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, str, str, str, int]] = []
+
+    @hookimpl
+    def sseplug_dead_letter(
+        self, event: SSEResponse, connection: Connection, plugin: str, error: BaseException, attempts: int
+    ) -> bool | None:
+        self.calls.append((event.id, connection.id, plugin, str(error), attempts))
+        return self.answer
+
+
+def test_hook_sseplug_dead_letter(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
+    """With action "dead_letter": the event a handler kept failing on, first True answer wins,
+    then the stream goes on past it."""
+    storing, passing = DeadLetterStore(True), DeadLetterStore(None)
+    register_plugin(Handler(), "handler")
+    register_plugin(storing, "storing")
+    register_plugin(passing, "passing")  # registered last: asked first, passes
+    sse_server.script("/s", Response(body=body("id: 1\ndata: boom\n\n", "id: 2\ndata: b\n\n")))
+    route = Route(errors=ErrorPolicy(retries=1, backoff=0.01, action="dead_letter"))
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), reconnect="on_error"), route=route))
+    assert [e.data for e in got] == ["boom", "b"]
+    assert passing.calls == storing.calls == [("1", "s", "handler", "handler failed", 2)]
 
 
 def test_hook_sseplug_checkpoint_save(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:

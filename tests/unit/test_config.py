@@ -20,8 +20,10 @@ from sseplug.models import (
     RequestFieldError,
     RequestMethodType,
     SSERequest,
+    SSEResponse,
 )
 from sseplug.redaction import REDACTED
+from sseplug.route import ErrorPolicy
 from sseplug.run.config import Config, ConnectionConfig, RunnerConfig, TableReader, load_config, parse_config
 
 DESIGN_EXAMPLE = """\
@@ -378,7 +380,8 @@ def test_timeouts_default_to_the_library_defaults(config_path: Path) -> None:
 def test_every_connection_default_is_the_request_default(config_path: Path) -> None:
     """SSERequest holds the defaults: a connection, built or parsed without the key, has the same."""
     request_fields = {spec.name: spec for spec in dataclasses.fields(SSERequest)}
-    names = [spec.name for spec in dataclasses.fields(ConnectionConfig) if spec.name not in ("id", "url")]
+    names = [spec.name for spec in dataclasses.fields(ConnectionConfig) if spec.name in request_fields
+             and spec.name != "url"]
     assert names == ["method", "headers", "body", "retry", "max_retries", "read_timeout", "head_timeout",
                      "max_event_size", "reconnect", "resume_url", "end_events", "end_data", "error_events",
                      "retry_delay", "verify", "cert"]
@@ -389,8 +392,10 @@ def test_every_connection_default_is_the_request_default(config_path: Path) -> N
             assert type(getattr(connection, name)) is type(getattr(request, name)), name
         assert connection.request() == request
     for spec in dataclasses.fields(ConnectionConfig):
-        if spec.default is not dataclasses.MISSING:
+        if spec.default is not dataclasses.MISSING and spec.name in request_fields:
             assert spec.default is request_fields[spec.name].default, spec.name  # derived, not repeated
+    route_keys = [spec.name for spec in dataclasses.fields(ConnectionConfig) if spec.name not in request_fields]
+    assert route_keys == ["id", "sinks", "events", "where", "errors"]
 
 
 def test_the_connection_keys_are_the_connection_config_fields(config_path: Path) -> None:
@@ -825,3 +830,58 @@ def test_relative_tls_paths_are_taken_from_the_config_directory_not_the_working_
                                      "key_file": str(tls / "k.pem")}
     err = connection_error('cert = "tls/c.pem"\n', tmp_path / "sseplug.toml")  # beside it: no tls/ there
     assert err.message == f"{str(tmp_path.absolute() / 'tls' / 'c.pem')!r} does not exist; give the path of the PEM file"
+
+
+# -- routes, filters, error policy -----------------------------------------------------------------
+
+
+def test_routes_filters_and_error_policies_are_read(config_path: Path) -> None:
+    text = (
+        '[runner]\nerrors = { retries = 5, action = "skip" }\n\n'
+        '[[connections]]\nid = "a"\nurl = "http://127.0.0.1:8000/a"\nsinks = ["stdout"]\nevents = ["trade"]\n'
+        "where = \"data.meta.domain != 'canary'\"\nerrors = { action = \"dead_letter\", backoff = 0 }\n\n"
+        '[[connections]]\nid = "b"\nurl = "http://127.0.0.1:8000/b"\n'
+    )
+    config = parse(text, config_path, known_plugins={"stdout", "json"})
+    a, b = config.connections
+    assert (a.sinks, a.events, a.errors) == (("stdout",), ("trade",), ErrorPolicy(5, 0, "dead_letter"))
+    assert (b.sinks, b.events, b.where, b.errors) == (None, None, None, ErrorPolicy(5, 1.0, "skip"))
+    route = a.route()
+    assert route.accepts(SSEResponse("1", "trade", {"meta": {"domain": "prod"}}))
+    assert not route.accepts(SSEResponse("1", "trade", '{"meta": {"domain": "canary"}}'))  # JSON text too
+    assert not route.accepts(SSEResponse("1", "quote", {"meta": {"domain": "prod"}}))
+    default = parse(CONNECTION, config_path).connections[0]
+    assert default.errors == ErrorPolicy(retries=3, backoff=1.0, action="stop")
+
+
+@pytest.mark.parametrize(
+    ("lines", "key", "expected"),
+    [
+        ('sinks = ["jsnol"]\n', "connections[0].sinks[0]", "unknown plugin 'jsnol' (did you mean 'jsonl'?)"),
+        ('sinks = ["stdout"]\n', "connections[0].sinks[0]", "plugin 'stdout' is disabled in runner.plugins.disable"),
+        ('sinks = "jsonl"\n', "connections[0].sinks", "expected an array of strings"),
+        ('events = "trade"\n', "connections[0].events", "expected an array of strings"),
+        ("where = \"data.x == 'a\"\n", "connections[0].where", "Unclosed ' delimiter at position 10"),
+        ('where = "data.["\n', "connections[0].where", "the expression ends too early"),
+        ('where = "nofunc(data)"\n', "connections[0].where", "Unknown function: nofunc()"),
+        ('errors = { retries = -1 }\n', "connections[0].errors.retries", "expected an integer >= 0"),
+        ('errors = { action = "ignore" }\n', "connections[0].errors.action",
+         "expected one of \"stop\", \"skip\", \"dead_letter\""),
+        ('errors = { backoff = -1 }\n', "connections[0].errors.backoff", "expected a number of seconds >= 0"),
+        ('errors = { retry = 1 }\n', "connections[0].errors.retry", "unknown key 'retry'"),
+        ("errors = 3\n", "connections[0].errors", "expected a table"),
+    ],
+)
+def test_bad_routes_filters_and_error_policies_name_their_key(
+    config_path: Path, lines: str, key: str, expected: str
+) -> None:
+    text = '[runner]\nplugins = { disable = ["stdout"] }\n\n' + CONNECTION + lines
+    with pytest.raises(ConfigError) as caught:
+        parse(text, config_path, known_plugins={"stdout", "jsonl", "json"})
+    assert caught.value.key == key and expected in caught.value.message
+    assert caught.value.path == str(config_path)
+
+
+def test_runner_errors_are_checked_too(config_path: Path) -> None:
+    err = error('[runner]\nerrors = { action = "drop" }\n' + CONNECTION, config_path)
+    assert err.key == "runner.errors.action" and "expected one of" in err.message

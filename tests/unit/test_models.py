@@ -206,8 +206,8 @@ def test_other_errors_carry_their_facts() -> None:
 
 def test_package_exports_exactly_the_public_names() -> None:
     expected = {
-        "EventParser", "RequestContentType", "RequestMethodType", "SSEError", "SSERequest", "SSEResponse",
-        "hookimpl",
+        "ErrorPolicy", "EventParser", "RequestContentType", "RequestMethodType", "Route", "SSEError", "SSERequest",
+        "SSEResponse", "hookimpl",
     }
     assert expected <= set(sseplug.__all__)
     assert set(sseplug.__all__) - expected <= {"SSEClient"}
