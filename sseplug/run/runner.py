@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -13,12 +15,13 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
 
 from ..client import EventStream, SSEClient
 from ..connection import ConnectionState as State
 from ..errors import ConfigError, PluginError
-from ..plugins import BUILTINS, PluginManager, create_plugin_manager
-from .config import Config
+from ..plugins import BUILTINS, PluginManager, create_plugin_manager, known_plugin_names
+from .config import Config, ConnectionConfig, load_config
 from .metrics import MetricsServer
 
 __all__ = ["Runner", "EXIT_OK", "EXIT_FAILED"]
@@ -103,6 +106,9 @@ class Runner:
         self.config = config
         self.plugins = plugin_manager if plugin_manager is not None else runner_plugins(config)
         self.streams: dict[str, EventStream] = {}
+        self.retired: list[EventStream] = []  # streams a reload removed or replaced
+        self._client: SSEClient | None = None
+        self._reloading = gevent.lock.RLock()  # the set of streams is changing: not over yet
         self._stopped = gevent.event.Event()
         self._crashed: list[BaseException] = []  # what a runner greenlet died of, unexpectedly
         self._events_seen = 0
@@ -113,8 +119,10 @@ class Runner:
         runner = self.config.runner
         metrics = None
         handlers = [gevent.signal_handler(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)]
+        handlers.append(gevent.signal_handler(signal.SIGHUP, self.reload))
         self.plugins.configure(self.config)  # the client unconfigures it when it shuts down
         with SSEClient(plugin_manager=self.plugins, pool_size=runner.pool_size) as client:
+            self._client = client
             keep_stdout_only_without_other_sinks(self.plugins, self.config)
             check_routes(self.plugins, self.config)
             if runner.http_listen is not None:
@@ -122,10 +130,9 @@ class Runner:
                 metrics.start()
                 log.info("metrics on http://%s:%d/metrics", *metrics.address)
             for connection in self.config.connections:
-                self.streams[connection.id] = client.connect(
-                    connection.id, connection.request(), iterate=False, route=connection.route()
-                )
-            log.info("running %d streams (pool of %d)", len(self.streams), runner.pool_size)
+                self._start(connection)
+            log.info("running %d streams (pool of %d), pid %d; reload the config with: kill -HUP %d",
+                     len(self.streams), runner.pool_size, os.getpid(), os.getpid())
             stats = self._spawn(self._report_every, STATS_INTERVAL)
             try:
                 waiter = self._spawn(self._wait_all)
@@ -140,7 +147,7 @@ class Runner:
                 if metrics is not None:
                     metrics.stop()
                 self._report()
-        failed = [stream for stream in self.streams.values() if stream.error is not None]
+        failed = [stream for stream in [*self.retired, *self.streams.values()] if stream.error is not None]
         for stream in failed:
             log.error("connection %r failed: %s", stream.connection.id, stream.error)
         return EXIT_FAILED if failed or self._crashed else EXIT_OK
@@ -168,9 +175,65 @@ class Runner:
             log.info("stopping: letting handlers finish and checkpoints save")
             self._stopped.set()
 
+    def _start(self, connection: ConnectionConfig) -> None:
+        assert self._client is not None
+        self.streams[connection.id] = self._client.connect(
+            connection.id, connection.request(), iterate=False, route=connection.route()
+        )
+
     def _wait_all(self) -> None:
-        for stream in list(self.streams.values()):
-            stream.wait()
+        """Until every stream ended, those a reload starts too."""
+        while True:
+            for stream in list(self.streams.values()):
+                stream.wait()
+            with self._reloading:
+                if all(stream.wait(0) for stream in self.streams.values()):
+                    return
+
+    def reload(self) -> None:
+        """Re-read the config file (SIGHUP) and apply its ``[[connections]]`` in the background."""
+        if not self.stopping:
+            self._spawn(self._reload)
+
+    def _reload(self) -> None:
+        """Start the added connections, stop the removed ones gracefully (handlers finish,
+        checkpoints saved), restart the changed ones from their checkpoint, and leave the others
+        alone (their responses stay open). An invalid file changes nothing."""
+        with self._reloading:
+            path = self.config.path
+            try:
+                new = load_config(path, known_plugins={*known_plugin_names(), *self.config.runner.modules})
+                check_routes(self.plugins, new)
+            except ConfigError as error:
+                log.error("reload refused, the running config stays: %s", error)
+                return
+            old = {connection.id: connection for connection in self.config.connections}
+            fresh = {connection.id: connection for connection in new.connections}
+            removed = [cid for cid in old if cid not in fresh]
+            changed = [cid for cid in fresh if cid in old and fresh[cid] != old[cid]]
+            added = [cid for cid in fresh if cid not in old]
+            if (new.runner, new.plugins) != (self.config.runner, self.config.plugins):
+                log.warning("reload: changes to [runner] and [plugins] take effect at the next start; "
+                            "applying the [[connections]] changes only")
+            for cid in removed + changed:
+                self._retire(cid)
+            self.config = dataclasses.replace(self.config, connections=new.connections)
+            for cid in added + changed:
+                self._start(fresh[cid])
+            log.info("reloaded %s: %d added %s, %d removed %s, %d changed %s, %d unchanged", path,
+                     len(added), added, len(removed), removed, len(changed), changed,
+                     len(fresh) - len(added) - len(changed))
+
+    def _retire(self, connection_id: str) -> None:
+        """Stop one stream gracefully, within the shutdown timeout, and keep it for the exit status."""
+        assert self._client is not None
+        stream = self.streams.pop(connection_id)
+        stream.connection.stop()
+        if not stream.wait(self.config.runner.shutdown_timeout):
+            log.warning("connection %r did not stop within %.1fs; killing it", connection_id,
+                        self.config.runner.shutdown_timeout)
+        self._client.close(connection_id)
+        self.retired.append(stream)
 
     def _shutdown(self, client: SSEClient, timeout: float) -> None:
         """Two phases: ask every connection to stop, wait up to ``timeout``, then kill the rest."""
