@@ -20,7 +20,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["sseplug", "sseplug.*"]),
     package_data={"sseplug": ["py.typed"]},
-    install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5", "jmespath>=1.0"],
+    install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5", "jmespath>=1.0", "rich>=13"],
     extras_require={
         "fast": ["orjson>=3.9"],
         "metrics": ["prometheus-client>=0.17"],

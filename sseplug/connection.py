@@ -590,6 +590,7 @@ class Connection:
         else:
             feed, dispatch = parser.feed_with_comments, self._parsed  # type: ignore[assignment]
         read = _reader(response)
+        on_bytes = self.request.on_bytes
         clock, idle = time.monotonic, gevent.idle
         turn_due = clock() + HUB_TURN_EVERY
         while not (self._stopping or self._released or self._restarting):
@@ -607,6 +608,11 @@ class Connection:
             if not chunk:
                 continue
             self.bytes_total += len(chunk)
+            if on_bytes is not None:
+                try:
+                    on_bytes(chunk)
+                except Exception as error:
+                    raise self._plugin_error("on_bytes callback", "on_bytes", error, self.last_event_id) from error
             parser.decode_data = self._hooks().decode_data
             try:
                 events = feed(chunk)

@@ -17,7 +17,7 @@ from .redaction import secret_headers
 __all__ = [
     "DEFAULT_HEAD_TIMEOUT", "DEFAULT_MAX_EVENT_SIZE", "DEFAULT_POOL_SIZE", "DEFAULT_READ_TIMEOUT", "MAX_WAIT",
     "RECONNECT_MODES",
-    "OnComment", "OnData", "OnDone", "OnError", "RequestContentType", "RequestFieldError", "RequestMethodType", "SSERequest",
+    "OnBytes", "OnComment", "OnData", "OnDone", "OnError", "RequestContentType", "RequestFieldError", "RequestMethodType", "SSERequest",
     "SSEResponse",
 ]
 
@@ -92,6 +92,7 @@ OnData = Callable[[SSEResponse], Any]
 OnError = Callable[[BaseException], Any]
 OnDone = Callable[[], Any]
 OnComment = Callable[[str], Any]
+OnBytes = Callable[[bytes], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,8 @@ class SSERequest:
     whose data text is in ``end_data`` (e.g. ``"[DONE]"``) is delivered, then ends the stream
     cleanly; one whose type is in ``error_events`` ends it with ``ServerEventError``.
     ``on_comment`` gets each comment line's text in stream order with the events (``on_data``),
-    as soon as the line arrives, also from blocks without data (heartbeats). An invalid
+    as soon as the line arrives, also from blocks without data (heartbeats); ``on_bytes`` each
+    piece of the body as read (after chunked and gzip decoding), before it is parsed. An invalid
     value raises ``RequestFieldError`` (a ``ValueError``) naming its field.
     """
 
@@ -138,6 +140,7 @@ class SSERequest:
     verify: bool | str = True
     cert: str | tuple[str, str] | None = None
     on_comment: OnComment | None = None
+    on_bytes: OnBytes | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising a frozen instance during construction
@@ -156,7 +159,7 @@ class SSERequest:
             )
         if self.body is not None and not isinstance(self.body, (dict, list, str, bytes)):
             raise RequestFieldError("body", f"expected dict, list, str or bytes, got {type(self.body).__name__}")
-        for name in ("on_data", "on_error", "on_done", "on_comment"):
+        for name in ("on_data", "on_error", "on_done", "on_comment", "on_bytes"):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise RequestFieldError(name, f"expected a callable or None, got {value!r}")

@@ -1,4 +1,4 @@
-"""The ``sseplug`` command line: run, check, plugins, demo, serve."""
+"""The ``sseplug`` command line: run, check, plugins, demo, serve, tail."""
 
 from gevent import monkey
 
@@ -19,10 +19,12 @@ from .. import __version__  # noqa: E402
 from .config import Config, load_config  # noqa: E402
 from ..errors import ConfigError, PluginError  # noqa: E402
 from ..plugins import BUILTINS, create_plugin_manager, known_plugin_names  # noqa: E402
+from .tail import UsageError, add_tail_options, tail  # noqa: E402
 
 __all__ = ["EXIT_CONFIG", "build_parser", "main"]
 
 EXIT_CONFIG = os.EX_CONFIG  # 78
+EXIT_USAGE = 2  # as argparse exits
 
 log = logging.getLogger("sseplug.run.cli")
 
@@ -52,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list the plugins: name, distribution, version, hooks")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
     commands.add_parser("demo", help="run the runner against the embedded loopback server (ends by itself)")
+    tail = commands.add_parser("tail", help="print a stream's events as they arrive",
+                               description="Print a stream's events as they arrive; it reconnects as the library does.")
+    add_tail_options(tail)
     serve = commands.add_parser("serve", help="run the embedded loopback SSE server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -71,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PluginError) as error:
         print(f"sseplug: error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except UsageError as error:
+        print(f"sseplug {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _load(path: str) -> Config:
@@ -125,4 +133,8 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "check": _check, "plugins": _plugins, "demo": _demo, "serve": _serve}
+def _tail(args: argparse.Namespace) -> int:
+    return tail(args)
+
+
+COMMANDS = {"run": _run, "check": _check, "plugins": _plugins, "demo": _demo, "serve": _serve, "tail": _tail}

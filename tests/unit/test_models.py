@@ -109,6 +109,7 @@ INVALID = [  # one bad value each; every field of SSERequest at least once
     ({"url": URL, "verify": "no-such-ca.pem"}, "verify"),
     ({"url": URL, "cert": ("c.pem", "k.pem", "x.pem")}, "cert"),
     ({"url": URL, "on_comment": "print"}, "on_comment"),
+    ({"url": URL, "on_bytes": b"x"}, "on_bytes"),
 ]
 
 
