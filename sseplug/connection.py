@@ -420,7 +420,7 @@ class Connection:
                 return True
             self._check(response)
             self._call("sseplug_connection_opened", connection=self, status=response.status,
-                       headers=dict(response.headers))
+                       headers=HTTPHeaderDict(response.headers))  # a copy; names case-insensitive
             self.state = ConnectionState.OPEN
             opened_at = time.monotonic()
             if self._read(response):

@@ -172,7 +172,8 @@ def sseplug_checkpoint_load(connection: HookConnection) -> str | None:
 
 @hookspec
 def sseplug_connection_opened(connection: HookConnection, status: int, headers: Mapping[str, str]) -> None:
-    """Called when a response was accepted as an event stream (status 200, right Content-Type).
+    """Called when a response was accepted as an event stream (status 200, right Content-Type);
+    ``headers`` are the response's, looked up without regard to case (``headers["content-type"]``).
 
     Results are ignored.
     """

@@ -21,6 +21,8 @@ import gevent
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
+from .recording import Recording
+
 __all__ = ["DROP", "Response", "RecordedRequest", "SSEServer"]
 
 logger = logging.getLogger(__name__)
@@ -125,6 +127,7 @@ class SSEServer:
         self._pool = Pool()
         self._sockets: set[socket.socket] = set()
         self._scripts: dict[str, tuple[Response, ...]] = {}
+        self._replays: dict[str, tuple[Recording, float, bool]] = {}
         self._served: Counter[str] = Counter()
         self._open: Counter[str] = Counter()
 
@@ -175,6 +178,12 @@ class SSEServer:
         self._scripts[path] = responses
         self._served[path] = 0
 
+    def replay(self, path: str, recording: Recording, *, speed: float = 1.0, loop: bool = False) -> None:
+        """Serve ``recording`` at ``path``: its body with the recorded timing (divided by
+        ``speed``; 0: at once), from after the event a request's Last-Event-ID names; with
+        ``loop``, over and over."""
+        self._replays[path] = (recording, speed, loop)
+
     def requests_for(self, path: str) -> list[RecordedRequest]:
         """The recorded requests to ``path``, oldest first."""
         return [request for request in self.requests if request.path == path]
@@ -212,6 +221,11 @@ class SSEServer:
             _close(sock)
 
     def _route(self, request: RecordedRequest) -> tuple[Response, Iterable[Piece]]:
+        replay = self._replays.get(request.path)
+        if replay is not None:
+            recording, speed, loop = replay
+            offset = recording.resume_offset(request.headers.get("last-event-id") or "\x00")  # NUL: no id
+            return Response(headers={"Content-Type": recording.content_type}), _replayed(recording, offset, speed, loop)
         responses = self._scripts.get(request.path)
         if responses is not None:
             index = self._served[request.path]
@@ -237,6 +251,12 @@ class SSEServer:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _replayed(recording: Recording, offset: int, speed: float, loop: bool) -> Iterator[Piece]:
+    yield from recording.timeline(offset, speed)
+    while loop and recording.pieces:
+        yield from recording.timeline(0, speed)
 
 
 def _is_seconds(value: object) -> bool:

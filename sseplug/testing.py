@@ -12,7 +12,10 @@ so every run can load it before gevent's monkey patches. Fixtures:
 - ``hook_recorder``: every hook call on that manager, as ``HookCall(name, kwargs)``;
 - ``sse_client``: an ``SSEClient`` on that manager (needs gevent's monkey patches, as always);
 - ``sse_client_for``: ``sse_client_for(config)`` makes more, each configured with a runner
-  ``Config`` (``sseplug.run.config.parse_config``) so plugins read their ``[plugins.NAME]`` table.
+  ``Config`` (``sseplug.run.config.parse_config``) so plugins read their ``[plugins.NAME]`` table;
+- ``serve_recording``: ``serve_recording(path, speed=0.0, loop=False)`` serves a recording
+  (``sseplug record``'s file, or a ``sseplug.recording.Recording``) on ``sse_server`` and returns
+  its URL: a real incident, replayed in a test (``speed=0``: no waits; 1: the recorded timing).
 
 Helpers to import:
 
@@ -169,3 +172,21 @@ def sse_client_for(sseplug_plugins: PluginManager) -> Iterator[Callable[[Any], S
     yield make
     for client in clients:
         client.shutdown()
+
+
+@pytest.fixture
+def serve_recording(sse_server: SSEServer) -> Callable[..., str]:
+    """``serve_recording(path_or_recording, speed=0.0, loop=False)``: its URL on ``sse_server``."""
+    from .recording import Recording
+
+    served = 0
+
+    def serve(recording: Any, speed: float = 0.0, loop: bool = False) -> str:
+        nonlocal served
+        served += 1
+        loaded = recording if isinstance(recording, Recording) else Recording.load(recording)
+        path = f"/recording/{served}"
+        sse_server.replay(path, loaded, speed=speed, loop=loop)
+        return sse_server.url(path)
+
+    return serve

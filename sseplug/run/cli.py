@@ -1,4 +1,4 @@
-"""The ``sseplug`` command line: run, check, plugins, demo, serve, tail."""
+"""The ``sseplug`` command line: run, check, plugins, demo, serve, tail, record."""
 
 from gevent import monkey
 
@@ -19,6 +19,7 @@ from .. import __version__  # noqa: E402
 from .config import Config, load_config  # noqa: E402
 from ..errors import ConfigError, PluginError  # noqa: E402
 from ..plugins import BUILTINS, create_plugin_manager, known_plugin_names  # noqa: E402
+from .record import add_record_options  # noqa: E402
 from .tail import UsageError, add_tail_options, tail  # noqa: E402
 
 __all__ = ["EXIT_CONFIG", "build_parser", "main"]
@@ -57,9 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     tail = commands.add_parser("tail", help="print a stream's events as they arrive",
                                description="Print a stream's events as they arrive; it reconnects as the library does.")
     add_tail_options(tail)
+    record = commands.add_parser("record", help="record what a stream sends, with arrival times, to a file",
+                                 description="Record what a stream sends, with arrival times, for sseplug serve --replay.")
+    add_record_options(record)
     serve = commands.add_parser("serve", help="run the embedded loopback SSE server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--replay", metavar="FILE", help="serve this recording at / (honours Last-Event-ID)")
+    serve.add_argument("--speed", type=float, default=1.0, metavar="X",
+                       help="replay X times as fast (0: no waits; default 1)")
+    serve.add_argument("--loop", action="store_true", help="replay the recording over and over")
     return parser
 
 
@@ -121,10 +129,23 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from ..recording import Recording, RecordingError
     from ..server import SSEServer
 
+    if args.speed < 0:
+        raise UsageError("--speed: expected a number >= 0")
+    recording = None
+    if args.replay is not None:
+        try:
+            recording = Recording.load(args.replay)
+        except (OSError, RecordingError, UnicodeDecodeError) as error:
+            raise UsageError(f"--replay {args.replay}: {error}") from None
     with SSEServer(args.host, args.port) as server:
-        print(f"serving on {server.url('')} (/feed/NAME, /flaky/NAME); Ctrl-C to stop", file=sys.stderr)
+        paths = "/feed/NAME, /flaky/NAME"
+        if recording is not None:
+            server.replay("/", recording, speed=args.speed, loop=args.loop)
+            paths = f"/ replays {args.replay}, {paths}"
+        print(f"serving on {server.url('')} ({paths}); Ctrl-C to stop", file=sys.stderr, flush=True)
         stop = gevent.event.Event()
         handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGINT, signal.SIGTERM)]
         stop.wait()
@@ -137,4 +158,11 @@ def _tail(args: argparse.Namespace) -> int:
     return tail(args)
 
 
-COMMANDS = {"run": _run, "check": _check, "plugins": _plugins, "demo": _demo, "serve": _serve, "tail": _tail}
+def _record(args: argparse.Namespace) -> int:
+    from .record import record
+
+    return record(args)
+
+
+COMMANDS = {"run": _run, "check": _check, "plugins": _plugins, "demo": _demo, "serve": _serve, "tail": _tail,
+            "record": _record}

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 import gevent
@@ -23,7 +23,9 @@ from ..models import RECONNECT_MODES, RequestFieldError, SSERequest, SSEResponse
 from ..route import Route
 from .environment import expand
 
-__all__ = ["EXIT_INTERRUPTED", "UsageError", "add_request_options", "add_tail_options", "request_from", "tail"]
+__all__ = [
+    "EXIT_INTERRUPTED", "UsageError", "add_request_options", "add_tail_options", "follow", "request_from", "tail",
+]
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
@@ -144,8 +146,6 @@ class Printer:
 
 def tail(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     """Run ``sseplug tail``: 0 on a clean end, 1 when the stream failed, 130 on Ctrl-C."""
-    from ..client import SSEClient
-    from ..plugins import create_plugin_manager
     from .where import compile_where
 
     out = out or sys.stdout
@@ -167,34 +167,51 @@ def tail(args: argparse.Namespace, out: IO[str] | None = None) -> int:
             lambda chunk: out.write(chunk.decode("utf-8", "replace")))
     request = request_from(args, **callbacks)
     route = Route(events=frozenset(args.event) if args.event else None, where=where)
+    return follow("tail", request, route, None if args.raw else printer.event, count=args.count, timeout=args.timeout)
+
+
+def follow(
+    command: str,
+    request: SSERequest,
+    route: Route,
+    on_event: Callable[[SSEResponse], Any] | None,
+    *,
+    count: int | None,
+    timeout: float | None,
+    plugins: Iterable[tuple[str, object]] = (),
+) -> int:
+    """Consume one stream with the built-in plugins (and ``plugins``) until it ends, ``count``
+    events arrived, ``timeout`` seconds passed, or Ctrl-C: 0 on a clean end, 1 when the stream
+    failed (one line on stderr), 130 on Ctrl-C."""
+    from ..client import SSEClient
+    from ..plugins import create_plugin_manager
+
     interrupted = gevent.event.Event()
     handler = gevent.signal_handler(signal.SIGINT, interrupted.set)
-    with SSEClient(plugin_manager=create_plugin_manager(load_entry_points=False)) as client:
-        stream = client.connect("tail", request, route=route)
-        shown, failures = 0, []
+    with SSEClient(plugin_manager=create_plugin_manager(load_entry_points=False, extra=plugins)) as client:
+        stream = client.connect(command, request, route=route)
+        failures: list[SSEError] = []
 
-        def show() -> None:
-            nonlocal shown
+        def consume() -> None:
             try:
-                for event in stream:
-                    if not args.raw:
-                        printer.event(event)
-                    shown += 1
-                    if args.count is not None and shown >= args.count:
+                for shown, event in enumerate(stream, start=1):
+                    if on_event is not None:
+                        on_event(event)
+                    if count is not None and shown >= count:
                         return
             except SSEError as failure:
                 failures.append(failure)
 
-        reader = gevent.spawn(show)
+        reader = gevent.spawn(consume)
         try:
-            gevent.wait([reader, interrupted], timeout=args.timeout, count=1)  # type: ignore[type-var]  # both are waitable
+            gevent.wait([reader, interrupted], timeout=timeout, count=1)  # type: ignore[type-var]  # both are waitable
         finally:
             handler.cancel()
             reader.kill()
         if interrupted.is_set():
             return EXIT_INTERRUPTED
         if failures:
-            print(f"sseplug tail: {failures[0]}", file=sys.stderr)
+            print(f"sseplug {command}: {failures[0]}", file=sys.stderr)
             return 1
         if reader.exception is not None:  # a bug: not a clean end
             raise reader.exception
