@@ -32,6 +32,7 @@ setup(
             "mypy>=1.10",  # tests/unit/test_typing.py: mypy --strict on sseplug/
             "types-gevent",
             "types-jmespath",
+            "sphinx>=7",  # tests/docs: the documentation site builds clean
             # servers nobody here wrote, run by the integration tests
             "sse-starlette>=2",
             "uvicorn>=0.30",

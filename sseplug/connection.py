@@ -683,6 +683,9 @@ class Connection:
                 if event.event in request.error_events:
                     if index:
                         self._handle(events[:index], events[index - 1].id)
+                    deserialize = self._hooks().deserialize
+                    if deserialize is not None:  # the error event's data as the handlers would see it
+                        event = self._deserialize(deserialize, [event])[0]
                     raise ServerEventError(
                         f"the server sent an {event.event!r} event (id {event.id!r}), one of error_events: "
                         f"{str(event.data)[:200]!r}",

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import ssl
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gevent
 import pytest
 import trustme
 
-from sseplug import SSEClient, SSERequest, SSEResponse
+from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
 from sseplug.errors import NetworkError, ServerEventError, SSEError
 from sseplug.plugins import PluginManager
 from sseplug.server import DROP, Response, SSEServer
@@ -246,3 +246,21 @@ def test_tls_files_that_do_not_exist_are_field_errors(tmp_path: Path) -> None:
         SSERequest("https://127.0.0.1/", verify=str(tmp_path / "missing.pem"))
     with pytest.raises(ValueError, match=r"^cert: "):
         SSERequest("https://127.0.0.1/", cert=("a.pem",))  # type: ignore[arg-type]
+
+
+def test_the_error_event_is_deserialized_like_the_others_by_a_deserialize_hook(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Callable[..., object]
+) -> None:
+    class Upper:
+        @hookimpl
+        def sseplug_deserialize(self, event: SSEResponse) -> str:
+            return event.data.upper()
+
+    register_plugin(Upper(), "upper")  # two deserializers: the hook runs, not the parser's decoder
+    sse_server.script("/m", Response(body=[b"data: a\n\n", b"event: error\ndata: overloaded\n\n"]))
+    request = SSERequest(sse_server.url("/m"), method="POST", body={}, error_events=["error"])
+    got: list[SSEResponse] = []
+    with pytest.raises(ServerEventError) as failure, gevent.Timeout(10):
+        for event in sse_client.connect("m", request):
+            got.append(event)
+    assert [e.data for e in got] == ["A"] and failure.value.event.data == "OVERLOADED"
