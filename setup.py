@@ -20,10 +20,11 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["sseplug", "sseplug.*"]),
     package_data={"sseplug": ["py.typed"]},
-    install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5", "jmespath>=1.0", "rich>=13"],
+    install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5", "jmespath>=1.0", "rich>=13",
+                      "prometheus-client>=0.17"],
     extras_require={
         "fast": ["orjson>=3.9"],
-        "metrics": ["prometheus-client>=0.17"],
+        "metrics": [],  # kept for old install commands: prometheus-client is a dependency now
         "test": [
             "pytest>=8",
             "hypothesis>=6.100",

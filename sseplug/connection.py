@@ -733,7 +733,9 @@ class Connection:
                 f"the where filter raised: {type(error).__name__}: {error}",
                 plugin="where", connection_id=self.id, url=self.url,
             ) from error
-        self.events_filtered += len(events) - len(kept)
+        dropped = len(events) - len(kept)
+        self.events_filtered += dropped
+        self.events_total += dropped  # processed too: they are checkpointed past
         return kept
 
     def _recover(self, event: SSEResponse, error: Exception, done: list[SSEResponse], plugin: str) -> None:

@@ -8,10 +8,12 @@ that were never wrapped, such as response headers and what plugins return.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["CREDENTIAL_HEADERS", "REDACTED", "Secret", "redacted", "secret_headers"]
+__all__ = ["CREDENTIAL_HEADERS", "REDACTED", "Secret", "public_url", "redacted", "secret_headers"]
 
 REDACTED = "<redacted>"
 """What is shown instead of a credential."""
@@ -53,3 +55,22 @@ def redacted(value: Any, *, secret: bool = False) -> Any:
     if type(value) in (list, tuple):  # exactly: a named tuple (an event) keeps its own repr
         return type(value)(redacted(item, secret=secret) for item in value)
     return _HIDDEN if secret else value
+
+
+_CREDENTIAL_PARAMETER = re.compile(r"(?i)token|key|secret|password|passwd|auth|sig|session|credential")
+
+
+def public_url(url: str) -> str:
+    """``url`` fit to show: without user and password, and with the value of every query
+    parameter whose name suggests a credential (``token``, ``api_key``, ``sig``...) hidden."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port is not None else "")
+    query = urlencode(
+        [(name, REDACTED if _CREDENTIAL_PARAMETER.search(name) else value)
+         for name, value in parse_qsl(parts.query, keep_blank_values=True)],
+        safe="<>",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))

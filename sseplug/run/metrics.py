@@ -1,34 +1,62 @@
-"""The runner's HTTP endpoint: Prometheus ``/metrics``, ``/health`` and ``/ready`` (extra ``metrics``)."""
+"""The runner's HTTP endpoint: Prometheus ``/metrics``, ``/health``, ``/ready`` and ``/status``."""
 
 from __future__ import annotations
 
-from collections import Counter
+import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 from gevent.pywsgi import WSGIServer
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..connection import Connection, ConnectionState
-from ..errors import ConfigError
+from ..redaction import public_url
 
-__all__ = ["MetricsServer"]
+__all__ = ["MetricsServer", "status"]
+
+# (metric name, help, Connection attribute): one counter per connection each
+_COUNTERS = (
+    ("sseplug_events", "Events through the handlers (filtered ones too)", "events_total"),
+    ("sseplug_bytes", "Bytes read from the stream", "bytes_total"),
+    ("sseplug_reconnects", "Reconnections made", "reconnects_total"),
+    ("sseplug_handler_errors", "Exceptions raised by event handlers, each redelivery counted", "handler_errors"),
+    ("sseplug_dead_letters", "Events stored as dead letters", "dead_letters"),
+    ("sseplug_skipped_events", "Events a handler kept failing on, skipped", "events_skipped"),
+    ("sseplug_filtered_events", "Events left out by the events and where filters", "events_filtered"),
+)
+
+
+def status(connection: Connection) -> dict[str, Any]:
+    """What ``/status`` says about one connection (no credential: the URL is ``public_url``'s)."""
+    error = connection.last_error
+    return {
+        "id": connection.id,
+        "state": str(connection.state),
+        "url": public_url(connection.url),
+        "last_event_id": connection.last_event_id,
+        "last_event_time": connection.last_event_at,
+        "events": connection.events_total,
+        "bytes": connection.bytes_total,
+        "reconnects": connection.reconnects_total,
+        "handler_errors": connection.handler_errors,
+        "dead_letters": connection.dead_letters,
+        "skipped": connection.events_skipped,
+        "filtered": connection.events_filtered,
+        "last_error": None if error is None else f"{type(error).__name__}: {error}",
+    }
+
+
+def _waiting(connection: Connection) -> bool:
+    """Not ready: failed for good, or not open (yet, or again) while it has not ended cleanly."""
+    return connection.state is not ConnectionState.OPEN and connection.state is not ConnectionState.ENDED
 
 
 class MetricsServer:
     """Serves the counters of ``connections()`` on ``(host, port)`` in a gevent WSGI server."""
 
     def __init__(self, listen: tuple[str, int], connections: Callable[[], Iterable[Connection]]) -> None:
-        try:
-            from prometheus_client import CollectorRegistry, generate_latest
-            from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-        except ImportError as error:
-            raise ConfigError(
-                "http_listen needs prometheus-client; install it with: pip install 'sseplug[metrics]'",
-                key="runner.http_listen",
-            ) from error
         self._connections = connections
-        self._generate = generate_latest
-        self._counter, self._gauge = CounterMetricFamily, GaugeMetricFamily
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self)  # a collector: has collect()
         self.server = WSGIServer(listen, self._app, log=None, error_log=None)
@@ -46,36 +74,47 @@ class MetricsServer:
         """The bound (host, port)."""
         return cast(tuple[str, int], self.server.address)  # bound to (host, port), never a Unix socket
 
-    def collect(self) -> Iterator[Any]:
-        """The metric families, read from the connections at scrape time."""
+    def collect(self) -> Iterator[Metric]:
+        """The metric families, read from the connections at scrape time (label values are
+        escaped by prometheus_client: connection ids are user text)."""
         connections = list(self._connections())
-        families = {
-            "events": self._counter("sseplug_events", "Events delivered to the handlers", labels=["connection"]),
-            "reconnects": self._counter("sseplug_reconnects", "Reconnections made", labels=["connection"]),
-            "bytes": self._counter("sseplug_bytes", "Bytes read from the stream", labels=["connection"]),
-        }
+        for name, text, attribute in _COUNTERS:
+            family = CounterMetricFamily(name, text, labels=["connection"])
+            for connection in connections:
+                family.add_metric([connection.id], getattr(connection, attribute))
+            yield family
+        last = GaugeMetricFamily("sseplug_last_event_timestamp_seconds", "When the last event was handled (Unix time)",
+                                 labels=["connection"])
+        state = GaugeMetricFamily("sseplug_connection_state", "1 for the state each connection is in",
+                                  labels=["connection", "state"])
+        totals = GaugeMetricFamily("sseplug_connections", "Connections per state", labels=["state"])
         for connection in connections:
-            families["events"].add_metric([connection.id], connection.events_total)
-            families["reconnects"].add_metric([connection.id], connection.reconnects_total)
-            families["bytes"].add_metric([connection.id], connection.bytes_total)
-        yield from families.values()
-        states = Counter(connection.state for connection in connections)
-        gauge = self._gauge("sseplug_connections", "Connections per state", labels=["state"])
-        for state in ConnectionState:
-            gauge.add_metric([state.value], states[state])
-        yield gauge
+            if connection.last_event_at is not None:
+                last.add_metric([connection.id], connection.last_event_at)
+            for value in ConnectionState:
+                state.add_metric([connection.id, value.value], float(connection.state is value))
+        for value in ConnectionState:
+            totals.add_metric([value.value], sum(connection.state is value for connection in connections))
+        yield from (last, state, totals)
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
-            body, status, kind = self._generate(self._registry), "200 OK", "text/plain; version=0.0.4"
-        elif path == "/health":
-            body, status, kind = b"ok\n", "200 OK", "text/plain"
+            body, status_line, kind = generate_latest(self._registry), "200 OK", "text/plain; version=0.0.4"
+        elif path == "/health":  # answering at all shows the hub turns
+            body, status_line, kind = b"ok\n", "200 OK", "text/plain"
         elif path == "/ready":
-            ready = any(connection.state is ConnectionState.OPEN for connection in self._connections())
-            body, status, kind = (b"ready\n", "200 OK", "text/plain") if ready else (
-                b"no stream open\n", "503 Service Unavailable", "text/plain")
+            waiting = [
+                {"id": c.id, "state": str(c.state), "error": None if c.error is None else str(c.error)}
+                for c in self._connections() if _waiting(c)
+            ]
+            ready = not waiting
+            body = json.dumps({"ready": ready, "waiting": waiting}).encode() + b"\n"
+            status_line, kind = ("200 OK" if ready else "503 Service Unavailable"), "application/json"
+        elif path == "/status":
+            document = {"connections": [status(connection) for connection in self._connections()]}
+            body, status_line, kind = json.dumps(document).encode() + b"\n", "200 OK", "application/json"
         else:
-            body, status, kind = b"not found\n", "404 Not Found", "text/plain"
-        start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
+            body, status_line, kind = b"not found\n", "404 Not Found", "text/plain"
+        start_response(status_line, [("Content-Type", kind), ("Content-Length", str(len(body)))])
         return [body]

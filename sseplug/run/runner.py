@@ -147,9 +147,9 @@ class Runner:
                 if metrics is not None:
                     metrics.stop()
                 self._report()
-        failed = [stream for stream in [*self.retired, *self.streams.values()] if stream.error is not None]
-        for stream in failed:
-            log.error("connection %r failed: %s", stream.connection.id, stream.error)
+        failed = [stream.connection.id for stream in [*self.retired, *self.streams.values()] if stream.error is not None]
+        if failed:
+            log.error("exit status %d: %d connection(s) failed for good: %s", EXIT_FAILED, len(failed), failed)
         return EXIT_FAILED if failed or self._crashed else EXIT_OK
 
     def _spawn(self, function: Callable[..., None], *args: Any) -> gevent.Greenlet[..., None]:
@@ -177,9 +177,14 @@ class Runner:
 
     def _start(self, connection: ConnectionConfig) -> None:
         assert self._client is not None
+        request = connection.request(on_error=lambda error: self._failed(connection.id, error))
         self.streams[connection.id] = self._client.connect(
-            connection.id, connection.request(), iterate=False, route=connection.route()
+            connection.id, request, iterate=False, route=connection.route()
         )
+
+    def _failed(self, connection_id: str, error: BaseException) -> None:
+        """A stream failed for good: say so now, not at shutdown (the message says what to do)."""
+        log.error("connection %r failed for good and stopped: %s", connection_id, error)
 
     def _wait_all(self) -> None:
         """Until every stream ended, those a reload starts too."""
