@@ -1,4 +1,4 @@
-"""The ``sseplug`` command line: run, check, plugins, demo, serve, tail, record."""
+"""The ``sseplug`` command line: run, check, plugins, demo, serve, tail, record, top."""
 
 from gevent import monkey
 
@@ -20,6 +20,7 @@ from .config import Config, load_config  # noqa: E402
 from ..errors import ConfigError, PluginError  # noqa: E402
 from ..plugins import BUILTINS, create_plugin_manager, known_plugin_names  # noqa: E402
 from .record import add_record_options  # noqa: E402
+from .top import add_top_options  # noqa: E402
 from .tail import UsageError, add_tail_options, tail  # noqa: E402
 
 __all__ = ["EXIT_CONFIG", "build_parser", "main"]
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     record = commands.add_parser("record", help="record what a stream sends, with arrival times, to a file",
                                  description="Record what a stream sends, with arrival times, for sseplug serve --replay.")
     add_record_options(record)
+    top = commands.add_parser("top", help="a live view of a running runner (its /status)",
+                              description="A live view of a running runner, from its http_listen /status.")
+    add_top_options(top)
     serve = commands.add_parser("serve", help="run the embedded loopback SSE server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -158,6 +162,12 @@ def _tail(args: argparse.Namespace) -> int:
     return tail(args)
 
 
+def _top(args: argparse.Namespace) -> int:
+    from .top import top
+
+    return top(args)
+
+
 def _record(args: argparse.Namespace) -> int:
     from .record import record
 
@@ -165,4 +175,4 @@ def _record(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _run, "check": _check, "plugins": _plugins, "demo": _demo, "serve": _serve, "tail": _tail,
-            "record": _record}
+            "record": _record, "top": _top}
