@@ -35,7 +35,7 @@ from .models import MAX_WAIT, SSERequest, SSEResponse
 from .parser import Comment, DataDecodeError, EventParser
 from .plugins import PluginManager
 from .route import DEFAULT_ROUTE, Route
-from .redaction import CREDENTIAL_HEADERS, Secret
+from .redaction import CREDENTIAL_HEADERS, Secret, public_error
 
 __all__ = ["Connection", "ConnectionState", "HttpFor"]
 
@@ -360,7 +360,8 @@ class Connection:
     def _wait(self, seconds: float, error: SSEError | None) -> None:
         """Wait before the next reconnect (``stop()`` cuts it short)."""
         self.state = ConnectionState.WAITING
-        log.info("connection %r: reconnecting in %.2fs (attempt %d): %s", self.id, seconds, self.attempt, error or "eof")
+        log.info("connection %r: reconnecting in %.2fs (attempt %d): %s", self.id, seconds, self.attempt,
+                 "eof" if error is None else public_error(error))
         self._wakeup.wait(seconds)
         if not self._stopping:
             self.reconnects_total += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from .redaction import secret_headers
+from .redaction import public_url, secret_headers
 
 __all__ = [
     "SSEError",
@@ -37,7 +37,7 @@ class SSEError(Exception):
     def __str__(self) -> str:
         where = ", ".join(
             f"{name} {value!r}"
-            for name, value in (("connection", self.connection_id), ("url", self.url))
+            for name, value in (("connection", self.connection_id), ("url", self.url and public_url(self.url)))
             if value is not None
         )
         return f"{self.message} ({where})" if where else self.message

@@ -1,4 +1,4 @@
-"""Credentials in headers: sent as they are, shown nowhere (reprs, log lines, error messages).
+"""Credentials in headers and URLs: sent as they are, shown nowhere (reprs, log lines, error messages).
 
 A header value is a credential when its name is in ``CREDENTIAL_HEADERS``, or when the runner's
 config built it from ``${ENV}``. It travels as a ``Secret``, so every repr holding it (a dict, a
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["CREDENTIAL_HEADERS", "REDACTED", "Secret", "public_url", "redacted", "secret_headers"]
+__all__ = ["CREDENTIAL_HEADERS", "REDACTED", "Secret", "public_error", "public_url", "redacted", "secret_headers"]
 
 REDACTED = "<redacted>"
 """What is shown instead of a credential."""
@@ -74,3 +74,25 @@ def public_url(url: str) -> str:
         safe="<>",
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def public_error(error: BaseException) -> str:
+    """``str(error)`` fit to show: each URL its chain carries (an error's message names it) as
+    ``public_url`` shows it, without user, password or credential query values."""
+    urls: set[str] = set()
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        url = getattr(cause, "url", None)  # SSEError's, and urllib3's (a path and query) in a cause
+        if isinstance(url, str) and url:
+            urls.add(url)
+        cause = cause.__cause__ or cause.__context__
+    text = str(error)
+    for url in sorted(urls, key=len, reverse=True):  # a whole URL before the path it contains
+        try:
+            shown = public_url(url)
+        except ValueError:  # not a URL one can parse: show none of it
+            shown = REDACTED
+        text = text.replace(url, shown)
+    return text

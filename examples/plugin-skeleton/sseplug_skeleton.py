@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TOKEN_VARIABLE",
+    "sseplug_sink",
     "sseplug_auth_headers",
     "sseplug_deserialize",
     "sseplug_handle_event",
@@ -36,6 +37,9 @@ __all__ = [
 
 TOKEN_VARIABLE = "SKELETON_TOKEN"
 """The environment variable holding the bearer token."""
+
+sseplug_sink = False
+"""It logs events without storing them: the runner keeps its stdout sink (see sseplug.hookspecs)."""
 
 log = logging.getLogger("sseplug_skeleton")
 

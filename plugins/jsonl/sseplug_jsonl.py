@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import string
+import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -11,7 +13,7 @@ from sseplug.errors import ConfigError
 from sseplug.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from sseplug.run.config import Config
+    from sseplug.run.config import Config, TableReader
     from sseplug.connection import Connection
     from sseplug.models import SSEResponse
 
@@ -22,10 +24,11 @@ __version__ = "0.1.0"
 NAME = "jsonl"
 """The plugin's name: entry point, ``[plugins.jsonl]`` table, ``runner.plugins.disable`` entry."""
 
-KEYS = ("path", "max_bytes", "backups", "fsync")
+KEYS = ("path", "max_bytes", "backups", "fsync", "dead_letter_path")
 MIN_MAX_BYTES = 1024
 DEFAULT_BACKUPS = 5
 BUFFER_SIZE = 64 * 1024
+PLACEHOLDERS = ("connection",)
 
 
 class JsonlSink:
@@ -35,16 +38,17 @@ class JsonlSink:
     ``write`` call into a buffer. Nothing between the rotation check and that call yields to
     another greenlet (file I/O is not cooperative under gevent), so lines of concurrent
     connections never interleave inside a line and rotation always falls between lines.
+    ``path`` may name ``{connection}``: one file per connection. With ``dead_letter_path``, the
+    sink stores the dead letters of the runner's ``errors.action = "dead_letter"`` too.
     """
 
     def __init__(self) -> None:
-        self.path: Path | None = None  # None: inactive
+        self.path: Path | None = None  # the file, or its template with {connection}; None: inactive
+        self.dead_letter_path: Path | None = None
         self.max_bytes: int | None = None
         self.backups = DEFAULT_BACKUPS
         self.fsync = False
-        self._file: IO[bytes] | None = None
-        self._size = 0  # bytes in the current file, buffered ones included
-        self._dirty = False  # written since the last flush
+        self._files: dict[Path, _LineFile] = {}
 
     def __repr__(self) -> str:
         return f"<JsonlSink {str(self.path) if self.path else 'inactive'}>"
@@ -53,22 +57,30 @@ class JsonlSink:
 
     @hookimpl
     def sseplug_configure(self, config: Config | None) -> None:
-        """Validate ``[plugins.jsonl]`` and open the file; stay inactive without config or table."""
+        """Validate ``[plugins.jsonl]`` and open the file of every configured connection; stay
+        inactive without config or table, create nothing under ``sseplug check``."""
         self.close()
         if config is None or NAME not in config.plugins:
             return
-        settings = _settings(config)
-        self.path, self.max_bytes, self.backups, self.fsync = settings
-        try:
-            self._open()
-        except OSError as error:
-            self.path = None
-            raise ConfigError(
-                f"cannot open {str(settings[0])!r} for appending ({error.strerror or error}); "
-                "check that the directory is writable and the path is not a directory",
-                key=f"plugins.{NAME}.path",
-                path=str(config.path),
-            ) from error
+        path, max_bytes, backups, fsync, dead_letter_path = _settings(config)
+        if getattr(config, "dry_run", False):  # sseplug check: validated, nothing created
+            return
+        self.path, self.max_bytes, self.backups, self.fsync = path, max_bytes, backups, fsync
+        self.dead_letter_path = dead_letter_path
+        templates = {"path": path, "dead_letter_path": dead_letter_path}
+        for key, template in ((key, template) for key, template in templates.items() if template is not None):
+            for connection in config.connections:
+                try:
+                    self._file(template, connection.id)
+                except OSError as error:
+                    shown = _resolved(template, connection.id)
+                    self.close()
+                    raise ConfigError(
+                        f"cannot open {str(shown)!r} for appending ({error.strerror or error}); "
+                        "check that the directory is writable and the path is not a directory",
+                        key=f"plugins.{NAME}.{key}",
+                        path=str(config.path),
+                    ) from error
 
     @hookimpl
     def sseplug_handle_event(self, event: SSEResponse, connection: Connection) -> None:
@@ -91,53 +103,100 @@ class JsonlSink:
         self.flush()
 
     @hookimpl
+    def sseplug_dead_letter(
+        self, event: SSEResponse, connection: Connection, plugin: str, error: BaseException, attempts: int
+    ) -> bool | None:
+        """With ``dead_letter_path``: append the dead letter, synced to the disk; else no answer."""
+        if self.dead_letter_path is None:
+            return None
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "connection": connection.id, "plugin": plugin, "attempts": attempts,
+            "error": f"{type(error).__name__}: {error}",
+            "event": {"id": event.id, "event": event.event, "data": event.data, "raw": event.raw_response},
+        }
+        file = self._file(self.dead_letter_path, connection.id)
+        file.write(_line(record), max_bytes=None)
+        file.flush(fsync=True)
+        return True
+
+    @hookimpl
     def sseplug_unconfigure(self) -> None:
-        """Flush and close the file; the sink is inactive until configured again."""
+        """Flush and close the files; the sink is inactive until configured again."""
         self.close()
 
-    # -- file ----------------------------------------------------------------------------------
+    # -- files ---------------------------------------------------------------------------------
 
     def write(self, connection_id: str, event: SSEResponse) -> None:
         """Append one line for ``event``, rotating first if it would overflow ``max_bytes``."""
+        if self.path is None:
+            raise RuntimeError("the jsonl sink is not configured")
+        record = {"connection": connection_id, "id": event.id, "event": event.event, "data": event.data}
+        self._file(self.path, connection_id).write(_line(record), self.max_bytes)
+
+    def flush(self) -> None:
+        """Hand buffered lines to the OS (and to the disk with ``fsync``); cheap when nothing is new."""
+        for file in self._files.values():
+            file.flush(self.fsync)
+
+    def close(self) -> None:
+        """Flush and close the files, if open; the sink becomes inactive."""
+        files, self._files = list(self._files.values()), {}
+        try:
+            for file in files:
+                file.close(self.fsync)
+        finally:
+            self.path = self.dead_letter_path = None
+
+    def _file(self, template: Path, connection_id: str) -> _LineFile:
+        """The open file of ``connection_id`` under ``template``, opened (and created) on first use."""
+        path = _resolved(template, connection_id)
+        file = self._files.get(path)
+        if file is None:
+            file = self._files[path] = _LineFile(path, self.backups)
+        return file
+
+
+class _LineFile:
+    """One JSON Lines file: appended through a buffer, whole lines only, rotated by size."""
+
+    def __init__(self, path: Path, backups: int) -> None:
+        self.path, self.backups = path, backups
+        self._file: IO[bytes] | None = None
+        self._size = 0  # bytes in the file, buffered ones included
+        self._dirty = False  # written since the last flush
+        self._open()
+
+    def write(self, line: bytes, max_bytes: int | None) -> None:
         if self._file is None:
             self._open()  # raises (failing the connection) rather than dropping the line
-        record = {"connection": connection_id, "id": event.id, "event": event.event, "data": event.data}
-        try:
-            line = (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates (e.g. from JSON "\ud800"): escape them instead
-            line = (json.dumps(record, default=str) + "\n").encode("ascii")
-        if self.max_bytes is not None and self._size and self._size + len(line) > self.max_bytes:
+        if max_bytes is not None and self._size and self._size + len(line) > max_bytes:
             self._rotate()
         assert self._file is not None
         self._file.write(line)  # one call per line: whole lines, whichever greenlet writes
         self._size += len(line)
         self._dirty = True
 
-    def flush(self) -> None:
-        """Hand buffered lines to the OS (and to the disk with ``fsync``); cheap when nothing is new."""
+    def flush(self, fsync: bool) -> None:
         if self._file is None or not self._dirty:
             return
         self._file.flush()
-        if self.fsync:
+        if fsync:
             os.fsync(self._file.fileno())
         self._dirty = False
 
-    def close(self) -> None:
-        """Flush and close the file, if open; the sink becomes inactive."""
+    def close(self, fsync: bool) -> None:
         file, self._file = self._file, None
         if file is not None:
             try:
-                if self._dirty and self.fsync:
+                if self._dirty and fsync:
                     file.flush()
                     os.fsync(file.fileno())
             finally:
                 file.close()
                 self._dirty = False
-        self.path = None
 
     def _open(self, mode: str = "ab") -> None:
-        if self.path is None:
-            raise RuntimeError("the jsonl sink is not configured")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         file = open(self.path, mode, buffering=BUFFER_SIZE)  # kept open until unconfigure
         try:
@@ -156,10 +215,9 @@ class JsonlSink:
 
     def _rotate(self) -> None:
         """events.jsonl -> .1 -> .2 ... -> .N (the oldest dropped), like logging's RotatingFileHandler."""
-        assert self._file is not None and self.path is not None
+        assert self._file is not None
         self._file.flush()
-        if self.fsync:
-            os.fsync(self._file.fileno())  # lines of a batch not yet checkpointed move to .1
+        os.fsync(self._file.fileno())  # lines of a batch not yet checkpointed move to .1
         self._file.close()
         self._file = None
         if self.backups == 0:
@@ -177,19 +235,43 @@ plugin = JsonlSink()
 """The instance the ``jsonl`` entry point registers (``sseplug_jsonl:plugin``)."""
 
 
-def _settings(config: Config) -> tuple[Path, int | None, int, bool]:
-    """``(path, max_bytes, backups, fsync)`` from ``[plugins.jsonl]``, or a ``ConfigError`` naming the key."""
+def _line(record: dict[str, object]) -> bytes:
+    try:
+        return (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (e.g. from JSON "\ud800"): escape them instead
+        return (json.dumps(record, default=str) + "\n").encode("ascii")
+
+
+def _resolved(template: Path, connection_id: str) -> Path:
+    return Path(str(template).replace("{connection}", connection_id))
+
+
+def _settings(config: Config) -> tuple[Path, int | None, int, bool, Path | None]:
+    """``(path, max_bytes, backups, fsync, dead_letter_path)`` from ``[plugins.jsonl]``, or a
+    ``ConfigError`` naming the key."""
     read = config.plugin_settings(NAME, known=KEYS)
-    raw_path = read.string("path", example='"events.jsonl" (relative to the config file)')
-    if not raw_path.strip():
-        raise read.error("path", f'expected a file path, got {raw_path!r}; e.g. path = "events.jsonl"')
-    path = Path(raw_path).expanduser()
-    if not path.is_absolute():
-        path = config.path.absolute().parent / path
+    path = _path(read, config, "path", read.string("path", example='"events.jsonl" (relative to the config file)'))
     max_bytes = read.integer(
         "max_bytes", None, minimum=MIN_MAX_BYTES, example="104857600 (leave it out to never rotate)"
     )
-    return path, max_bytes, read.integer("backups", DEFAULT_BACKUPS, minimum=0), read.boolean("fsync", False)
+    raw_dead = read.string("dead_letter_path", None, example='"dead-letters/{connection}.jsonl"')
+    dead = None if raw_dead is None else _path(read, config, "dead_letter_path", raw_dead)
+    return path, max_bytes, read.integer("backups", DEFAULT_BACKUPS, minimum=0), read.boolean("fsync", False), dead
+
+
+def _path(read: TableReader, config: Config, key: str, raw: str) -> Path:
+    """A file path or template of the table: placeholders checked, relative to the config file."""
+    if not raw.strip():
+        raise read.error(key, f'expected a file path, got {raw!r}; e.g. {key} = "events.jsonl"')
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(raw) if name is not None}
+    except ValueError as error:
+        raise read.error(key, f"{raw!r}: {error}; write {{connection}} for the connection id") from None
+    unknown = sorted(names - set(PLACEHOLDERS))
+    if unknown:
+        raise read.error(key, f"unknown placeholder {{{unknown[0]}}} in {raw!r}; the only one is {{connection}}")
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else config.path.absolute().parent / path
 
 
 def _numbered(path: Path, index: int) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import string
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from sseplug.hookspecs import hookimpl
 if TYPE_CHECKING:
     from gevent import Greenlet
 
-    from sseplug.run.config import Config
+    from sseplug.run.config import Config, TableReader
     from sseplug.connection import Connection
     from sseplug.models import SSEResponse
 
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 NAME = "kafka"
 """The plugin's name: entry point, ``[plugins.kafka]`` table, ``runner.plugins.disable`` entry."""
 
-KEYS = ("bootstrap_servers", "topic", "acks", "linger_ms", "client_id", "delivery_timeout_ms")
+KEYS = ("bootstrap_servers", "topic", "acks", "linger_ms", "client_id", "delivery_timeout_ms", "dead_letter_topic")
 ACKS = {"all": "all", -1: "all", 1: "1", 0: "0"}
 DEFAULT_ACKS = "all"
 DEFAULT_LINGER_MS = 0
@@ -89,6 +90,11 @@ class KafkaSettings:
     linger_ms: int = DEFAULT_LINGER_MS
     client_id: str = DEFAULT_CLIENT_ID
     delivery_timeout_ms: int = DEFAULT_DELIVERY_TIMEOUT_MS
+    dead_letter_topic: str | None = None
+
+    def topic_for(self, connection_id: str, template: str | None = None) -> str:
+        """The topic of a connection's events (``template``: another topic setting), ``{connection}`` filled in."""
+        return (self.topic if template is None else template).replace("{connection}", connection_id)
 
     @property
     def wait_timeout(self) -> float:
@@ -186,6 +192,8 @@ class KafkaSink:
         if config is None or NAME not in config.plugins:
             return
         settings = _settings(config)
+        if getattr(config, "dry_run", False):  # sseplug check: validated, no producer (it would connect)
+            return
         producer_config = settings.producer_config()
         producer_config.update(error_cb=self._client_error, logger=client_log)  # served by poll()
         try:
@@ -218,7 +226,8 @@ class KafkaSink:
         deadline: float | None = None
         while True:
             try:
-                producer.produce(settings.topic, value, key, headers=headers, on_delivery=batch.report)
+                producer.produce(settings.topic_for(connection_id), value, key, headers=headers,
+                                 on_delivery=batch.report)
                 break
             except BufferError:
                 # librdkafka's queue is full (the brokers are slow or away): serve reports and
@@ -259,15 +268,51 @@ class KafkaSink:
             if not reported:
                 raise DeliveryError(
                     f"no delivery report for {batch.pending} of {batch.produced} message(s) to topic "
-                    f"{self.settings.topic!r} within {timeout:.0f}s; the batch is not checkpointed"
+                    f"{self.settings.topic_for(connection.id)!r} within {timeout:.0f}s; the batch is not checkpointed"
                 )
         if batch.failed:
             raise DeliveryError(
                 f"the broker did not acknowledge {batch.failed} of {batch.produced} "
-                f"message(s) to topic {self.settings.topic!r} ({batch.errors[0].str()}); "
+                f"message(s) to topic {self.settings.topic_for(connection.id)!r} ({batch.errors[0].str()}); "
                 "the batch is not checkpointed",
                 errors=tuple(batch.errors),
             )
+
+    @hookimpl
+    def sseplug_dead_letter(
+        self, event: SSEResponse, connection: Connection, plugin: str, error: BaseException, attempts: int
+    ) -> bool | None:
+        """With ``dead_letter_topic``: produce the dead letter (key the connection id, value a
+        JSON object with the event, the plugin, the error and the attempts) and wait for the
+        broker's acknowledgement; a failure raises ``DeliveryError``. Without it, no answer."""
+        producer, settings = self._producer, self.settings
+        if producer is None or settings is None or settings.dead_letter_topic is None:
+            return None
+        topic = settings.topic_for(connection.id, settings.dead_letter_topic)
+        letter = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "connection": connection.id,
+            "plugin": plugin, "attempts": attempts, "error": f"{type(error).__name__}: {error}",
+            "event": {"id": event.id, "event": event.event, "data": event.data, "raw": event.raw_response},
+        }
+        reports: list[confluent_kafka.KafkaError | None] = []
+        done = gevent.event.Event()
+
+        def report(failure: confluent_kafka.KafkaError | None, message: Any) -> None:
+            reports.append(failure)
+            done.set()
+
+        producer.produce(topic, json.dumps(letter, default=str).encode(), _utf8(connection.id), on_delivery=report)
+        self._waiting += 1
+        self._active = time.perf_counter()
+        self._wake.set()
+        try:
+            delivered = done.wait(settings.wait_timeout)
+        finally:
+            self._waiting -= 1
+        if not delivered or reports[0] is not None:
+            reason = "no delivery report" if not delivered else reports[0].str()  # type: ignore[union-attr]
+            raise DeliveryError(f"the dead letter of event {event.id!r} did not reach topic {topic!r}: {reason}")
+        return True
 
     @hookimpl
     def sseplug_connection_closed(self, connection: Connection) -> None:
@@ -358,12 +403,10 @@ def _settings(config: Config) -> KafkaSettings:
             f"{read.table['bootstrap_servers']!r}; "
             'e.g. bootstrap_servers = ["10.0.0.1:9092", "10.0.0.2:9092"]',
         )
-    topic = read.string("topic", example='"events"')
-    if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
-        raise read.error(
-            "topic",
-            f'expected a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -), got {topic!r}; e.g. topic = "events"',
-        )
+    topic = _topic(read, config, "topic", read.string("topic", example='"events" or "sse.{connection}"'))
+    dead_letter_topic = read.string("dead_letter_topic", None, example='"sse.dead-letters"')
+    if dead_letter_topic is not None:
+        dead_letter_topic = _topic(read, config, "dead_letter_topic", dead_letter_topic)
     acks = ACKS[read.one_of("acks", tuple(ACKS), DEFAULT_ACKS)]
     linger_ms = read.integer("linger_ms", DEFAULT_LINGER_MS, minimum=0, maximum=MAX_LINGER_MS, example="5")
     client_id = read.string("client_id", DEFAULT_CLIENT_ID)
@@ -387,4 +430,27 @@ def _settings(config: Config) -> KafkaSettings:
         linger_ms=linger_ms,
         client_id=client_id,
         delivery_timeout_ms=timeout,
+        dead_letter_topic=dead_letter_topic,
     )
+
+
+def _topic(read: TableReader, config: Config, key: str, template: str) -> str:
+    """A topic name, or a template with ``{connection}`` valid for every configured connection."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as error:
+        raise read.error(key, f"{template!r}: {error}; write {{connection}} for the connection id") from None
+    unknown = sorted(names - {"connection"})
+    if unknown:
+        raise read.error(key, f"unknown placeholder {{{unknown[0]}}} in {template!r}; the only one is {{connection}}")
+    samples = [connection.id for connection in config.connections] if names else [""]
+    for connection_id in samples:
+        topic = template.replace("{connection}", connection_id)
+        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+            whose = f" for connection {connection_id!r}" if names else ""
+            raise read.error(
+                key,
+                f"expected a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -){whose}, got {topic!r}; "
+                f'e.g. {key} = "events" or "sse.{{connection}}"',
+            )
+    return template

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import random
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -46,7 +47,7 @@ from sseplug.errors import ConfigError
 from sseplug.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from sseplug.run.config import Config
+    from sseplug.run.config import Config, TableReader
     from sseplug.connection import Connection
     from sseplug.models import SSEResponse
 
@@ -57,7 +58,7 @@ __version__ = "0.1.0"
 NAME = "redis"
 """The plugin's name: entry point, ``[plugins.redis]`` table, ``runner.plugins.disable`` entry."""
 
-KEYS = ("url", "lease_ttl", "stream", "maxlen")
+KEYS = ("url", "lease_ttl", "stream", "maxlen", "dead_letter_stream")
 DEFAULT_LEASE_TTL = 10.0
 MIN_LEASE_TTL = 1.0
 MAX_REDIS_CONNECTIONS = 64
@@ -150,6 +151,7 @@ class RedisLeases:
         self.lease_ttl = DEFAULT_LEASE_TTL
         self.stream: str | None = None
         self.maxlen: int | None = None
+        self.dead_letter_stream: str | None = None
         self.token = uuid.uuid4().hex
         self.total = 1  # streams in the config, shared by every runner
         self.live = 1  # live runners, from the last heartbeat
@@ -198,7 +200,7 @@ class RedisLeases:
         self.sseplug_unconfigure()
         if config is None or NAME not in config.plugins:
             return
-        self.url, self.lease_ttl, self.stream, self.maxlen = _settings(config)
+        self.url, self.lease_ttl, self.stream, self.maxlen, self.dead_letter_stream = _settings(config)
         self.total = max(1, len(config.connections))
         self.token = uuid.uuid4().hex
         timeout = max(0.5, min(5.0, self.interval))
@@ -454,6 +456,24 @@ class RedisLeases:
         pending += (_utf8(event.id), _utf8(event.event), _utf8(data))
 
     @hookimpl
+    def sseplug_dead_letter(
+        self, event: SSEResponse, connection: Connection, plugin: str, error: BaseException, attempts: int
+    ) -> bool | None:
+        """With ``dead_letter_stream``: XADD the dead letter (fields connection, plugin, attempts,
+        error, id, event, data, raw, time); a Redis failure raises. Without it, no answer."""
+        if self.dead_letter_stream is None or self.url is None:
+            return None
+        data = event.data if isinstance(event.data, str) else json.dumps(event.data, default=str, ensure_ascii=False)
+        fields = {
+            "connection": connection.id, "plugin": plugin, "attempts": str(attempts),
+            "error": f"{type(error).__name__}: {error}", "id": event.id, "event": event.event, "data": data,
+            "raw": event.raw_response, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self._db().xadd(self.dead_letter_stream.format(connection=connection.id),
+                        {name: _utf8(value) for name, value in fields.items()})
+        return True
+
+    @hookimpl
     def sseplug_checkpoint_save(self, connection: Connection, last_event_id: str) -> None:
         """One script: if the lease still holds our token, XADD the batch and save the
         checkpoint; if not, write nothing and stop the stream (another runner owns it)."""
@@ -496,27 +516,34 @@ def _renewer_died(greenlet: gevent.Greenlet) -> None:
     log.error("redis: the lease renewer died: %r; leases expire and streams stop", greenlet.exception)
 
 
-def _settings(config: Config) -> tuple[str, float, str | None, int | None]:
-    """``(url, lease_ttl, stream, maxlen)`` from ``[plugins.redis]``, or a ``ConfigError`` naming the key."""
+def _settings(config: Config) -> tuple[str, float, str | None, int | None, str | None]:
+    """``(url, lease_ttl, stream, maxlen, dead_letter_stream)`` from ``[plugins.redis]``, or a
+    ``ConfigError`` naming the key."""
     read = config.plugin_settings(NAME, known=KEYS)
     url = read.string("url", example='"redis://127.0.0.1:6379/0"')
     if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise read.error("url", f"expected a redis://, rediss:// or unix:// URL, got {url!r}; "
                                 'e.g. url = "redis://127.0.0.1:6379/0"')
     lease_ttl = read.seconds("lease_ttl", DEFAULT_LEASE_TTL, minimum=MIN_LEASE_TTL)
-    stream = read.string("stream", None, example='"sseplug:{connection}"')
-    if stream is not None:
-        if not stream:
-            raise read.error("stream", 'expected a key pattern, got ""; e.g. stream = "sseplug:{connection}"')
-        try:
-            stream.format(connection="x")
-        except (KeyError, IndexError, ValueError) as error:
-            raise read.error("stream", f"invalid key pattern {stream!r} ({type(error).__name__}: {error}); "
-                                       "{connection} is the only placeholder, write {{ and }} for braces") from None
+    stream = _key_pattern(read, "stream", '"sseplug:{connection}"')
     maxlen = read.integer("maxlen", None, minimum=1, example="100000")
     if maxlen is not None and stream is None:
         raise read.error("maxlen", "maxlen trims the Redis streams: set stream too, or remove maxlen")
-    return url, lease_ttl, stream, maxlen
+    return url, lease_ttl, stream, maxlen, _key_pattern(read, "dead_letter_stream", '"sseplug:dead:{connection}"')
+
+
+def _key_pattern(read: TableReader, key: str, example: str) -> str | None:
+    """A Redis key with an optional ``{connection}`` placeholder, or ``None`` when not given."""
+    pattern = read.string(key, None, example=example)
+    if pattern is not None:
+        if not pattern:
+            raise read.error(key, f'expected a key pattern, got ""; e.g. {key} = {example}')
+        try:
+            pattern.format(connection="x")
+        except (KeyError, IndexError, ValueError) as error:
+            raise read.error(key, f"invalid key pattern {pattern!r} ({type(error).__name__}: {error}); "
+                                  "{connection} is the only placeholder, write {{ and }} for braces") from None
+    return pattern
 
 
 def _utf8(text: str) -> bytes:

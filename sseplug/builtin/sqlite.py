@@ -51,8 +51,8 @@ class SQLiteCheckpoints:
 
     @hookimpl(trylast=True)
     def sseplug_configure(self, config: Any) -> None:
-        """Open the database when the config has a runner state_dir."""
-        if config is not None and self.db is None:
+        """Open the database when the config has a runner state_dir (not under ``sseplug check``)."""
+        if config is not None and self.db is None and not config.dry_run:
             self.open(Path(config.runner.state_dir))
             self._saved.clear()
 

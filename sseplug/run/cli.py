@@ -5,6 +5,7 @@ from gevent import monkey
 monkey.patch_all()  # first: before anything imports socket or ssl (importing sseplug does neither)
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
@@ -104,15 +105,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .runner import keep_stdout_only_without_other_sinks, runner_plugins
+    """Everything ``run`` validates (plugin tables, routes, filters, the metrics endpoint), as a
+    dry run: plugins see ``config.dry_run`` and create, open and connect nothing."""
+    from .runner import check_routes, inactive_plugins, keep_stdout_only_without_other_sinks, runner_plugins
 
-    config = _load(args.config)
+    config = dataclasses.replace(_load(args.config), dry_run=True)
     pm = runner_plugins(config)
     pm.configure(config)  # plugins check their tables
-    keep_stdout_only_without_other_sinks(pm, config)
-    pm.unconfigure()
+    try:
+        keep_stdout_only_without_other_sinks(pm, config)
+        check_routes(pm, config)
+        if config.runner.http_listen is not None:
+            from . import metrics  # noqa: F401  (its dependencies import)
+    finally:
+        pm.unconfigure()
     names = ", ".join(row["name"] for row in pm.describe())
-    print(f"{args.config}: OK, {len(config.connections)} connections; plugins: {names}")
+    inactive = inactive_plugins(create_plugin_manager(builtins=()), config)
+    unused = f"; installed but inactive without a [plugins.NAME] table: {', '.join(inactive)}" if inactive else ""
+    print(f"{args.config}: OK, {len(config.connections)} connections; plugins: {names}{unused}")
     return 0
 
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..connection import Connection, ConnectionState
-from ..redaction import public_url
+from ..redaction import public_error, public_url
 
 __all__ = ["MetricsServer", "status"]
 
@@ -43,7 +43,7 @@ def status(connection: Connection) -> dict[str, Any]:
         "dead_letters": connection.dead_letters,
         "skipped": connection.events_skipped,
         "filtered": connection.events_filtered,
-        "last_error": None if error is None else f"{type(error).__name__}: {error}",
+        "last_error": None if error is None else f"{type(error).__name__}: {public_error(error)}",
     }
 
 
@@ -105,7 +105,7 @@ class MetricsServer:
             body, status_line, kind = b"ok\n", "200 OK", "text/plain"
         elif path == "/ready":
             waiting = [
-                {"id": c.id, "state": str(c.state), "error": None if c.error is None else str(c.error)}
+                {"id": c.id, "state": str(c.state), "error": None if c.error is None else public_error(c.error)}
                 for c in self._connections() if _waiting(c)
             ]
             ready = not waiting

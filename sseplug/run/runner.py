@@ -22,6 +22,7 @@ from ..connection import ConnectionState as State
 from ..errors import ConfigError, PluginError
 from ..plugins import BUILTINS, PluginManager, create_plugin_manager, known_plugin_names
 from .config import Config, ConnectionConfig, load_config
+from ..redaction import public_error
 from .metrics import MetricsServer
 
 __all__ = ["Runner", "EXIT_OK", "EXIT_FAILED"]
@@ -34,10 +35,22 @@ STATS_INTERVAL = 10.0
 
 
 def runner_plugins(config: Config) -> PluginManager:
-    """Every built-in and installed plugin, and the local ``runner.plugins.modules`` (imported
-    with the config file's directory on ``sys.path``), minus ``runner.plugins.disable``."""
-    return create_plugin_manager(
-        builtins=BUILTINS, disable=config.runner.disable, extra=local_modules(config)
+    """Every built-in plugin, the installed plugins that have a ``[plugins.NAME]`` table in the
+    config or set ``sseplug_always_on = True``, and the local ``runner.plugins.modules``
+    (imported with the config file's directory on ``sys.path``), minus
+    ``runner.plugins.disable``. An installed plugin stays inert until configured: installing a
+    package never changes what an existing config does."""
+    pm = create_plugin_manager(builtins=BUILTINS, disable=config.runner.disable, extra=local_modules(config))
+    for name in inactive_plugins(pm, config):
+        pm.unregister(name=name)
+    return pm
+
+
+def inactive_plugins(pm: PluginManager, config: Config) -> list[str]:
+    """The installed plugins of ``pm`` the runner leaves out: no table in ``config``, not always-on."""
+    return sorted(
+        name for name in pm.distributions
+        if name not in config.plugins and getattr(pm.get_plugin(name), "sseplug_always_on", False) is not True
     )
 
 
@@ -60,22 +73,33 @@ def local_modules(config: Config) -> list[tuple[str, object]]:
 
 
 def keep_stdout_only_without_other_sinks(pm: PluginManager, config: Config) -> None:
-    """After ``sseplug_configure``: drop the stdout sink when another event sink is enabled.
+    """After ``sseplug_configure``: drop the stdout sink when another event sink is enabled,
+    unless a connection routes to it (``sinks = ["stdout"]``).
 
     A plugin implementing ``sseplug_handle_event`` is a sink unless its ``sseplug_sink``
-    attribute says otherwise (it may depend on its configuration); an installed one counts once
-    its ``[plugins.NAME]`` table is in the config (installed sinks stay inert without one), a
-    plugin registered by other means always counts.
+    attribute says otherwise (it may depend on its configuration).
     """
-    sinks = {
-        impl.plugin_name
-        for impl in pm.hook.sseplug_handle_event.get_hookimpls()
-        if impl.plugin_name != "stdout"
-        and getattr(impl.plugin, "sseplug_sink", True)
-        and (impl.plugin_name in config.plugins or impl.plugin_name not in pm.distributions)
-    }
-    if sinks and pm.get_plugin("stdout") is not None:
+    if pm.get_plugin("stdout") is not None and other_sinks(pm) and not any(
+        "stdout" in (connection.sinks or ()) for connection in config.connections
+    ):
         pm.unregister(name="stdout")
+
+
+def other_sinks(pm: PluginManager) -> list[str]:
+    """The event sinks of ``pm`` but stdout, in call order."""
+    return [
+        impl.plugin_name
+        for impl in reversed(pm.hook.sseplug_handle_event.get_hookimpls())
+        if impl.plugin_name != "stdout" and getattr(impl.plugin, "sseplug_sink", True)
+    ]
+
+
+def default_sinks(pm: PluginManager) -> tuple[str, ...] | None:
+    """The handlers of a connection without ``sinks``: all (``None``), but stdout when it is
+    kept only for the connections that route to it."""
+    if pm.get_plugin("stdout") is None or not other_sinks(pm):
+        return None
+    return tuple(name for name in pm.call_order("sseplug_handle_event") if name != "stdout")
 
 
 def check_routes(pm: PluginManager, config: Config) -> None:
@@ -178,13 +202,14 @@ class Runner:
     def _start(self, connection: ConnectionConfig) -> None:
         assert self._client is not None
         request = connection.request(on_error=lambda error: self._failed(connection.id, error))
-        self.streams[connection.id] = self._client.connect(
-            connection.id, request, iterate=False, route=connection.route()
-        )
+        route = connection.route()
+        if route.sinks is None:
+            route = dataclasses.replace(route, sinks=default_sinks(self.plugins))
+        self.streams[connection.id] = self._client.connect(connection.id, request, iterate=False, route=route)
 
     def _failed(self, connection_id: str, error: BaseException) -> None:
         """A stream failed for good: say so now, not at shutdown (the message says what to do)."""
-        log.error("connection %r failed for good and stopped: %s", connection_id, error)
+        log.error("connection %r failed for good and stopped: %s", connection_id, public_error(error))
 
     def _wait_all(self) -> None:
         """Until every stream ended, those a reload starts too."""

@@ -53,9 +53,10 @@ def test_a_failed_stream_is_reported_at_once_and_everywhere(tmp_path: Path, sse_
     sse_server.script("/bad", Response(401, {"Content-Type": "application/json"}, [b'{"error": "bad token"}'], "length"))
     sse_server.script("/good", Response(body=[TICKS], stall=60))
     good_url = sse_server.url("/good").replace("http://", "http://user:pw@") + "?token=s3cret&tenant=7"
+    bad_url = sse_server.url("/bad").replace("http://", "http://user:pw@") + "?api_key=s3cret"
     config = write_config(
         tmp_path,
-        connection("bad", sse_server.url("/bad"), 'headers = { Authorization = "Bearer s3cret" }')
+        connection("bad", bad_url, 'headers = { Authorization = "Bearer s3cret" }')
         + connection("good", good_url, 'events = ["tick"]\nwhere = "data.n > `2`"'),
         f'http_listen = "127.0.0.1:{port}"',
     )
@@ -66,6 +67,7 @@ def test_a_failed_stream_is_reported_at_once_and_everywhere(tmp_path: Path, sse_
         (request,) = sse_server.requests_for("/bad")
         assert seen_at - request.received_at < 1.0  # at once, not at shutdown
         assert "connection 'bad'" in line and "HTTP 401" in line and "check the URL, method and credentials" in line
+        assert sse_server.url("/bad") + "?api_key=<redacted>" in line and "s3cret" not in line and "pw@" not in line
         rp.read_events(proc, 3)  # the good stream's events 3, 4, 5 (1 and 2 filtered out)
 
         status, body = get(f"{base}/ready")
@@ -73,6 +75,7 @@ def test_a_failed_stream_is_reported_at_once_and_everywhere(tmp_path: Path, sse_
         ready = json.loads(body)
         assert ready["ready"] is False and [c["id"] for c in ready["waiting"]] == ["bad"]
         assert ready["waiting"][0]["state"] == "failed" and "HTTP 401" in ready["waiting"][0]["error"]
+        assert "s3cret" not in body.decode() and "pw@" not in body.decode()
 
         status, body = get(f"{base}/status")
         by_id = {c["id"]: c for c in json.loads(body)["connections"]}
@@ -98,7 +101,7 @@ def test_a_failed_stream_is_reported_at_once_and_everywhere(tmp_path: Path, sse_
         proc.send_signal(signal.SIGTERM)
         status, _, err = rp.finish(proc)
     assert status == 1 and "exit status 1: 1 connection(s) failed for good: ['bad']" in err
-    assert "s3cret" not in err
+    assert "s3cret" not in err and "pw@" not in err
 
 
 def test_ready_when_every_stream_is_open_or_ended_cleanly(tmp_path: Path, sse_server: SSEServer) -> None:

@@ -120,3 +120,9 @@ def aiohttp_server() -> Iterator[str]:
 def flask_server() -> Iterator[str]:
     """Base URL of the Flask/gevent server (``servers/flask_app.py``)."""
     yield from _serve("flask_app.py")
+
+
+@pytest.fixture(scope="session")
+def openai_server() -> Iterator[str]:
+    """Base URL of the LLM-style Starlette/uvicorn server (``servers/openai_app.py``)."""
+    yield from _serve("openai_app.py")

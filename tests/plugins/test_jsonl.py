@@ -307,7 +307,7 @@ def test_bad_config_raises_config_error_naming_the_key(tmp_path: Path, table: st
         ('path = "e.jsonl"\nbackups = 1.5', "expected an integer >= 0, got 1.5 (float); e.g. backups = 5"),
         ('path = "e.jsonl"\nfsync = 1', "expected true or false, got 1 (integer); e.g. fsync = false"),
         ('path = "e.jsonl"\nmaxbytes = 2048', "unknown key 'maxbytes' in [plugins.jsonl] (did you mean 'max_bytes'?); "
-                                              "known keys: path, max_bytes, backups, fsync"),
+                                              "known keys: path, max_bytes, backups, fsync, dead_letter_path"),
     ],
 )
 def test_config_errors_say_what_was_expected_and_give_an_example(tmp_path: Path, table: str, message: str) -> None:
@@ -344,6 +344,53 @@ def test_config_without_a_jsonl_table_leaves_the_plugin_inactive(tmp_path: Path)
     plugin.sseplug_handle_event(event(), conn())
     plugin.sseplug_unconfigure()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_path_template_gives_each_connection_its_own_file(tmp_path: Path) -> None:
+    config = parse_config('[[connections]]\nid = "a"\nurl = "http://127.0.0.1:9/"\n'
+                          '[[connections]]\nid = "b"\nurl = "http://127.0.0.1:9/"\n'
+                          '[plugins.jsonl]\npath = "out/{connection}.jsonl"\n', path=tmp_path / "run.toml")
+    plugin = JsonlSink()
+    plugin.sseplug_configure(config)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jsonl", "b.jsonl"]  # opened up front
+    plugin.sseplug_handle_event(event("1", "x"), conn("a"))
+    plugin.sseplug_handle_event(event("1", "y"), conn("b"))
+    plugin.sseplug_handle_event(event("2", "z"), conn("late"))  # not in the config: opened on first use
+    plugin.sseplug_unconfigure()
+    assert [line["data"] for line in read_lines(tmp_path / "out" / "a.jsonl")] == ["x"]
+    assert [line["data"] for line in read_lines(tmp_path / "out" / "b.jsonl")] == ["y"]
+    assert [line["connection"] for line in read_lines(tmp_path / "out" / "late.jsonl")] == ["late"]
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "message"),
+    [('path = "out/{conection}.jsonl"', "path", "unknown placeholder {conection}"),
+     ('path = "out/{connection.jsonl"', "path", "write {connection} for the connection id"),
+     ('path = "e.jsonl"\ndead_letter_path = "d/{id}.jsonl"', "dead_letter_path", "unknown placeholder {id}")],
+)
+def test_bad_templates_are_config_errors(tmp_path: Path, table: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        JsonlSink().sseplug_configure(make_config(tmp_path, table))
+    assert caught.value.key == f"plugins.jsonl.{key}" and message in caught.value.message
+
+
+def test_dead_letters_go_to_dead_letter_path_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(sseplug_jsonl.os, "fsync", synced.append)
+    plugin = JsonlSink()
+    plugin.sseplug_configure(make_config(tmp_path, 'path = "e.jsonl"\ndead_letter_path = "dead/{connection}.jsonl"'))
+    poison = SSEResponse("7", "message", {"n": 7}, "", "id: 7\ndata: {\"n\": 7}")
+    assert plugin.sseplug_dead_letter(poison, conn("c"), "kafka", RuntimeError("broker down"), 4) is True
+    assert len(synced) == 1  # on the disk before the connection checkpoints past it
+    plugin.sseplug_unconfigure()
+    (letter,) = read_lines(tmp_path / "dead" / "c.jsonl")
+    assert {k: letter[k] for k in ("connection", "plugin", "attempts", "error")} == {
+        "connection": "c", "plugin": "kafka", "attempts": 4, "error": "RuntimeError: broker down"}
+    assert letter["event"] == {"id": "7", "event": "message", "data": {"n": 7}, "raw": 'id: 7\ndata: {"n": 7}'}
+    without = JsonlSink()
+    without.sseplug_configure(make_config(tmp_path, 'path = "e.jsonl"'))
+    assert without.sseplug_dead_letter(poison, conn("c"), "kafka", RuntimeError("x"), 1) is None
+    without.sseplug_unconfigure()
 
 
 def test_entry_point_target_is_a_sink() -> None:

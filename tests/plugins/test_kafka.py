@@ -162,6 +162,25 @@ def test_every_event_produced_once_in_order_per_connection_with_headers(
     assert stored_checkpoints(tmp_path) == {"alpha": "50", "beta": "30"}
 
 
+def test_a_topic_template_gives_each_connection_its_topic_and_dead_letters_their_own(
+    broker: TansuBroker, topic: str, tmp_path: Path, sse_server: SSEServer, sink: KafkaSink,
+    sse_client_for: Callable[..., SSEClient],
+) -> None:
+    table = kafka_table(broker.bootstrap, f"{topic}.{{connection}}", f'dead_letter_topic = "{topic}.dead"\n')
+    client = sse_client_for(make_config(tmp_path, table))
+    for name in ("alpha", "beta"):
+        drain(client, name, sse_server.url(f"/feed/{name}?count=3&interval=0"))
+    for name in ("alpha", "beta"):
+        assert [json.loads(m.value)["feed"] for m in broker.consume(f"{topic}.{name}", 3)] == [name] * 3  # type: ignore[arg-type]
+    poison = SSEResponse("9", "message", {"n": 9}, "", 'id: 9\ndata: {"n": 9}')
+    connection = SimpleNamespace(id="alpha")
+    assert sink.sseplug_dead_letter(poison, connection, "jsonl", OSError("disk full"), 3) is True  # type: ignore[arg-type]
+    (message,) = broker.consume(f"{topic}.dead", 1)
+    letter = json.loads(message.value)  # type: ignore[arg-type]
+    assert message.key == b"alpha" and (letter["plugin"], letter["attempts"]) == ("jsonl", 3)
+    assert letter["error"] == "OSError: disk full" and letter["event"]["data"] == {"n": 9}
+
+
 def test_values_are_text_or_compact_json_and_headers_carry_id_and_type(
     broker: TansuBroker, topic: str, tmp_path: Path, sse_server: SSEServer, sink: KafkaSink,
     sse_client_for: Callable[..., SSEClient],
@@ -403,6 +422,9 @@ def test_config_without_a_kafka_table_leaves_the_plugin_inactive(tmp_path: Path)
         ('bootstrap_servers = "a:1"\ntopic = "t"\ndelivery_timeout_ms = "30s"', "delivery_timeout_ms"),
         ('bootstrap_servers = "a:1"\ntopic = "t"\nlinger_ms = 100\ndelivery_timeout_ms = 100', "delivery_timeout_ms"),
         ('bootstrap_servers = "a:1"\ntopic = "t"\nlinger = 5', "linger"),
+        ('bootstrap_servers = "a:1"\ntopic = "sse.{id}"', "topic"),
+        ('bootstrap_servers = "a:1"\ntopic = "sse.{connection"', "topic"),
+        ('bootstrap_servers = "a:1"\ntopic = "t"\ndead_letter_topic = "has space"', "dead_letter_topic"),
     ],
 )
 def test_bad_config_raises_config_error_naming_the_key(tmp_path: Path, table: str, key: str) -> None:
@@ -433,7 +455,7 @@ def test_bad_config_raises_config_error_naming_the_key(tmp_path: Path, table: st
          'expected an integer from 1 to 2147483647, got "30s" (string); e.g. delivery_timeout_ms = 30000'),
         ('bootstrap_servers = "a:1"\ntopic = "t"\nlinger = 5',
          "unknown key 'linger' in [plugins.kafka] (did you mean 'linger_ms'?); known keys: bootstrap_servers, topic, "
-         "acks, linger_ms, client_id, delivery_timeout_ms"),
+         "acks, linger_ms, client_id, delivery_timeout_ms, dead_letter_topic"),
     ],
 )
 def test_config_errors_say_what_was_expected_and_give_an_example(tmp_path: Path, table: str, message: str) -> None:
@@ -500,6 +522,14 @@ def test_a_client_refusing_the_settings_is_a_config_error(tmp_path: Path) -> Non
 
 
 # -- distribution ---------------------------------------------------------------------------------
+
+
+def test_a_template_must_make_a_topic_name_of_every_connection_id(tmp_path: Path) -> None:
+    text = ('[[connections]]\nid = "ok"\nurl = "http://127.0.0.1:9/"\n[[connections]]\nid = "a:b"\n'
+            'url = "http://127.0.0.1:9/"\n[plugins.kafka]\nbootstrap_servers = "a:1"\ntopic = "sse.{connection}"\n')
+    with pytest.raises(ConfigError) as caught:
+        KafkaSink().sseplug_configure(parse_config(text, path=tmp_path / "run.toml"))
+    assert caught.value.key == "plugins.kafka.topic" and "for connection 'a:b', got 'sse.a:b'" in caught.value.message
 
 
 def test_entry_point_names_the_module_instance() -> None:

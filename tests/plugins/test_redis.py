@@ -431,6 +431,20 @@ def test_maxlen_trims_the_stream_and_finished_or_unconfigured_streams_free_their
     assert db.keys("sseplug:lease:*") == [] and db.zscore(RUNNERS_KEY, plugin.token) is None
 
 
+def test_dead_letters_go_to_the_dead_letter_stream(make_plugin: Any, db: redis.Redis) -> None:
+    plugin = make_plugin(extra='dead_letter_stream = "dead:{connection}"')
+    poison = SimpleNamespace(id="5", event="tick", data={"n": 5}, raw_response='id: 5\ndata: {"n": 5}')
+    assert plugin.sseplug_dead_letter(event=poison, connection=FakeConnection("c0"), plugin="kafka",
+                                      error=RuntimeError("broker down"), attempts=4) is True
+    ((_, fields),) = db.xrange("dead:c0")
+    assert {k.decode(): v.decode() for k, v in fields.items() if k != b"time"} == {
+        "connection": "c0", "plugin": "kafka", "attempts": "4", "error": "RuntimeError: broker down", "id": "5",
+        "event": "tick", "data": '{"n": 5}', "raw": 'id: 5\ndata: {"n": 5}'}
+    without = make_plugin()
+    assert without.sseplug_dead_letter(event=poison, connection=FakeConnection("c0"), plugin="kafka",
+                                       error=RuntimeError("x"), attempts=1) is None
+
+
 def test_sseplug_claim_is_inert_without_a_table_and_waits_while_redis_is_down(tmp_path: Path) -> None:
     plugin = RedisLeases()
     plugin.sseplug_configure(make_config(tmp_path, None))
@@ -463,11 +477,12 @@ def test_sseplug_claim_is_inert_without_a_table_and_waits_while_redis_is_down(tm
         ('url = "redis://h"\nstream = ""', "stream", "key pattern"),
         ('url = "redis://h"\nstream = 3', "stream", 'got 3 (integer); e.g. stream = "sseplug:{connection}"'),
         ('url = "redis://h"\nstream = "s:{conection}"', "stream", "only placeholder"),
+        ('url = "redis://h"\ndead_letter_stream = "d:{id}"', "dead_letter_stream", "only placeholder"),
         ('url = "redis://h"\nstream = "s:{connection}"\nmaxlen = 0', "maxlen", "integer >= 1"),
         ('url = "redis://h"\nmaxlen = 10', "maxlen", "set stream too"),
     ],
     ids=["no-url", "http-url", "int-url", "unknown-key", "short-ttl", "text-ttl", "bool-ttl", "empty-stream",
-         "int-stream", "bad-placeholder", "zero-maxlen", "maxlen-alone"],
+         "int-stream", "bad-placeholder", "bad-dead-letter-placeholder", "zero-maxlen", "maxlen-alone"],
 )
 def test_config_errors_name_the_key(tmp_path: Path, table: str, key: str, text: str) -> None:
     plugin = RedisLeases()

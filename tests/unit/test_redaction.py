@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from sseplug.run.config import parse_config
-from sseplug.errors import ConfigError, HTTPStatusError
+from urllib3.exceptions import MaxRetryError
+
+from sseplug.errors import ConfigError, HTTPStatusError, NetworkError, RetriesExhaustedError
 from sseplug.models import SSERequest
-from sseplug.redaction import REDACTED, Secret, redacted
+from sseplug.redaction import REDACTED, Secret, public_error, public_url, redacted
 
 TOKEN = "tok-5f1c9e"  # unique strings, so finding one in a text can only mean a leak
 KEY = "key-8d2a7b"
@@ -78,3 +80,31 @@ def test_redacted_hides_credentials_at_any_depth_and_copies() -> None:
     results = [{"Authorization": f"Bearer {TOKEN}"}, ({"X-Api-Key": KEY},)]
     assert leaks(repr(redacted(results))) == [KEY]  # only credential names, unless told all are
     assert leaks(repr(redacted(results, secret=True))) == []
+
+
+def test_an_error_is_shown_without_the_credentials_its_chain_holds() -> None:
+    """The URL an error names and urllib3's path in its cause: no password, no token value."""
+    url = "http://user:pw@127.0.0.1:1/s?token=s3cret&tenant=7"
+    reason = MaxRetryError(None, "/s?token=s3cret&tenant=7", OSError("refused"))  # type: ignore[arg-type]
+    try:
+        try:
+            raise NetworkError(f"cannot connect: {reason}", connection_id="c", url=url) from reason
+        except NetworkError as network:
+            raise RetriesExhaustedError(f"gave up (last: {network})", attempts=3, connection_id="c", url=url) from network
+    except RetriesExhaustedError as error:
+        text = public_error(error)
+    assert "s3cret" not in text and "pw@" not in text, text
+    assert "url 'http://127.0.0.1:1/s?token=<redacted>&tenant=7'" in text
+    assert "url: /s?token=<redacted>&tenant=7" in text and text.startswith("gave up (last: cannot connect: ")
+
+
+def test_public_url_hides_user_password_and_credential_query_values() -> None:
+    assert public_url("https://u:p@h.example:8443/s?feed=a&api_key=xyz&access_token=t#f") == (
+        "https://h.example:8443/s?feed=a&api_key=<redacted>&access_token=<redacted>")
+    assert public_url("http://127.0.0.1:8000/feed/x?count=3") == "http://127.0.0.1:8000/feed/x?count=3"
+
+
+def test_an_sse_error_shows_its_url_without_credentials() -> None:
+    error = NetworkError("stream broke", connection_id="c", url="http://me:pw@h/s?sig=abc")
+    assert str(error) == "stream broke (connection 'c', url 'http://h/s?sig=<redacted>')"
+    assert error.url == "http://me:pw@h/s?sig=abc"  # the fact itself is kept

@@ -91,11 +91,31 @@ async def drop(request: Request) -> Response:
     return EventSourceResponse(events())
 
 
+async def heartbeat(request: Request) -> Response:
+    """``count`` events ``gap`` seconds apart while sse-starlette sends its own keep-alive
+    comments (``: ping - <time>``) every ``ping`` seconds in between; then the stream ends."""
+    count = _int_param(request, "count", 3)
+    try:
+        gap = min(max(float(request.query_params.get("gap", "0.3")), 0.0), 5.0)
+        ping = min(max(float(request.query_params.get("ping", "0.05")), 0.01), 5.0)
+    except ValueError:
+        return PlainTextResponse("gap and ping are seconds", status_code=400)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        for n in range(1, count + 1):
+            if n > 1:
+                await asyncio.sleep(gap)
+            yield ServerSentEvent(data=str(n), event="tick", id=str(n))
+
+    return EventSourceResponse(events(), ping=ping)
+
+
 app = Starlette(
     routes=[
         Route("/numbers", numbers, methods=["GET"]),
         Route("/echo", echo, methods=["POST"]),
         Route("/drop", drop, methods=["GET"]),
+        Route("/heartbeat", heartbeat, methods=["GET"]),
     ]
 )
 
