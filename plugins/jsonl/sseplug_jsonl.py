@@ -57,7 +57,7 @@ class JsonlSink:
 
     @hookimpl
     def sseplug_configure(self, config: Config | None) -> None:
-        """Validate ``[plugins.jsonl]`` and open the file of every configured connection; stay
+        """Validate ``[plugins.jsonl]`` and open the file of every connection routed to it; stay
         inactive without config or table, create nothing under ``sseplug check``."""
         self.close()
         if config is None or NAME not in config.plugins:
@@ -68,8 +68,9 @@ class JsonlSink:
         self.path, self.max_bytes, self.backups, self.fsync = path, max_bytes, backups, fsync
         self.dead_letter_path = dead_letter_path
         templates = {"path": path, "dead_letter_path": dead_letter_path}
+        routed = [c for c in config.connections if getattr(c, "sinks", None) is None or NAME in c.sinks]
         for key, template in ((key, template) for key, template in templates.items() if template is not None):
-            for connection in config.connections:
+            for connection in routed:  # the files of the connections this sink serves, opened up front
                 try:
                     self._file(template, connection.id)
                 except OSError as error:

@@ -536,3 +536,30 @@ def test_entry_point_names_the_module_instance() -> None:
     (point,) = [point for point in entry_points(group="sseplug") if point.name == "kafka"]
     assert point.value == "sseplug_kafka:plugin"
     assert point.load() is sseplug_kafka.plugin and isinstance(sseplug_kafka.plugin, KafkaSink)
+
+
+def test_the_runner_routes_two_connections_to_their_jsonl_files_and_one_to_kafka(
+    broker: TansuBroker, topic: str, tmp_path: Path, sse_server: SSEServer
+) -> None:
+    """Issue 15's routes in a real runner: each connection's events reach its sinks and no other."""
+    from ..integration import runner_process as rp
+
+    def feed(cid: str, sinks: str) -> str:
+        url = sse_server.url(f"/feed/{cid}?count=5&interval=0")
+        return f'[[connections]]\nid = "{cid}"\nurl = "{url}"\nreconnect = "on_error"\nsinks = {sinks}\n'
+
+    config = tmp_path / "run.toml"
+    config.write_text(
+        '[runner]\nstate_dir = "state"\n\n'
+        + feed("a", '["jsonl"]') + feed("b", '["jsonl"]') + feed("c", '["kafka"]')
+        + '\n[plugins.jsonl]\npath = "out/{connection}.jsonl"\n'
+        + f'\n[plugins.kafka]\nbootstrap_servers = "{broker.bootstrap}"\ntopic = "{topic}.{{connection}}"\n'
+    )
+    status, printed, err = rp.finish(rp.start("run", str(config), cwd=tmp_path), timeout=60)
+    assert status == 0 and printed == [], err  # no stdout sink: jsonl and kafka took everything
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jsonl", "b.jsonl"]
+    for cid in ("a", "b"):
+        lines = [json.loads(line) for line in (tmp_path / "out" / f"{cid}.jsonl").read_text().splitlines()]
+        assert [(line["connection"], line["data"]["seq"]) for line in lines] == [(cid, n) for n in range(1, 6)]
+    messages = broker.consume(f"{topic}.c", 5)
+    assert [json.loads(m.value)["feed"] for m in messages] == ["c"] * 5  # type: ignore[arg-type]
