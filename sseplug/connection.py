@@ -20,6 +20,7 @@ from urllib3.util import parse_url
 
 from ._chunked import ChunkedDecoder, ChunkedError
 from .errors import (
+    CertificateError,
     ContentTypeError,
     EventTooLargeError,
     HTTPStatusError,
@@ -116,6 +117,21 @@ def _drain(raw: Any, sock: Any) -> bytes:
         return b""
     finally:
         sock.settimeout(timeout)
+
+
+def _certificate_refused(error: BaseException) -> bool:
+    """Whether ``error`` (or what it wraps) is a failed certificate verification."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError) or any(
+            isinstance(arg, ssl.SSLCertVerificationError) for arg in cause.args
+        ):
+            return True
+        reason = getattr(cause, "reason", None)  # urllib3's MaxRetryError; an SSLError's is a str
+        cause = reason if isinstance(reason, BaseException) else cause.__cause__ or cause.__context__
+    return False
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
@@ -507,6 +523,12 @@ class Connection:
                     redirect=False, preload_content=False, decode_content=True,
                 )
             except (Urllib3Error, OSError) as error:
+                if _certificate_refused(error):
+                    raise CertificateError(
+                        f"the server's TLS certificate failed verification: {error}; give the CA bundle "
+                        "that signed it with verify (--cacert), or verify=False for a test server",
+                        connection_id=self.id, url=url,
+                    ) from error
                 raise NetworkError(f"cannot connect: {error}", connection_id=self.id, url=url) from error
             if response.status not in REDIRECTS:
                 return response

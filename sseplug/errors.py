@@ -113,6 +113,11 @@ class NetworkError(SSEError):
     retryable = True
 
 
+class CertificateError(SSEError):
+    """The server's TLS certificate failed verification (unknown CA, wrong host, expired): a
+    reconnect cannot cure it, so the stream fails at once."""
+
+
 class RetriesExhaustedError(SSEError):
     """``max_retries`` consecutive attempts failed; the last failure is the ``__cause__``."""
 

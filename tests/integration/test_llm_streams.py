@@ -14,7 +14,7 @@ import pytest
 import trustme
 
 from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
-from sseplug.errors import NetworkError, ServerEventError, SSEError
+from sseplug.errors import CertificateError, NetworkError, ServerEventError, SSEError
 from sseplug.plugins import PluginManager
 from sseplug.server import DROP, Response, SSEServer
 from sseplug.testing import DONE, collect
@@ -214,8 +214,9 @@ def test_verify_takes_a_private_ca_bundle_or_false(
     private_ca: tuple[SSEServer, trustme.CA, Path], sse_client: SSEClient
 ) -> None:
     server, _, ca_file = private_ca
-    with pytest.raises(NetworkError, match="CERTIFICATE_VERIFY_FAILED"):
-        collect(sse_client.connect("a", SSERequest(server.url("/s"), retry=False)))
+    with pytest.raises(CertificateError, match="CERTIFICATE_VERIFY_FAILED.*give the CA bundle"):
+        collect(sse_client.connect("a", SSERequest(server.url("/s"))))  # at once: no retry can cure it
+    assert len([r for r in server.requests if r.path == "/s"]) == 0
     got = collect(sse_client.connect("b", SSERequest(server.url("/s"), retry=False, verify=str(ca_file))))
     assert [e.data for e in got] == ["secure"]
     with warnings.catch_warnings():

@@ -7,6 +7,7 @@ import os
 import pty
 import signal
 import subprocess
+from pathlib import Path
 
 import gevent
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from sseplug.server import DROP, Response, SSEServer
 
 from . import runner_process as rp
+from .test_llm_streams import private_ca  # noqa: F401  (a fixture)
 
 TICKS = [b": hi\n\n", b'id: 1\nevent: tick\ndata: {"n": 1}\n\n', b"id: 2\nevent: note\ndata: plain text\n\n",
          b'id: 3\nevent: tick\ndata: {"n": 3}\n\n']
@@ -135,3 +137,21 @@ def test_json_data_is_coloured_on_a_terminal(sse_server: SSEServer) -> None:
             proc.kill()
             proc.wait(10)
     assert b"\x1b[" in output and b"tick" in output and b'"n"' in output
+
+
+def test_tls_with_cacert_or_insecure(private_ca: tuple[SSEServer, object, Path]) -> None:
+    server, _, ca_file = private_ca
+    url = server.url("/s")
+    trusted = tail(url, "--cacert", str(ca_file), "--json", "--reconnect", "on_error")
+    assert trusted.returncode == 0 and json.loads(trusted.stdout)["data"] == "secure", trusted.stderr
+    unknown = tail(url, "--json", "--reconnect", "on_error")
+    assert unknown.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in unknown.stderr
+    insecure = tail(url, "--insecure", "--json", "--reconnect", "on_error")
+    assert insecure.returncode == 0 and json.loads(insecure.stdout)["data"] == "secure", insecure.stderr
+
+
+def test_tail_against_a_server_nobody_here_wrote(starlette_server: str) -> None:
+    done = tail(f"{starlette_server}/numbers?count=3", "--json", "--last-event-id", "1", "--reconnect", "on_error")
+    assert done.returncode == 0, done.stderr
+    assert [(line["id"], line["event"]) for line in map(json.loads, done.stdout.splitlines())] == [
+        ("2", "number"), ("3", "number")]
