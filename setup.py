@@ -21,9 +21,9 @@ setup(
     packages=find_packages(include=["sseplug", "sseplug.*"]),
     package_data={"sseplug": ["py.typed"]},
     install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5", "jmespath>=1.0", "rich>=13",
-                      "prometheus-client>=0.17"],
+                      "prometheus-client>=0.17", "orjson>=3.9"],
     extras_require={
-        "fast": ["orjson>=3.9"],
+        "fast": [],  # kept for old install commands: orjson is a dependency now
         "metrics": [],  # kept for old install commands: prometheus-client is a dependency now
         "test": [
             "pytest>=8",

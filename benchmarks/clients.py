@@ -9,8 +9,10 @@ prints "ready", then for each JSON command line on stdin
 ``{"count", "bytes", "last_id", "last", "seconds"}`` where ``last`` is the last event's data as a
 check value (``data["seq"]`` when decoded, else ``len(data)``) and ``seconds`` runs from just
 before the request to just after the last event counted (``stop`` events, else the end of the
-stream), before any close. ``json`` asks a peer to ``json.loads`` each event's data (sseplug's
-variants decode, or not, by their plugins). Any failure is printed as ``{"error": ...}``.
+stream), before any close. ``json`` asks a peer to decode each event's data (sseplug's variants
+decode, or not, by their plugins) with the library ``SSEPLUG_BENCH_JSON`` names, ``orjson``
+(default) or ``json``, which sseplug's json plugin uses too. Any failure is printed as
+``{"error": ...}``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ from collections.abc import Callable, Iterable  # noqa: E402
 from typing import Any  # noqa: E402
 
 READ = 64 * 1024
+JSON_LIB = os.environ.get("SSEPLUG_BENCH_JSON", "orjson")  # the JSON library of every contender
+if JSON_LIB == "orjson":
+    import orjson
+
+    LOADS: Callable[[Any], Any] = orjson.loads
+else:
+    LOADS = json.loads
 HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
 Result = tuple[int, int, Any, Any, float]  # count, bytes (-1 when unknown), last id, last data, t_end
 Consume = Callable[[str, bool, int], Result]
@@ -50,7 +59,7 @@ def take(events: Iterable[Any], decode: bool, stop: int) -> tuple[int, Any, Any]
     loop every synchronous peer is timed with."""
     n, ev, data = 0, None, None
     if decode:
-        loads = json.loads
+        loads = LOADS
         for ev in events:
             data = loads(ev.data)
             n += 1
@@ -70,7 +79,11 @@ def make_sseplug(json_plugin: bool) -> Consume:
     from sseplug import SSEClient, SSERequest
     from sseplug.plugins import create_plugin_manager
 
-    manager = create_plugin_manager(load_entry_points=False, disable=() if json_plugin else ["json"])
+    extra: list[tuple[str, object]] = []
+    if json_plugin and JSON_LIB != "orjson":  # the built-in plugin's checks over the same library as the peers
+        extra.append(("json-stdlib", _stdlib_json_plugin()))
+    disable = () if json_plugin and not extra else ["json"]
+    manager = create_plugin_manager(load_entry_points=False, disable=disable, extra=extra)
     client = SSEClient(plugin_manager=manager)
     runs = iter(range(10**9))
 
@@ -88,6 +101,23 @@ def make_sseplug(json_plugin: bool) -> Consume:
         return n, -1, ev.id if ev else None, ev.data if ev else None, t_end
 
     return consume
+
+
+def _stdlib_json_plugin() -> object:
+    """sseplug's json plugin with the standard library's decoder instead of orjson."""
+    import types
+
+    from sseplug import hookimpl
+    from sseplug.builtin.json import make_decoder
+
+    decode = make_decoder(json.loads, ValueError)
+
+    @hookimpl(trylast=True)
+    def sseplug_deserialize(event: Any) -> Any:
+        return decode(event.data)
+
+    sseplug_deserialize.text_decoder = decode  # type: ignore[attr-defined]  # decoded by the parser, as built in
+    return types.SimpleNamespace(sseplug_deserialize=sseplug_deserialize)
 
 
 def make_launchdarkly() -> Consume:
@@ -157,7 +187,7 @@ def make_aiohttp_sse_client2() -> Consume:
         n, ev, data = 0, None, None
         async with sse_client.EventSource(url, session=session) as source:
             if decode:
-                loads = json.loads
+                loads = LOADS
                 async for ev in source:
                     data = loads(ev.data)
                     n += 1

@@ -49,6 +49,7 @@ WORKLOADS = {
         Workload("small", 100_000, 10_000, chunked=False, json=True, data_len=64),
         Workload("large", 2_000, 200, chunked=False, json=False, data_len=64 * 1024),
         Workload("multiline", 50_000, 5_000, chunked=False, json=False, data_len=8 * 32 + 7),
+        Workload("multiline-digits", 50_000, 5_000, chunked=False, json=False, data_len=8 * 32 + 7),
         Workload("small-chunked", 100_000, 10_000, chunked=True, json=True, data_len=64),
     )
 }
@@ -70,10 +71,13 @@ def events_of(workload: Workload, quick: bool) -> list[bytes]:
         return [b"id: %d\nevent: tick\ndata: %s\n\n" % (i, small_data(i)) for i in range(n)]
     if workload.name == "large":
         return [b"id: %d\nevent: blob\ndata: %s\n\n" % (i, _LARGE) for i in range(n)]
-    if workload.name == "multiline":
+    if workload.name in ("multiline", "multiline-digits"):
+        # "multiline": word-led data; "-digits": digit-led rows (CSV, ids) that are not JSON either
+        line = b"line %d of event %d " if workload.name == "multiline" else b"%08d-line%d,"
         out = []
         for i in range(n):
-            lines = b"".join(b"data: %s\n" % (b"line %d of event %d " % (k, i)).ljust(32, b".") for k in range(8))
+            values = [(k, i) if workload.name == "multiline" else (i, k) for k in range(8)]
+            lines = b"".join(b"data: %s\n" % (line % value).ljust(32, b".") for value in values)
             out.append(b"id: %d\nevent: lines\n%s\n" % (i, lines))
         return out
     raise KeyError(workload.name)

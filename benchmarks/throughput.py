@@ -1,6 +1,6 @@
 """Throughput: sseplug next to the peers and a urllib3 read-and-discard baseline, over loopback.
 
-    python benchmarks/throughput.py [--workload small] [--rounds 5] [--quick]
+    python benchmarks/throughput.py [--workload small] [--rounds 5] [--quick] [--json-lib orjson|json]
 
 A server process (sse_server.py) sends each workload's precomputed body; every client runs in a
 worker process of its own (clients.py: sseplug in a gevent-patched one, each peer in a plain one).
@@ -9,6 +9,7 @@ Workloads:
     small          100k events: id + event + 64-byte JSON data, close-delimited
     large          2k events of 64 KiB text data, close-delimited
     multiline      50k events of 8 data lines (32 bytes each), close-delimited
+    multiline-digits  the same with digit-led lines ("00000001-line0,...": CSV rows, ids), not JSON
     small-chunked  small, chunked with one HTTP chunk per event
 
 Every contender runs once to warm up, then round after round, each round running every contender
@@ -19,9 +20,10 @@ faster (by median) of two plain-process read-and-discard loops, read1(64 KiB) an
 (on a chunked body urllib3's read1 costs a few us per call and returns one chunk per call).
 
 Like for like: sseplug's json plugin hands back decoded JSON, so on JSON workloads (small,
-small-chunked) each peer also runs with json.loads per event and "sseplug" is compared with
-those; "sseplug, no json plugin" is compared with the peers without json.loads. Peers use the
-stdlib json; sseplug's plugin uses orjson when installed.
+small-chunked) each peer also runs with a JSON decode per event and "sseplug" is compared with
+those; "sseplug, no json plugin" is compared with the peers without it. Every side decodes with
+the same library: orjson by default, or the standard library's json with --json-lib json (then
+sseplug's json plugin runs over json.loads too).
 """
 
 from __future__ import annotations
@@ -52,11 +54,12 @@ LABELS = {
 
 
 class Worker:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, json_lib: str) -> None:
         self.name = name
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "clients.py"), name],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            env={**os.environ, "SSEPLUG_BENCH_JSON": json_lib},
         )
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
@@ -90,14 +93,14 @@ class Contender:
     mbs: list[float] = field(default_factory=list)
 
 
-def contenders_for(workload: Workload) -> list[Contender]:
+def contenders_for(workload: Workload, json_lib: str) -> list[Contender]:
     out = [
         Contender(LABELS["sseplug"], "sseplug", False, "sseplug", workload.json),
         Contender(LABELS["sseplug-nojson"], "sseplug-nojson", False, "sseplug", False),
     ]
     for peer in PEERS:
         if workload.json:
-            out.append(Contender(f"{peer} + json.loads", peer, True, "peer", True))
+            out.append(Contender(f"{peer} + {json_lib}.loads", peer, True, "peer", True))
         out.append(Contender(peer, peer, False, "peer", False))
     for base in BASELINES:
         out.append(Contender(LABELS[base], base, False, "baseline", False))
@@ -118,7 +121,7 @@ def run_workload(workload: Workload, args: argparse.Namespace, port: int, payloa
                  workers: dict[str, Worker]) -> list[str]:
     url = f"http://127.0.0.1:{port}/{workload.name}"
     n = workload.count(args.quick)
-    contenders = contenders_for(workload)
+    contenders = contenders_for(workload, args.json_lib)
 
     def once(c: Contender) -> dict:
         # aiohttp-sse-client2 reconnects at EOF instead of ending: stop it at the expected count
@@ -165,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="run only this workload (repeatable); default: all")
     options.add_argument("--rounds", type=int, default=5)
     options.add_argument("--quick", action="store_true", help="a tenth of the events, for a fast check")
+    options.add_argument("--json-lib", choices=["orjson", "json"], default="orjson",
+                         help="the JSON library of every contender, sseplug's json plugin included (default orjson)")
     args = options.parse_args(argv)
     names = args.workload or list(WORKLOADS)
 
@@ -177,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         info = json.loads(server.stdout.readline())
         for name in SSEPLUG + PEERS + BASELINES:
-            workers[name] = Worker(name)
+            workers[name] = Worker(name, args.json_lib)
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; server pid {server.pid}, "
-              f"{len(workers)} worker processes", flush=True)
+              f"{len(workers)} worker processes; JSON on every side: {args.json_lib}.loads", flush=True)
         for name in names:
             lines = run_workload(WORKLOADS[name], args, info["port"], info["bodies"]["/" + name], workers)
             print("\n".join(lines), flush=True)

@@ -194,7 +194,7 @@ async def messages(request: Request) -> Response:
     keep_open = _flag(request, "keep_open")
 
     async def events() -> AsyncIterator[bytes]:
-        message = {"id": "msg_test", "type": "message", "role": "assistant", "content": [],
+        message: dict[str, Any] = {"id": "msg_test", "type": "message", "role": "assistant", "content": [],
                    "model": "test-model", "stop_reason": None, "usage": {"input_tokens": 1, "output_tokens": 0}}
         blocks = [
             _sse({"type": "message_start", "message": message}, "message_start"),
