@@ -18,6 +18,7 @@ import urllib3
 
 from sseplug import SSEClient, SSEError, SSERequest, SSEResponse, hookimpl
 from sseplug.errors import (
+    CertificateError,
     ContentTypeError,
     EventTooLargeError,
     HTTPStatusError,
@@ -468,8 +469,8 @@ def tls_server() -> Iterator[tuple[SSEServer, trustme.CA]]:
 
 def test_tls_certificates_are_verified_by_default(tls_server: tuple[SSEServer, trustme.CA], sse_client: SSEClient) -> None:
     server, _ = tls_server
-    with pytest.raises(NetworkError, match="CERTIFICATE_VERIFY_FAILED"):
-        collect(sse_client.connect("s", SSERequest(server.url("/s"), retry=False)))
+    with pytest.raises(CertificateError, match="CERTIFICATE_VERIFY_FAILED"):
+        collect(sse_client.connect("s", SSERequest(server.url("/s"))))  # fails at once: no retry cures it
 
 
 def test_a_pool_manager_passed_in_is_used(tls_server: tuple[SSEServer, trustme.CA], sseplug_plugins: object) -> None:
