@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import math
 import ssl
@@ -354,9 +355,10 @@ class Connection:
                 connection_id=self.id, url=self.url,
             ) from error
         if self.attempt > self.request.max_retries:
+            last = "the stream ended without events" if error is None else error.message
             raise RetriesExhaustedError(
-                f"gave up after {self.request.max_retries} consecutive failed attempts "
-                f"(last: {error or 'stream ended without events'}); check the server, or raise max_retries",
+                f"gave up after {self.attempt} failed attempts in a row, max_retries = "
+                f"{request.max_retries} (the last: {last}); check the server, or raise max_retries",
                 attempts=self.attempt - 1,
                 connection_id=self.id,
                 url=self.url,
@@ -709,9 +711,10 @@ class Connection:
                     deserialize = self._hooks().deserialize
                     if deserialize is not None:  # the error event's data as the handlers would see it
                         event = self._deserialize(deserialize, [event])[0]
+                    data = event.data if isinstance(event.data, str) else json.dumps(event.data, default=str)
                     raise ServerEventError(
                         f"the server sent an {event.event!r} event (id {event.id!r}), one of error_events: "
-                        f"{str(event.data)[:200]!r}",
+                        f"{data[:200]}",
                         event=event, connection_id=self.id, url=self.url,
                     )
                 if event.event in request.end_events or (type(event.data) is str and event.data in request.end_data):

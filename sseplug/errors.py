@@ -68,7 +68,7 @@ class HTTPStatusError(SSEError):
         excerpt = body[:200].decode("utf-8", "replace")
         if status >= 500 or status == 429:
             return TemporaryHTTPError(
-                f"server answered HTTP {status}; will retry (body starts {excerpt!r})", status=status, **facts
+                f"server answered HTTP {status}, a temporary failure (body starts {excerpt!r})", status=status, **facts
             )
         return HTTPStatusError(
             f"server answered HTTP {status}, which ends the stream; check the URL, method and "

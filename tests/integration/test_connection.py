@@ -239,6 +239,9 @@ def test_retries_exhausted_after_max_retries(sse_server: SSEServer, sse_client: 
     with pytest.raises(RetriesExhaustedError) as caught:
         collect(stream)
     assert caught.value.attempts == 2 and isinstance(caught.value.__cause__, TemporaryHTTPError)
+    message = str(caught.value)
+    assert message.startswith("gave up after 3 failed attempts in a row, max_retries = 2 (the last: server "
+                              "answered HTTP 503, a temporary failure") and message.count("(connection ") == 1
     assert len(sse_server.requests_for("/s")) == 3 and errors == [caught.value]
 
 

@@ -102,6 +102,7 @@ def test_an_error_event_mid_stream_raises_server_event_error_after_the_events_be
             got.append(event)
     assert [e.event for e in got] == ["message_start", "content_block_delta"]
     assert failure.value.event.data["error"]["type"] == "overloaded_error"
+    assert '{"type": "error", "error": {"type": "overloaded_error"}}' in str(failure.value)  # JSON, not a dict repr
     assert len(sse_server.requests_for("/messages")) == 1
 
 
