@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+import platform
+
+from setuptools import Extension, find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "sseplug" / "__init__.py").read_text()).group(1)
@@ -19,7 +21,10 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["sseplug", "sseplug.*"]),
-    package_data={"sseplug": ["py.typed"]},
+    package_data={"sseplug": ["py.typed", "_cparser.pyi"]},
+    # the parser's bulk path in C: optional (without a compiler the pure-Python parser is used)
+    ext_modules=[Extension("sseplug._cparser", ["sseplug/_cparser.c"], optional=True)]
+    if platform.python_implementation() == "CPython" else [],
     install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5", "jmespath>=1.0", "rich>=13",
                       "prometheus-client>=0.17", "orjson>=3.9"],
     extras_require={

@@ -25,7 +25,9 @@ object and a list slot per line; the pieces of a line arriving over many chunks 
 Each line is copied into a fold once, so folding stays linear.
 
 The bulk path: at a block boundary, the complete blocks of a chunk (everything before its last
-blank line) are matched by one compiled regex. The common block shape (``id``, ``event``, then
+blank line) are matched by one compiled regex, or scanned by the same rules in C
+(``sseplug/_cparser.c``, built when a compiler is there; ``SSEPLUG_PURE_PYTHON=1`` leaves it out)
+for text whose characters all fit in one byte. The common block shape (``id``, ``event``, then
 ``data`` lines, in that order) is read from the match groups; any other block is handed line by
 line to ``_line``, the spec path. Both paths give identical results on every input
 (property-tested).
@@ -34,6 +36,7 @@ line to ``_line``, the spec path. Both paths give identical results on every inp
 from __future__ import annotations
 
 import codecs
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +65,15 @@ _BLOCK = re.compile(
     r"|\n"
 )
 _new_event = tuple.__new__  # SSEResponse is a NamedTuple: skip its Python-level __new__
+
+_cbulk: Callable[..., str | None] | None = None
+if os.environ.get("SSEPLUG_PURE_PYTHON") != "1":
+    try:  # the bulk path in C, when it was built (setup.py: optional); SSEPLUG_PURE_PYTHON=1 skips it
+        from ._cparser import bulk
+
+        _cbulk = bulk
+    except ImportError:  # pragma: no cover - exercised where the extension is not built
+        pass
 
 
 def _utf8_size(text: str) -> int:
@@ -337,6 +349,19 @@ class EventParser:
         limit = self.max_event_size
         check_size = (end - pos) * 4 > limit  # a char is at most 4 UTF-8 bytes
         append, decode, last_id = events.append, self.decode_data, self._id
+        if _cbulk is not None and not check_size:
+
+            def spec_path(block: str, last_id: str) -> str:  # a block of another shape
+                self._id = last_id
+                for line in block.split("\n"):
+                    self._line(line)
+                self._dispatch(events)
+                return self._id
+
+            last = _cbulk(text, pos, end, events, decode, last_id, spec_path, SSEResponse, DataDecodeError)
+            if last is not None:  # else a string of a kind it does not read: the regex below
+                self._id = self.last_event_id = last
+                return
         for block, has_id, id_, event, data, more, other in _BLOCK.findall(text, pos, end):
             if block:
                 if check_size and _utf8_size(block) + 1 > limit:

@@ -5,8 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+import pytest
+
 from sseplug import EventParser, SSEResponse
+from sseplug import parser as parser_module
 from sseplug.parser import Comment
+
+
+@pytest.fixture(params=["c", "python"])
+def both_cores(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the bulk path in C, then with the regex (``SSEPLUG_PURE_PYTHON=1``'s)."""
+    if request.param == "c":
+        if parser_module._cbulk is None:
+            pytest.fail("sseplug._cparser is not built: pip install -e . with a C compiler")
+    else:
+        monkeypatch.setattr(parser_module, "_cbulk", None)
+    return str(request.param)
 
 
 class Outcome(NamedTuple):

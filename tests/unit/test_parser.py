@@ -16,9 +16,12 @@ from sseplug import EventParser, SSEResponse
 from sseplug.errors import EventTooLargeError
 from sseplug.parser import MAX_RETRY_MS, Comment, DataDecodeError
 
+from .parsing import both_cores  # noqa: F401  (a fixture: every test runs with the C and the Python bulk path)
 from .parsing import datas, parse, run
 
 BOM = "\ufeff".encode()
+
+pytestmark = pytest.mark.usefixtures("both_cores")
 
 
 # -- decoding ------------------------------------------------------------------------------------

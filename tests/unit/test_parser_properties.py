@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from unittest import mock
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +12,7 @@ from sseplug import SSEResponse
 from sseplug import parser as parser_module
 from sseplug.parser import _FOLD_AT
 
+from .parsing import both_cores  # noqa: F401  (a fixture: every test runs with the C and the Python bulk path)
 from .parsing import Outcome, run, run_with_comments
 
 LINE_TEXT = st.text(
@@ -27,6 +29,8 @@ EVENT = st.fixed_dictionaries(
         "space": st.booleans(),
     }
 )
+
+pytestmark = pytest.mark.usefixtures("both_cores")
 
 
 def cut(blob: bytes, cuts: list[int]) -> list[bytes]:

@@ -1,0 +1,78 @@
+"""The bulk path in C against the regex bulk path: identical events, ids, retry and errors on
+random streams, random chunking, failing decoders and size limits (a differential fuzz test)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+from unittest import mock
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sseplug import EventParser
+from sseplug import parser as parser_module
+from sseplug.errors import EventTooLargeError
+from sseplug.parser import DataDecodeError
+
+TOKENS = st.sampled_from(
+    [b"id: 7\n", b"id:\n", b"id: a\x00b\n", b"event: tick\n", b"event:\n", b"data: x\n", b"data:y\n", b"data\n",
+     b"data: \n", b": c\n", b"retry: 5\n", b"\n", b"\n\n", b"\r\n", b"\r", b"data: caf\xc3\xa9\n", b"data: \xf0\x9f\xa6\x80\n",
+     b"data: bad\n", b"event: other\n", b"foo: bar\n", b"idx: 1\n", b"data:  two\n", b"data: 1\ndata: 2\n"]
+)
+
+
+def decoder(text: str) -> Any:
+    if "bad" in text:
+        raise ValueError(f"cannot decode {text!r}")
+    return text.upper() if len(text) % 2 else None
+
+
+def outcome(chunks: list[bytes], use_c: bool, **options: Any) -> tuple[Any, ...]:
+    with mock.patch.object(parser_module, "_cbulk", parser_module._cbulk if use_c else None):
+        parser = EventParser(**options)
+        events: list[Any] = []
+        try:
+            for chunk in chunks:
+                events += parser.feed(chunk)
+        except (DataDecodeError, EventTooLargeError) as error:
+            cause = error.__cause__
+            failure = (type(error).__name__, str(error), list(error.events), type(cause).__name__, str(cause))
+            return events, failure
+        return events, parser.last_event_id, parser.retry
+
+
+@pytest.mark.skipif(parser_module._cbulk is None, reason="sseplug._cparser is not built (test_the_c_bulk_path_is_built fails then)")
+@settings(max_examples=600, deadline=None)
+@given(st.lists(TOKENS, max_size=40), st.lists(st.integers(min_value=0), max_size=6),
+       st.sampled_from([None, decoder]), st.sampled_from([16 * 1024 * 1024, 40, 8]))
+def test_c_and_regex_bulk_paths_agree_on_everything(
+    tokens: list[bytes], cuts: list[int], decode: Any, limit: int
+) -> None:
+    blob = b"".join(tokens)
+    points = sorted({c % (len(blob) + 1) for c in cuts})
+    chunks = [blob[a:b] for a, b in zip([0, *points], [*points, len(blob)])]
+    options = {"decode_data": decode, "max_event_size": limit}
+    assert outcome(chunks, True, **options) == outcome(chunks, False, **options)
+
+
+def test_the_c_bulk_path_is_built() -> None:
+    """CI builds it (setup.py's optional extension); SSEPLUG_PURE_PYTHON=1 is the way to leave it out."""
+    assert parser_module._cbulk is not None or os.environ.get("SSEPLUG_PURE_PYTHON") == "1"
+
+
+def test_pure_python_switch() -> None:
+    code = "import sseplug.parser as p; print(p._cbulk is None)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SSEPLUG_PURE_PYTHON": "1"})
+    assert out.stdout.strip() == "True"
+
+
+def test_text_beyond_one_byte_characters_takes_the_regex_path() -> None:
+    """The C scan reads 1-byte strings only: 🦀 (4 bytes in UTF-8) goes to the regex, same events."""
+    blob = "id: 1\ndata: 🦀\n\nid: 2\ndata: é\n\n".encode()
+    assert outcome([blob], True) == outcome([blob], False)
+    assert [e.data for e in outcome([blob], True)[0]] == ["🦀", "é"]
