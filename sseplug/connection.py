@@ -47,6 +47,10 @@ HttpFor = Callable[[str], urllib3.PoolManager]
 """Gives the urllib3 pool manager (direct or proxy) to use for a URL."""
 
 READ_SIZE = 64 * 1024
+LARGE_READ_SIZE = 1024 * 1024
+"""Bytes asked of the socket while a large event (``LARGE_PENDING`` bytes or more) is pending:
+fewer reads and fewer pieces to join; an idle stream never holds a buffer this size."""
+LARGE_PENDING = 16 * 1024
 CONNECT_TIMEOUT = 10.0
 MAX_REDIRECTS = 10
 ERROR_BODY_LIMIT = 1024
@@ -62,8 +66,9 @@ _new_event = tuple.__new__
 _DATA = SSEResponse._fields.index("data")
 
 
-def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[], bytes | None]:
-    """A function returning the next body bytes available (``None`` at the end of the body).
+def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[int], bytes | None]:
+    """A function returning the next body bytes available, at most about ``size`` of them
+    (``None`` at the end of the body).
 
     A body without content coding whose end is not given by Content-Length (chunked, or ending
     at close: every SSE response in practice) is read with the socket's own ``recv``, which
@@ -81,26 +86,26 @@ def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[], bytes | None]:
         or response.headers.get("Content-Encoding", "identity").strip().lower() != "identity"
     ):
         read1 = response.read1
-        return lambda: read1(READ_SIZE) or None
+        return lambda size: read1(size) or None
     pending = _drain(raw, sock)  # body bytes read along with the headers
     recv = sock.recv
 
-    def read_body() -> bytes:
+    def read_body(size: int) -> bytes:
         nonlocal pending
         if pending:
             data, pending = pending, b""
             return data
-        received: bytes = recv(READ_SIZE)
+        received: bytes = recv(size)
         return received
 
     if not chunked:
-        return lambda: read_body() or None
+        return lambda size: read_body(size) or None
     decoder = ChunkedDecoder()
 
-    def read_chunked() -> bytes | None:
+    def read_chunked(size: int) -> bytes | None:
         if decoder.done:  # the last chunk came: never wait for a keep-alive socket to close
             return None
-        data = read_body()
+        data = read_body(size)
         if not data:
             raise ChunkedError("the connection closed before the last chunk")
         return decoder.feed(data)
@@ -623,7 +628,7 @@ class Connection:
                 idle()
                 turn_due = clock() + HUB_TURN_EVERY
             try:
-                chunk = read()
+                chunk = read(LARGE_READ_SIZE if parser.pending_size >= LARGE_PENDING else READ_SIZE)
             except (Urllib3Error, OSError, ChunkedError) as error:
                 raise NetworkError(
                     f"stream broke: {error}", connection_id=self.id, url=self.url

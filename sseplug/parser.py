@@ -169,6 +169,11 @@ class EventParser:
         self._block_size = 0
         self._bulk_enabled = True  # False: spec path only (the reference the bulk path is tested on)
 
+    @property
+    def pending_size(self) -> int:
+        """UTF-8 bytes of the event (block and unfinished line) waiting for more bytes."""
+        return self._block_size + self._partial_size
+
     def feed(self, chunk: bytes) -> list[SSEResponse]:
         """Parse ``chunk`` and return the events it completed, in stream order."""
         return self._feed(chunk, [])

@@ -411,3 +411,13 @@ def test_feed_reports_no_comments() -> None:
     assert EventParser().feed(b": heartbeat\n\n: a\ndata: x\n\n") == [
         SSEResponse("", "message", "x", "a", ": a\ndata: x")
     ]
+
+
+def test_pending_size_is_the_unfinished_event_in_utf8_bytes() -> None:
+    """What the connection reads bigger pieces for (a large event in progress), and only then."""
+    parser = EventParser()
+    assert parser.pending_size == 0
+    parser.feed(b"id: 1\ndata: " + "é".encode() * 10_000)
+    assert parser.pending_size == len(b"id: 1\n") + len(b"data: ") + 20_000
+    parser.feed(b"\n\n")
+    assert parser.pending_size == 0
