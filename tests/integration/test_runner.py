@@ -177,7 +177,8 @@ def install_fake_plugin(root: Path, name: str, source: str) -> dict[str, str]:
 
 def test_handler_that_raises_is_logged_and_nothing_is_checkpointed_past(tmp_path: Path, sse_server: SSEServer) -> None:
     env = install_fake_plugin(tmp_path / "site", "failplug", FAILING_PLUGIN)
-    config = write_config(tmp_path, connection("orders", sse_server.url("/feed/o?count=5&interval=0")) + "[plugins.failplug]\n")
+    config = write_config(tmp_path, connection("orders", sse_server.url("/feed/o?count=5&interval=0")) + "[plugins.failplug]\n",
+                          "errors = { backoff = 0.01 }")  # the default redeliveries, without their seconds of backoff
     status, _, err = rp.finish(rp.start("run", str(config), env=env, cwd=tmp_path))
     assert status == 1
     assert "plugin 'failplug'" in err and "connection 'orders'" in err and "event id '3'" in err
