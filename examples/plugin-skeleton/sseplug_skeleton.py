@@ -13,6 +13,9 @@ other plugins and the built-ins. The plugin implements four hooks:
 - ``sseplug_handle_event``: logs every event on the ``sseplug_skeleton`` logger at INFO;
 - ``sseplug_retry_decision``: no reconnect after a stream whose last event was of type ``end``
   (the server said it is finished); otherwise the built-in policy decides.
+
+In ``sseplug run`` it stays inert until the config has a ``[plugins.skeleton]`` table (it does not
+set ``sseplug_always_on``): installing it changes no existing config.
 """
 
 from __future__ import annotations

@@ -196,17 +196,16 @@ class RedisLeases:
 
     @hookimpl
     def sseplug_configure(self, config: Config | None) -> None:
-        """Validate ``[plugins.redis]`` and prepare the pool; connect only once a stream claims."""
+        """Validate ``[plugins.redis]`` and prepare the pool; connect only once a stream claims.
+        Under ``sseplug check`` (``config.dry_run``) validate only: the plugin stays inert."""
         self.sseplug_unconfigure()
         if config is None or NAME not in config.plugins:
             return
-        self.url, self.lease_ttl, self.stream, self.maxlen, self.dead_letter_stream = _settings(config)
-        self.total = max(1, len(config.connections))
-        self.token = uuid.uuid4().hex
-        timeout = max(0.5, min(5.0, self.interval))
+        url, lease_ttl, stream, maxlen, dead_letter_stream = _settings(config)
+        timeout = max(0.5, min(5.0, lease_ttl / 3))
         try:
-            pool = redis.BlockingConnectionPool.from_url(
-                self.url,
+            pool = redis.BlockingConnectionPool.from_url(  # parses the URL; connects nothing yet
+                url,
                 max_connections=MAX_REDIS_CONNECTIONS,
                 timeout=timeout,  # waiting for a free pool connection
                 socket_timeout=timeout,
@@ -214,11 +213,17 @@ class RedisLeases:
                 retry=Retry(NoBackoff(), 0),  # a failure must surface now, not after backoffs
             )
         except ValueError as error:
-            self.url = None
             raise ConfigError(
                 f"invalid Redis URL: {error}; e.g. url = \"redis://127.0.0.1:6379/0\"",
                 key=f"plugins.{NAME}.url", path=str(config.path),
             ) from error
+        if getattr(config, "dry_run", False):  # sseplug check: validated, and the plugin stays inert
+            pool.disconnect()
+            return
+        self.url, self.lease_ttl, self.stream, self.maxlen = url, lease_ttl, stream, maxlen
+        self.dead_letter_stream = dead_letter_stream
+        self.total = max(1, len(config.connections))
+        self.token = uuid.uuid4().hex
         self.redis = redis.Redis(connection_pool=pool)
         self._scripts = {name: self.redis.register_script(source) for name, source in (
             ("acquire", _ACQUIRE), ("extend", _EXTEND), ("release", _RELEASE), ("heartbeat", _HEARTBEAT),

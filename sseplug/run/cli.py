@@ -106,24 +106,58 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Everything ``run`` validates (plugin tables, routes, filters, the metrics endpoint), as a
-    dry run: plugins see ``config.dry_run`` and create, open and connect nothing."""
-    from .runner import check_routes, inactive_plugins, keep_stdout_only_without_other_sinks, runner_plugins
-
+    dry run: plugins see ``config.dry_run`` and create, open and connect nothing. Every error
+    names the file and the key."""
     config = dataclasses.replace(_load(args.config), dry_run=True)
-    pm = runner_plugins(config)
-    pm.configure(config)  # plugins check their tables
     try:
-        keep_stdout_only_without_other_sinks(pm, config)
-        check_routes(pm, config)
         if config.runner.http_listen is not None:
-            from . import metrics  # noqa: F401  (its dependencies import)
-    finally:
-        pm.unconfigure()
+            try:
+                from . import metrics  # noqa: F401  (what /metrics needs imports)
+            except ImportError as error:
+                raise ConfigError(f"the HTTP endpoint cannot start: {error}; install what it names "
+                                  "(a dependency of sseplug) or remove http_listen", key="runner.http_listen") from error
+        from .runner import check_routes, inactive_plugins, keep_stdout_only_without_other_sinks, runner_plugins
+
+        pm = runner_plugins(config)
+        try:
+            try:
+                pm.configure(config)  # plugins check their tables
+            except (ConfigError, PluginError):
+                raise
+            except Exception as error:  # not a ConfigError: a plugin's own bug, still this file's check
+                name = pm.plugin_that_raised("sseplug_configure", error)
+                raise PluginError(f"plugin {name!r} failed to check its settings: {type(error).__name__}: {error}",
+                                  plugin=name, hook="sseplug_configure") from error
+            keep_stdout_only_without_other_sinks(pm, config)
+            check_routes(pm, config)
+        finally:
+            pm.unconfigure()
+        inactive = inactive_plugins(create_plugin_manager(builtins=()), config)
+    except (ConfigError, PluginError) as error:
+        raise _in_file(error, config) from error
     names = ", ".join(row["name"] for row in pm.describe())
-    inactive = inactive_plugins(create_plugin_manager(builtins=()), config)
     unused = f"; installed but inactive without a [plugins.NAME] table: {', '.join(inactive)}" if inactive else ""
     print(f"{args.config}: OK, {len(config.connections)} connections; plugins: {names}{unused}")
     return 0
+
+
+def _in_file(error: ConfigError | PluginError, config: Config) -> ConfigError:
+    """``error`` met while checking ``config``, as a ``ConfigError`` naming the file and a key: its
+    own, else the plugin's: its ``[plugins.NAME]`` table when checking it failed, its
+    ``runner.plugins.modules`` entry, or where to disable it."""
+    from .environment import join_key
+
+    if isinstance(error, ConfigError):
+        return ConfigError(error.message, key=error.key, path=error.path or str(config.path))
+    name, message = error.plugin or "", error.message
+    if name in config.plugins and (error.hook == "sseplug_configure" or name not in config.runner.modules):
+        key = join_key("plugins", name)
+    elif name in config.runner.modules:
+        key = f"runner.plugins.modules[{config.runner.modules.index(name)}]"
+        message = message.removeprefix(f"{key}: ")
+    else:  # an installed plugin that does not load: disabling it is the way out
+        key = "runner.plugins.disable" if name else "runner.plugins"
+    return ConfigError(message, key=key, path=str(config.path))
 
 
 def _plugins(args: argparse.Namespace) -> int:

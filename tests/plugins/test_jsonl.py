@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,8 @@ import sseplug_jsonl
 from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
 from sseplug.run.config import Config, parse_config
 from sseplug.errors import ConfigError
-from sseplug.plugins import PluginManager
+from sseplug.builtin import deadletter
+from sseplug.plugins import PluginManager, create_plugin_manager
 from sseplug.server import Response, SSEServer
 from sseplug_jsonl import JsonlSink
 
@@ -391,6 +393,61 @@ def test_dead_letters_go_to_dead_letter_path_synced(tmp_path: Path, monkeypatch:
     without.sseplug_configure(make_config(tmp_path, 'path = "e.jsonl"'))
     assert without.sseplug_dead_letter(poison, conn("c"), "kafka", RuntimeError("x"), 1) is None
     without.sseplug_unconfigure()
+
+
+def with_builtin_dead_letters(sink: JsonlSink, config: Config) -> PluginManager:
+    """A configured manager holding the runner's built-in ``deadletter`` (last resort) and ``sink``."""
+    pm = create_plugin_manager(builtins=("deadletter",), load_entry_points=False, extra=[("jsonl", sink)])
+    pm.configure(config)
+    return pm
+
+
+def test_sseplug_dead_letter_answers_first_with_dead_letter_path_else_leaves_it_to_the_builtin(tmp_path: Path) -> None:
+    poison = SSEResponse("7", "message", {"n": 7}, "", 'id: 7\ndata: {"n": 7}')
+    letter = {"event": poison, "connection": conn("c"), "plugin": "kafka", "error": RuntimeError("down"), "attempts": 2}
+    builtin_file = tmp_path / ".sseplug" / deadletter.FILENAME  # the config's default state_dir
+    pm = with_builtin_dead_letters(JsonlSink(), make_config(tmp_path, 'path = "e.jsonl"\ndead_letter_path = "dead.jsonl"'))
+    try:
+        assert pm.hook.sseplug_dead_letter(**letter) is True
+    finally:
+        pm.unconfigure()
+    (stored,) = read_lines(tmp_path / "dead.jsonl")
+    assert (stored["connection"], stored["plugin"], stored["attempts"], stored["error"]) == ("c", "kafka", 2,
+                                                                                             "RuntimeError: down")
+    assert stored["event"]["id"] == "7" and stored["time"].endswith("Z")
+    assert not builtin_file.exists()  # firstresult: the built-in was not asked
+
+    pm = with_builtin_dead_letters(JsonlSink(), make_config(tmp_path, 'path = "e.jsonl"'))
+    try:
+        assert pm.hook.sseplug_dead_letter(**letter) is True  # the built-in's answer: the sink passed
+    finally:
+        pm.unconfigure()
+    assert [line["event"]["id"] for line in read_lines(builtin_file)] == ["7"]
+    assert len(read_lines(tmp_path / "dead.jsonl")) == 1
+
+
+def test_sseplug_dead_letter_raises_when_the_dead_letter_cannot_be_stored(tmp_path: Path) -> None:
+    pm = with_builtin_dead_letters(JsonlSink(), make_config(
+        tmp_path, 'path = "e.jsonl"\ndead_letter_path = "dead/{connection}.jsonl"'))
+    (tmp_path / "dead" / "late.jsonl").mkdir()  # a connection whose file is a directory: cannot be opened
+    try:
+        with pytest.raises(IsADirectoryError):
+            pm.hook.sseplug_dead_letter(event=event("1"), connection=conn("late"), plugin="kafka",
+                                        error=RuntimeError("down"), attempts=1)
+    finally:
+        pm.unconfigure()
+    assert not (tmp_path / ".sseplug").exists()  # not passed on to the built-in: the connection stops
+
+
+def test_dry_run_validates_and_creates_nothing(tmp_path: Path) -> None:
+    table = 'path = "out/{connection}.jsonl"\ndead_letter_path = "dead/{connection}.jsonl"'
+    plugin = JsonlSink()
+    plugin.sseplug_configure(dataclasses.replace(make_config(tmp_path, table), dry_run=True))
+    assert list(tmp_path.iterdir()) == [] and repr(plugin) == "<JsonlSink inactive>"
+    assert plugin.sseplug_dead_letter(event(), conn(), "kafka", RuntimeError("x"), 1) is None
+    with pytest.raises(ConfigError) as caught:
+        plugin.sseplug_configure(dataclasses.replace(make_config(tmp_path, 'path = "{id}.jsonl"'), dry_run=True))
+    assert caught.value.key == "plugins.jsonl.path" and caught.value.path == str(tmp_path / "run.toml")
 
 
 def test_entry_point_target_is_a_sink() -> None:

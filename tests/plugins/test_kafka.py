@@ -3,6 +3,7 @@ messages consumed back, checkpoints after acknowledgement, a broker that is down
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sqlite3
@@ -20,12 +21,13 @@ import pytest
 
 import sseplug_kafka
 from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
+from sseplug.builtin import deadletter
 from sseplug.builtin.sqlite import SQLiteCheckpoints
 from sseplug.run.config import Config, parse_config
 from sseplug.errors import ConfigError, PluginError
-from sseplug.plugins import PluginManager
+from sseplug.plugins import PluginManager, create_plugin_manager
 from sseplug.server import Response, SSEServer
-from sseplug_kafka import KafkaSettings, KafkaSink
+from sseplug_kafka import DeliveryError, KafkaSettings, KafkaSink
 
 from .kafka_broker import TansuBroker, free_port, running_broker
 
@@ -179,6 +181,58 @@ def test_a_topic_template_gives_each_connection_its_topic_and_dead_letters_their
     letter = json.loads(message.value)  # type: ignore[arg-type]
     assert message.key == b"alpha" and (letter["plugin"], letter["attempts"]) == ("jsonl", 3)
     assert letter["error"] == "OSError: disk full" and letter["event"]["data"] == {"n": 9}
+
+
+def dead_letter_through_the_hook(tmp_path: Path, table: str, connection_id: str = "c") -> Any:
+    """``pm.hook.sseplug_dead_letter`` on a runner-like manager: a fresh sink, then the built-in
+    ``deadletter`` last; the sink is configured with ``[plugins.kafka]`` holding ``table``."""
+    pm = create_plugin_manager(builtins=("deadletter",), load_entry_points=False, extra=[("kafka", KafkaSink())])
+    pm.configure(make_config(tmp_path, table))
+    poison = SSEResponse("9", "tick", {"n": 9}, "", 'id: 9\nevent: tick\ndata: {"n": 9}')
+    try:
+        return pm.hook.sseplug_dead_letter(event=poison, connection=SimpleNamespace(id=connection_id),
+                                           plugin="jsonl", error=OSError("disk full"), attempts=3)
+    finally:
+        pm.unconfigure()
+
+
+def test_sseplug_dead_letter_answers_first_with_dead_letter_topic_else_leaves_it_to_the_builtin(
+    broker: TansuBroker, topic: str, tmp_path: Path
+) -> None:
+    builtin_file = tmp_path / ".sseplug" / deadletter.FILENAME  # the config's default state_dir
+    table = kafka_table(broker.bootstrap, topic, f'dead_letter_topic = "{topic}.dead.{{connection}}"\n')
+    assert dead_letter_through_the_hook(tmp_path, table) is True
+    (message,) = broker.consume(f"{topic}.dead.c", 1)
+    letter = json.loads(message.value)  # type: ignore[arg-type]
+    assert message.key == b"c" and letter["time"].endswith("Z")
+    assert {k: letter[k] for k in ("connection", "plugin", "attempts", "error")} == {
+        "connection": "c", "plugin": "jsonl", "attempts": 3, "error": "OSError: disk full"}
+    assert {k: letter["event"][k] for k in ("id", "event", "data")} == {"id": "9", "event": "tick", "data": {"n": 9}}
+    assert not builtin_file.exists()  # firstresult: the built-in was not asked
+
+    assert dead_letter_through_the_hook(tmp_path, kafka_table(broker.bootstrap, topic)) is True  # the built-in's
+    assert [json.loads(line)["event"]["id"] for line in builtin_file.read_text().splitlines()] == ["9"]
+
+
+def test_sseplug_dead_letter_raises_when_the_broker_does_not_acknowledge(tmp_path: Path) -> None:
+    nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
+    table = kafka_table(nobody, "t", 'dead_letter_topic = "dead"\ndelivery_timeout_ms = 1000\n')
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="did not reach topic 'dead'"):
+        dead_letter_through_the_hook(tmp_path, table)
+    assert time.monotonic() - started < 1.0 + 5.0  # the delivery timeout, plus start-up and margin
+    assert not (tmp_path / ".sseplug").exists()  # not passed on to the built-in: the connection stops
+
+
+def test_dry_run_validates_and_creates_no_producer(tmp_path: Path) -> None:
+    plugin = KafkaSink(producer_factory=lambda settings: pytest.fail("no producer under sseplug check"))
+    table = kafka_table("127.0.0.1:1", "sse.{connection}", 'dead_letter_topic = "dead"')
+    plugin.sseplug_configure(dataclasses.replace(make_config(tmp_path, table), dry_run=True))
+    assert plugin.settings is None and plugin._poller is None
+    with pytest.raises(ConfigError) as caught:
+        plugin.sseplug_configure(dataclasses.replace(make_config(tmp_path, kafka_table("a:1", "sse.{id}")),
+                                                     dry_run=True))
+    assert caught.value.key == "plugins.kafka.topic" and caught.value.path == str(tmp_path / "run.toml")
 
 
 def test_values_are_text_or_compact_json_and_headers_carry_id_and_type(

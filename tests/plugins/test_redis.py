@@ -3,6 +3,8 @@ fenced checkpoints, the Redis Streams sink, Redis going away, config validation.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
 import signal
@@ -22,7 +24,9 @@ import redis
 
 import sseplug_redis
 from sseplug.run.config import Config, parse_config
+from sseplug.builtin import deadletter
 from sseplug.errors import ConfigError
+from sseplug.plugins import create_plugin_manager
 from sseplug.server import SSEServer
 from sseplug_redis import RUNNERS_KEY, RedisLeases, checkpoint_key, lease_key
 
@@ -443,6 +447,58 @@ def test_dead_letters_go_to_the_dead_letter_stream(make_plugin: Any, db: redis.R
     without = make_plugin()
     assert without.sseplug_dead_letter(event=poison, connection=FakeConnection("c0"), plugin="kafka",
                                        error=RuntimeError("x"), attempts=1) is None
+
+
+def dead_letter_through_the_hook(tmp_path: Path, table: str) -> Any:
+    """``pm.hook.sseplug_dead_letter`` on a runner-like manager: a fresh plugin, then the built-in
+    ``deadletter`` last; the plugin is configured with ``[plugins.redis]`` holding ``table``."""
+    pm = create_plugin_manager(builtins=("deadletter",), load_entry_points=False, extra=[("redis", RedisLeases())])
+    pm.configure(make_config(tmp_path, table))
+    poison = SimpleNamespace(id="5", event="tick", data="five", raw_response="id: 5\nevent: tick\ndata: five")
+    try:
+        return pm.hook.sseplug_dead_letter(event=poison, connection=FakeConnection("c0"), plugin="kafka",
+                                           error=RuntimeError("broker down"), attempts=2)
+    finally:
+        pm.unconfigure()
+
+
+def test_sseplug_dead_letter_answers_first_with_dead_letter_stream_else_leaves_it_to_the_builtin(
+    tmp_path: Path, redis_server: RedisServer, db: redis.Redis
+) -> None:
+    builtin_file = tmp_path / ".sseplug" / deadletter.FILENAME  # the config's default state_dir
+    table = f'url = "{redis_server.url}"\ndead_letter_stream = "dead:{{connection}}"'
+    assert dead_letter_through_the_hook(tmp_path, table) is True
+    ((_, fields),) = db.xrange("dead:c0")
+    assert (fields[b"id"], fields[b"plugin"], fields[b"attempts"], fields[b"data"]) == (b"5", b"kafka", b"2", b"five")
+    assert not builtin_file.exists()  # firstresult: the built-in was not asked
+
+    assert dead_letter_through_the_hook(tmp_path, f'url = "{redis_server.url}"') is True  # the built-in's answer
+    assert [json.loads(line)["event"]["id"] for line in builtin_file.read_text().splitlines()] == ["5"]
+    assert db.xlen("dead:c0") == 1
+
+
+def test_sseplug_dead_letter_raises_when_redis_refuses_or_is_unreachable(
+    tmp_path: Path, redis_server: RedisServer, db: redis.Redis
+) -> None:
+    db.set("dead:c0", "not a stream")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        dead_letter_through_the_hook(tmp_path, f'url = "{redis_server.url}"\ndead_letter_stream = "dead:{{connection}}"')
+    closed_port = RedisServer(tmp_path).port  # nothing listens there
+    with pytest.raises(redis.ConnectionError):
+        dead_letter_through_the_hook(tmp_path, f'url = "redis://127.0.0.1:{closed_port}/0"\ndead_letter_stream = "d"')
+    assert not (tmp_path / ".sseplug").exists()  # never passed on to the built-in: the connection stops
+
+
+def test_dry_run_validates_and_prepares_no_pool(tmp_path: Path) -> None:
+    plugin = RedisLeases()
+    table = 'url = "redis://127.0.0.1:1/0"\nstream = "ev:{connection}"\ndead_letter_stream = "dead"'
+    plugin.sseplug_configure(dataclasses.replace(make_config(tmp_path, table), dry_run=True))
+    assert plugin.url is None and plugin.redis is None and repr(plugin).startswith("<RedisLeases inactive")
+    assert plugin.sseplug_claim(connection=FakeConnection("c0")) is None
+    for bad, key in (('url = "redis://h"\nstream = "{id}"', "stream"), ('url = "redis://h:port/0"', "url")):
+        with pytest.raises(ConfigError) as caught:
+            plugin.sseplug_configure(dataclasses.replace(make_config(tmp_path, bad), dry_run=True))
+        assert caught.value.key == f"plugins.redis.{key}" and caught.value.path == str(tmp_path / "run.toml")
 
 
 def test_sseplug_claim_is_inert_without_a_table_and_waits_while_redis_is_down(tmp_path: Path) -> None:
