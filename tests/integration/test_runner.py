@@ -46,10 +46,21 @@ def by_connection(lines: list[dict]) -> dict[str, list[int]]:
 # -- delivery across crashes and stops -------------------------------------------------------------
 
 
+FAST_RETRY = """
+from sseplug import hookimpl
+
+@hookimpl(tryfirst=True)
+def sseplug_retry_decision():
+    return 0.05  # the drops are the point here, not the backoff (which doubles per drop)
+"""
+
+
 def test_sigkill_at_several_moments_then_restart_loses_no_event(tmp_path: Path, sse_server: SSEServer) -> None:
     count = 60
+    (tmp_path / "fastretry.py").write_text(FAST_RETRY)
     config = write_config(tmp_path, connection("a", sse_server.url(f"/feed/a?count={count}&interval=0.01"))
-                          + connection("b", sse_server.url(f"/flaky/b?count={count}&drop_every=7&interval=0.01")))
+                          + connection("b", sse_server.url(f"/flaky/b?count={count}&drop_every=7&interval=0.01")),
+                          'plugins = { modules = ["fastretry"] }')
     printed: list[list[dict]] = []
     for moment in (5, 17, 31):  # kill after this many printed lines
         proc = rp.start("run", str(config), cwd=tmp_path)
