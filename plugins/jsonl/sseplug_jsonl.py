@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import string
-import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from sseplug.builtin.deadletter import letter
 from sseplug.errors import ConfigError
 from sseplug.hookspecs import hookimpl
 
@@ -68,7 +68,7 @@ class JsonlSink:
         self.path, self.max_bytes, self.backups, self.fsync = path, max_bytes, backups, fsync
         self.dead_letter_path = dead_letter_path
         templates = {"path": path, "dead_letter_path": dead_letter_path}
-        routed = [c for c in config.connections if getattr(c, "sinks", None) is None or NAME in c.sinks]
+        routed = [c for c in config.connections if NAME in (getattr(c, "sinks", None) or (NAME,))]
         for key, template in ((key, template) for key, template in templates.items() if template is not None):
             for connection in routed:  # the files of the connections this sink serves, opened up front
                 try:
@@ -110,12 +110,7 @@ class JsonlSink:
         """With ``dead_letter_path``: append the dead letter, synced to the disk; else no answer."""
         if self.dead_letter_path is None:
             return None
-        record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "connection": connection.id, "plugin": plugin, "attempts": attempts,
-            "error": f"{type(error).__name__}: {error}",
-            "event": {"id": event.id, "event": event.event, "data": event.data, "raw": event.raw_response},
-        }
+        record = letter(event, connection, plugin, error, attempts)
         file = self._file(self.dead_letter_path, connection.id)
         file.write(_line(record), max_bytes=None)
         file.flush(fsync=True)

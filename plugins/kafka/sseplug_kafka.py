@@ -16,6 +16,7 @@ import confluent_kafka
 import gevent
 import gevent.event
 
+from sseplug.builtin.deadletter import letter
 from sseplug.errors import ConfigError
 from sseplug.hookspecs import hookimpl
 
@@ -289,11 +290,7 @@ class KafkaSink:
         if producer is None or settings is None or settings.dead_letter_topic is None:
             return None
         topic = settings.topic_for(connection.id, settings.dead_letter_topic)
-        letter = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "connection": connection.id,
-            "plugin": plugin, "attempts": attempts, "error": f"{type(error).__name__}: {error}",
-            "event": {"id": event.id, "event": event.event, "data": event.data, "raw": event.raw_response},
-        }
+        record = letter(event, connection, plugin, error, attempts)
         reports: list[confluent_kafka.KafkaError | None] = []
         done = gevent.event.Event()
 
@@ -301,7 +298,7 @@ class KafkaSink:
             reports.append(failure)
             done.set()
 
-        producer.produce(topic, json.dumps(letter, default=str).encode(), _utf8(connection.id), on_delivery=report)
+        producer.produce(topic, json.dumps(record, default=str).encode(), _utf8(connection.id), on_delivery=report)
         self._waiting += 1
         self._active = time.perf_counter()
         self._wake.set()

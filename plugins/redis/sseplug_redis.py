@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import random
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +42,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from sseplug.builtin.deadletter import letter
 from sseplug.errors import ConfigError
 from sseplug.hookspecs import hookimpl
 
@@ -468,12 +468,10 @@ class RedisLeases:
         error, id, event, data, raw, time); a Redis failure raises. Without it, no answer."""
         if self.dead_letter_stream is None or self.url is None:
             return None
+        record = letter(event, connection, plugin, error, attempts)
         data = event.data if isinstance(event.data, str) else json.dumps(event.data, default=str, ensure_ascii=False)
-        fields = {
-            "connection": connection.id, "plugin": plugin, "attempts": str(attempts),
-            "error": f"{type(error).__name__}: {error}", "id": event.id, "event": event.event, "data": data,
-            "raw": event.raw_response, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        fields = {**{key: str(record[key]) for key in ("connection", "plugin", "attempts", "error", "time")},
+                  "id": event.id, "event": event.event, "data": data, "raw": event.raw_response}
         self._db().xadd(self.dead_letter_stream.format(connection=connection.id),
                         {name: _utf8(value) for name, value in fields.items()})
         return True

@@ -17,12 +17,26 @@ from typing import TYPE_CHECKING, Any
 from ..hookspecs import hookimpl
 from ..models import SSEResponse
 
-__all__ = ["FILENAME", "DeadLetterFile"]
+__all__ = ["FILENAME", "DeadLetterFile", "letter"]
 
 FILENAME = "dead-letter.jsonl"
 
 if TYPE_CHECKING:
     from ..connection import Connection
+
+
+def letter(event: SSEResponse, connection: Connection, plugin: str, error: BaseException, attempts: int) -> dict[str, Any]:
+    """What a dead letter records, the same in every store: ``{"time", "connection", "plugin",
+    "attempts", "error", "event"}``, ``event`` holding ``id``, ``event``, ``data`` and ``raw``
+    (the block as received)."""
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "connection": connection.id,
+        "plugin": plugin,
+        "attempts": attempts,
+        "error": f"{type(error).__name__}: {error}",
+        "event": {"id": event.id, "event": event.event, "data": event.data, "raw": event.raw_response},
+    }
 
 
 class DeadLetterFile:
@@ -45,14 +59,7 @@ class DeadLetterFile:
         """Append the dead letter and sync it to the disk; no answer without a state_dir."""
         if self.path is None:
             return None
-        line = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "connection": connection.id,
-            "plugin": plugin,
-            "attempts": attempts,
-            "error": f"{type(error).__name__}: {error}",
-            "event": {"id": event.id, "event": event.event, "data": event.data, "raw": event.raw_response},
-        }
+        line = letter(event, connection, plugin, error, attempts)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")

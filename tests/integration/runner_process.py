@@ -47,6 +47,17 @@ def read_events(proc: subprocess.Popen[str], count: int, timeout: float = 15.0) 
     return lines
 
 
+def stderr_line(proc: subprocess.Popen[str], needle: str, timeout: float = 15.0) -> str:
+    """The next stderr line of ``proc`` holding ``needle`` (the lines before it are skipped)."""
+    assert proc.stderr is not None
+    with gevent.Timeout(timeout, AssertionError(f"no stderr line with {needle!r} within {timeout}s")):
+        while True:
+            line = proc.stderr.readline()
+            assert line, f"sseplug exited before printing {needle!r}"
+            if needle in line:
+                return line
+
+
 def finish(proc: subprocess.Popen[str], timeout: float = 20.0) -> tuple[int, list[dict[str, Any]], str]:
     """Wait for ``proc`` to exit: its status, the rest of its JSON lines, its stderr."""
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,17 +12,6 @@ from sseplug.server import SSEServer
 
 from . import runner_process as rp
 from .test_runner import checkpoint, connection, write_config
-
-
-def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 15.0) -> str:
-    """The next stderr line of ``proc`` holding ``needle`` (the lines before it are skipped)."""
-    assert proc.stderr is not None
-    with gevent.Timeout(timeout, AssertionError(f"no stderr line with {needle!r} within {timeout}s")):
-        while True:
-            line = proc.stderr.readline()
-            assert line, f"sseplug exited before printing {needle!r}"
-            if needle in line:
-                return line
 
 
 def feed(sse_server: SSEServer, name: str, extra: str = "") -> str:
@@ -42,7 +30,7 @@ def test_sighup_adds_removes_restarts_and_keeps_connections(tmp_path: Path, sse_
     config = write_config(tmp_path, feed(sse_server, "keep") + feed(sse_server, "drop") + feed(sse_server, "edit"))
     proc = rp.start("run", str(config), cwd=tmp_path)
     try:
-        pid_line = wait_for_line(proc, "reload the config with: kill -HUP")
+        pid_line = rp.stderr_line(proc, "reload the config with: kill -HUP")
         assert f"kill -HUP {proc.pid}" in pid_line
         wait_until(lambda: all(sse_server.open_streams(f"/feed/{n}") == 1 for n in ("keep", "drop", "edit")))
         rp.read_events(proc, 6)
@@ -50,7 +38,7 @@ def test_sighup_adds_removes_restarts_and_keeps_connections(tmp_path: Path, sse_
                           .replace(feed(sse_server, "edit"), feed(sse_server, "edit", 'headers = { X-Tenant = "2" }'))
                           + feed(sse_server, "new"))
         proc.send_signal(signal.SIGHUP)
-        summary = wait_for_line(proc, "reloaded")
+        summary = rp.stderr_line(proc, "reloaded")
         assert "1 added ['new'], 1 removed ['drop'], 1 changed ['edit'], 1 unchanged" in summary
         wait_until(lambda: sse_server.open_streams("/feed/new") == 1 and sse_server.open_streams("/feed/drop") == 0)
         keep, drop, edit = (sse_server.requests_for(f"/feed/{n}") for n in ("keep", "drop", "edit"))
@@ -61,7 +49,7 @@ def test_sighup_adds_removes_restarts_and_keeps_connections(tmp_path: Path, sse_
 
         config.write_text(config.read_text() + 'where = "data.["\n')  # invalid: the running config stays
         proc.send_signal(signal.SIGHUP)
-        refused = wait_for_line(proc, "reload refused")
+        refused = rp.stderr_line(proc, "reload refused")
         assert "connections[2].where" in refused and str(config) in refused
         gevent.sleep(0.5)
         assert len(sse_server.requests_for("/feed/keep")) == 1 and sse_server.open_streams("/feed/new") == 1

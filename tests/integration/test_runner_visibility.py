@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -37,17 +36,6 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def stderr_line(proc: subprocess.Popen[str], needle: str, timeout: float = 15.0) -> tuple[str, float]:
-    """The first stderr line holding ``needle`` and when (time.monotonic) it was read."""
-    assert proc.stderr is not None
-    with gevent.Timeout(timeout, AssertionError(f"no stderr line with {needle!r} in {timeout}s")):
-        while True:
-            line = proc.stderr.readline()
-            assert line, f"the runner exited before saying {needle!r}"
-            if needle in line:
-                return line, time.monotonic()
-
-
 def test_a_failed_stream_is_reported_at_once_and_everywhere(tmp_path: Path, sse_server: SSEServer) -> None:
     port = free_port()
     sse_server.script("/bad", Response(401, {"Content-Type": "application/json"}, [b'{"error": "bad token"}'], "length"))
@@ -63,7 +51,8 @@ def test_a_failed_stream_is_reported_at_once_and_everywhere(tmp_path: Path, sse_
     proc = rp.start("run", str(config), cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
-        line, seen_at = stderr_line(proc, "failed for good")
+        line = rp.stderr_line(proc, "failed for good")
+        seen_at = time.monotonic()
         (request,) = sse_server.requests_for("/bad")
         assert seen_at - request.received_at < 1.0  # at once, not at shutdown
         assert "connection 'bad'" in line and "HTTP 401" in line and "check the URL, method and credentials" in line
