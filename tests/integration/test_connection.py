@@ -516,6 +516,19 @@ def test_proxy_from_the_standard_environment_variables(
     assert sse_server.requests_for("/s")[0].headers["host"] == "stream.example.invalid"
 
 
+def test_no_proxy_sends_a_host_past_the_proxy(
+    sse_server: SSEServer, sse_client: SSEClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens: going through it would fail
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    sse_server.script("/s", Response(body=[b"data: direct\n\n"]))
+    for cid in ("a", "b"):  # the second connect uses the settings read at the first
+        assert [e.data for e in collect(sse_client.connect(cid, SSERequest(sse_server.url("/s"), retry=False)))] == [
+            "direct"]
+
+
 def test_a_crash_outside_the_error_tree_is_logged_and_raised_never_silent(
     sse_server: SSEServer, sse_client: SSEClient, register_plugin: Callable[..., object],
     caplog: pytest.LogCaptureFixture,
