@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import string
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -239,33 +238,26 @@ def _line(record: dict[str, object]) -> bytes:
 
 
 def _resolved(template: Path, connection_id: str) -> Path:
-    return Path(str(template).replace("{connection}", connection_id))
+    return Path(str(template).format(connection=connection_id))
 
 
 def _settings(config: Config) -> tuple[Path, int | None, int, bool, Path | None]:
     """``(path, max_bytes, backups, fsync, dead_letter_path)`` from ``[plugins.jsonl]``, or a
     ``ConfigError`` naming the key."""
     read = config.plugin_settings(NAME, known=KEYS)
-    path = _path(read, config, "path", read.string("path", example='"events.jsonl" (relative to the config file)'))
+    path = _path(read, config, "path", read.template("path", example='"events.jsonl" (relative to the config file)'))
     max_bytes = read.integer(
         "max_bytes", None, minimum=MIN_MAX_BYTES, example="104857600 (leave it out to never rotate)"
     )
-    raw_dead = read.string("dead_letter_path", None, example='"dead-letters/{connection}.jsonl"')
+    raw_dead = read.template("dead_letter_path", None, example='"dead-letters/{connection}.jsonl"')
     dead = None if raw_dead is None else _path(read, config, "dead_letter_path", raw_dead)
     return path, max_bytes, read.integer("backups", DEFAULT_BACKUPS, minimum=0), read.boolean("fsync", False), dead
 
 
 def _path(read: TableReader, config: Config, key: str, raw: str) -> Path:
-    """A file path or template of the table: placeholders checked, relative to the config file."""
+    """A file path or ``{connection}`` template of the table, relative to the config file."""
     if not raw.strip():
         raise read.error(key, f'expected a file path, got {raw!r}; e.g. {key} = "events.jsonl"')
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(raw) if name is not None}
-    except ValueError as error:
-        raise read.error(key, f"{raw!r}: {error}; write {{connection}} for the connection id") from None
-    unknown = sorted(names - set(PLACEHOLDERS))
-    if unknown:
-        raise read.error(key, f"unknown placeholder {{{unknown[0]}}} in {raw!r}; the only one is {{connection}}")
     path = Path(raw).expanduser()
     return path if path.is_absolute() else config.path.absolute().parent / path
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import string
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -95,7 +94,7 @@ class KafkaSettings:
 
     def topic_for(self, connection_id: str, template: str | None = None) -> str:
         """The topic of a connection's events (``template``: another topic setting), ``{connection}`` filled in."""
-        return (self.topic if template is None else template).replace("{connection}", connection_id)
+        return (self.topic if template is None else template).format(connection=connection_id)
 
     @property
     def wait_timeout(self) -> float:
@@ -400,8 +399,8 @@ def _settings(config: Config) -> KafkaSettings:
             f"{read.table['bootstrap_servers']!r}; "
             'e.g. bootstrap_servers = ["10.0.0.1:9092", "10.0.0.2:9092"]',
         )
-    topic = _topic(read, config, "topic", read.string("topic", example='"events" or "sse.{connection}"'))
-    dead_letter_topic = read.string("dead_letter_topic", None, example='"sse.dead-letters"')
+    topic = _topic(read, config, "topic", read.template("topic", example='"events" or "sse.{connection}"'))
+    dead_letter_topic = read.template("dead_letter_topic", None, example='"sse.dead-letters"')
     if dead_letter_topic is not None:
         dead_letter_topic = _topic(read, config, "dead_letter_topic", dead_letter_topic)
     acks = ACKS[read.one_of("acks", tuple(ACKS), DEFAULT_ACKS)]
@@ -432,19 +431,12 @@ def _settings(config: Config) -> KafkaSettings:
 
 
 def _topic(read: TableReader, config: Config, key: str, template: str) -> str:
-    """A topic name, or a template with ``{connection}`` valid for every configured connection."""
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as error:
-        raise read.error(key, f"{template!r}: {error}; write {{connection}} for the connection id") from None
-    unknown = sorted(names - {"connection"})
-    if unknown:
-        raise read.error(key, f"unknown placeholder {{{unknown[0]}}} in {template!r}; the only one is {{connection}}")
-    samples = [connection.id for connection in config.connections] if names else [""]
-    for connection_id in samples:
-        topic = template.replace("{connection}", connection_id)
+    """A topic name, or a ``{connection}`` template that makes one of every configured connection id."""
+    names = [connection.id for connection in config.connections] if "{connection}" in template else [""]
+    for connection_id in names:
+        topic = template.format(connection=connection_id)
         if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
-            whose = f" for connection {connection_id!r}" if names else ""
+            whose = f" for connection {connection_id!r}" if connection_id else ""
             raise read.error(
                 key,
                 f"expected a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -){whose}, got {topic!r}; "

@@ -537,15 +537,9 @@ def _settings(config: Config) -> tuple[str, float, str | None, int | None, str |
 
 def _key_pattern(read: TableReader, key: str, example: str) -> str | None:
     """A Redis key with an optional ``{connection}`` placeholder, or ``None`` when not given."""
-    pattern = read.string(key, None, example=example)
-    if pattern is not None:
-        if not pattern:
-            raise read.error(key, f'expected a key pattern, got ""; e.g. {key} = {example}')
-        try:
-            pattern.format(connection="x")
-        except (KeyError, IndexError, ValueError) as error:
-            raise read.error(key, f"invalid key pattern {pattern!r} ({type(error).__name__}: {error}); "
-                                  "{connection} is the only placeholder, write {{ and }} for braces") from None
+    pattern = read.template(key, None, example=example)
+    if pattern == "":
+        raise read.error(key, f'expected a key pattern, got ""; e.g. {key} = {example}')
     return pattern
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import string
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -185,6 +186,24 @@ class TableReader:
         value = self.table[key]
         if not isinstance(value, str):
             raise self._wrong(key, "a string", default, example)
+        return value
+
+    def template(self, key: str, default: _D | _Required = _REQUIRED, *, example: str | None = None) -> str | _D:
+        """A string that may name ``{connection}``, which ``template.format(connection=id)`` fills
+        in with a connection's id (``{{`` and ``}}`` stand for braces); any other placeholder is
+        an error."""
+        value = self.string(key, default, example=example)
+        if not isinstance(value, str):
+            return value
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as error:
+            raise self.error(
+                key, f"{value!r}: {error}; write {{connection}} for the connection id, {{{{ and }}}} for braces"
+            ) from None
+        unknown = sorted(names - {"connection"})
+        if unknown:
+            raise self.error(key, f"unknown placeholder {{{unknown[0]}}} in {value!r}; {{connection}} is the only placeholder")
         return value
 
     def strings(

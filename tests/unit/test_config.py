@@ -899,3 +899,13 @@ def test_the_readme_pipeline_config_is_valid(tmp_path: Path) -> None:
     trades, audit = config.connections
     assert trades.sinks == ("jsonl", "kafka") and trades.errors == ErrorPolicy(3, 1.0, "dead_letter")
     assert audit.errors == ErrorPolicy(5, 1.0, "skip") and config.plugins["jsonl"]["path"] == "out/{connection}.jsonl"
+
+
+def test_a_template_names_only_connection_and_keeps_escaped_braces() -> None:
+    read = TableReader({"ok": "out/{connection}-{{x}}.jsonl", "bad": "s:{conection}", "open": "s:{connection"}, "plugins.p")
+    assert read.template("ok").format(connection="a") == "out/a-{x}.jsonl"
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{conection\}.*\{connection\} is the only placeholder"):
+        read.template("bad")
+    with pytest.raises(ConfigError, match=r"write \{connection\} for the connection id, \{\{ and \}\} for braces"):
+        read.template("open")
+    assert read.template("missing", None) is None
