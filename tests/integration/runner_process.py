@@ -69,8 +69,12 @@ def finish(proc: subprocess.Popen[str], timeout: float = 20.0) -> tuple[int, lis
     return proc.returncode, [json.loads(line) for line in out.splitlines() if line.strip()], err
 
 
-def kill(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL ``proc`` by pid and reap it."""
+def kill(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    """SIGKILL ``proc`` by pid, reap it, and return the JSON lines it printed that were not read yet.
+
+    A line cut short by the kill is left out: its event was not checkpointed, so it comes again.
+    """
     if proc.poll() is None:
         proc.kill()
-    proc.communicate(timeout=10)
+    out, _ = proc.communicate(timeout=10)
+    return [json.loads(line) for line in out.splitlines(keepends=True) if line.endswith("\n") and line.strip()]

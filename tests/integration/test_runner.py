@@ -64,8 +64,7 @@ def test_sigkill_at_several_moments_then_restart_loses_no_event(tmp_path: Path, 
     printed: list[list[dict]] = []
     for moment in (5, 17, 31):  # kill after this many printed lines
         proc = rp.start("run", str(config), cwd=tmp_path)
-        printed.append(rp.read_events(proc, moment))
-        rp.kill(proc)
+        printed.append(rp.read_events(proc, moment) + rp.kill(proc))  # what was printed before the kill counts
     status, rest, err = rp.finish(rp.start("run", str(config), cwd=tmp_path))
     printed.append(rest)
     assert status == 0, err
