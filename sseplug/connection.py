@@ -19,7 +19,8 @@ from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import parse_url
 
-from ._chunked import ChunkedDecoder, ChunkedError
+from ._body import READ_SIZE, Body
+from ._chunked import ChunkedError
 from .errors import (
     CertificateError,
     ContentTypeError,
@@ -46,7 +47,6 @@ log = logging.getLogger("sseplug.connection")
 HttpFor = Callable[[str], urllib3.PoolManager]
 """Gives the urllib3 pool manager (direct or proxy) to use for a URL."""
 
-READ_SIZE = 64 * 1024
 LARGE_READ_SIZE = 1024 * 1024
 """Bytes asked of the socket while a large event (``LARGE_PENDING`` bytes or more) is pending:
 fewer reads and fewer pieces to join; an idle stream never holds a buffer this size."""
@@ -58,71 +58,13 @@ ERROR_BODY_TIMEOUT = 5.0  # an error response's body is only an excerpt for the 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 HUB_TURN_EVERY = 0.005
-"""Seconds a stream whose socket always has data reads before it lets the hub run (timers, other
-streams, signals): without it a flooding server freezes the process, as ``recv`` never blocks."""
+"""Seconds a stream whose socket always has data reads between two polls of the hub before it
+lets the hub run (timers, other streams, signals): without it a flooding server freezes the
+process, as ``recv`` never blocks. A stream that waited for its bytes starts a new turn."""
 HEALTHY_AFTER = 60.0
 """Seconds a response must stay open before the backoff starts again from its first step."""
 _new_event = tuple.__new__
 _DATA = SSEResponse._fields.index("data")
-
-
-def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[int], bytes | None]:
-    """A function returning the next body bytes available, at most about ``size`` of them
-    (``None`` at the end of the body).
-
-    A body without content coding whose end is not given by Content-Length (chunked, or ending
-    at close: every SSE response in practice) is read with the socket's own ``recv``, which
-    allocates its buffer once bytes are there (``read1`` allocates 64 KiB before it waits, and
-    an idle stream would hold it); chunked bodies are decoded here, many HTTP chunks at a time.
-    Anything else goes through urllib3's ``read1`` (at most one HTTP chunk per call).
-    """
-    raw = getattr(getattr(response, "_fp", None), "fp", None)  # http.client's buffered socket file
-    sock = getattr(getattr(raw, "raw", None), "_sock", None)
-    chunked = getattr(response, "chunked", False)
-    if (
-        sock is None
-        or not hasattr(raw, "read1")
-        or not (chunked or response.length_remaining is None)
-        or response.headers.get("Content-Encoding", "identity").strip().lower() != "identity"
-    ):
-        read1 = response.read1
-        return lambda size: read1(size) or None
-    pending = _drain(raw, sock)  # body bytes read along with the headers
-    recv = sock.recv
-
-    def read_body(size: int) -> bytes:
-        nonlocal pending
-        if pending:
-            data, pending = pending, b""
-            return data
-        received: bytes = recv(size)
-        return received
-
-    if not chunked:
-        return lambda size: read_body(size) or None
-    decoder = ChunkedDecoder()
-
-    def read_chunked(size: int) -> bytes | None:
-        if decoder.done:  # the last chunk came: never wait for a keep-alive socket to close
-            return None
-        data = read_body(size)
-        if not data:
-            raise ChunkedError("the connection closed before the last chunk")
-        return decoder.feed(data)
-
-    return read_chunked
-
-
-def _drain(raw: Any, sock: Any) -> bytes:
-    """What the buffered file ``raw`` holds, and what the socket has right now, without waiting."""
-    timeout = sock.gettimeout()
-    sock.settimeout(0.0)
-    try:
-        return raw.read1(READ_SIZE) or b""
-    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):  # TLS's "nothing yet" (plain sockets: b"")
-        return b""
-    finally:
-        sock.settimeout(timeout)
 
 
 def _certificate_refused(error: BaseException) -> bool:
@@ -614,19 +556,27 @@ class Connection:
     def _read(self, response: urllib3.BaseHTTPResponse) -> bool:
         """Read the stream until EOF, dispatching every batch of events; True when an end event
         (``end_events``, ``end_data``) ended it."""
+        body = Body(response, self.request.read_timeout)
+        try:
+            return self._read_from(body.read)
+        finally:
+            body.close()
+
+    def _read_from(self, read: Callable[[int], bytes | None]) -> bool:
         parser = EventParser(self.last_event_id, self.request.max_event_size)
         if self.request.on_comment is None:  # the hot path: events only
             feed, dispatch = parser.feed, self._dispatch
         else:
             feed, dispatch = parser.feed_with_comments, self._parsed  # type: ignore[assignment]
-        read = _reader(response)
         on_bytes = self.request.on_bytes
-        clock, idle = time.monotonic, gevent.idle
-        turn_due = clock() + HUB_TURN_EVERY
+        clock, idle, loop = time.monotonic, gevent.idle, gevent.get_hub().loop
+        polled, turn_due = -1, 0.0
         while not (self._stopping or self._released or self._restarting):
-            if clock() >= turn_due:  # a socket that always has data never blocks: give the hub a turn
+            if loop.iteration != polled:  # the hub polled since (this stream waited or yielded): a new turn
+                polled, turn_due = loop.iteration, clock() + HUB_TURN_EVERY
+            elif clock() >= turn_due:  # a socket that always has data never blocks: give the hub a turn
                 idle()
-                turn_due = clock() + HUB_TURN_EVERY
+                polled = -1
             try:
                 chunk = read(LARGE_READ_SIZE if parser.pending_size >= LARGE_PENDING else READ_SIZE)
             except (Urllib3Error, OSError, ChunkedError) as error:

@@ -280,6 +280,40 @@ def test_stalled_stream_reconnects_after_read_timeout(sse_server: SSEServer, sse
     assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == [None, "7"]
 
 
+@pytest.mark.parametrize(("framing", "encoding"), [("chunked", None), ("close", None), ("chunked", "gzip")])
+def test_a_stream_silent_for_read_timeout_fails_after_it_and_says_so(
+    sse_server: SSEServer, sse_client: SSEClient, framing: str, encoding: str | None
+) -> None:
+    sse_server.script("/s", Response(body=[b"data: a\n\n"], stall=30, framing=framing, encoding=encoding))  # type: ignore[arg-type]
+    got: list[object] = []
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as caught, gevent.Timeout(10):
+        for event in sse_client.connect("s", SSERequest(sse_server.url("/s"), read_timeout=0.3, retry=False)):
+            got.append(event.data)
+    assert got == ["a"] and time.monotonic() - started >= 0.3
+    # the identity bodies wait in recv under the stream's own deadline; a gzip body in urllib3
+    assert ("read_timeout 0.3 s" if encoding is None else "timed out") in str(caught.value)
+
+
+def test_read_timeout_restarts_with_every_byte(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(body=[b"data: a", 0.2, b"b", 0.2, b"c\n\n"]))  # 0.4 s in all, gaps of 0.2
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), read_timeout=0.3, retry=False)))
+    assert [e.data for e in got] == ["abc"] and len(sse_server.requests_for("/s")) == 1
+
+
+def test_read_timeout_counts_the_wait_for_bytes_not_a_slow_handler(sse_server: SSEServer, sse_client: SSEClient) -> None:
+    sse_server.script("/s", Response(body=[b"data: a\n\n", 0.1, b"data: b\n\n"]))
+    handled: list[object] = []
+
+    def slow(event: SSEResponse) -> None:
+        gevent.sleep(0.6)  # twice read_timeout, in the stream's own greenlet
+        handled.append(event.data)
+
+    request = SSERequest(sse_server.url("/s"), read_timeout=0.3, retry=False, on_data=slow)
+    assert [e.data for e in collect(sse_client.connect("s", request))] == ["a", "b"]
+    assert handled == ["a", "b"] and len(sse_server.requests_for("/s")) == 1
+
+
 def test_event_past_max_event_size_fails_the_stream(sse_server: SSEServer, sse_client: SSEClient) -> None:
     sse_server.script("/s", Response(body=[b"data: small\n\n", b"data: " + b"x" * 5000 + b"\n\n"]))
     stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), max_event_size=1000))
@@ -495,6 +529,16 @@ def test_tls_stream_whose_body_comes_after_the_headers(
         with SSEClient(plugin_manager=sseplug_plugins, http=http) as client:  # type: ignore[arg-type]
             got = collect(client.connect("s", SSERequest(server.url(f"/late-{framing}"), retry=False)))
     assert [e.data for e in got] == ["late", "later"]
+
+
+def test_a_silent_tls_stream_fails_after_read_timeout(tls_server: tuple[SSEServer, trustme.CA], sseplug_plugins: object) -> None:
+    server, ca = tls_server
+    server.script("/quiet", Response(body=[b"data: a\n\n"], stall=30))
+    with ca.cert_pem.tempfile() as ca_file, SSEClient(plugin_manager=sseplug_plugins) as client:  # type: ignore[arg-type]
+        stream = client.connect("s", SSERequest(server.url("/quiet"), read_timeout=0.3, retry=False, verify=ca_file))
+        with pytest.raises(NetworkError, match=r"read_timeout 0\.3 s"), gevent.Timeout(10):
+            assert next(stream).data == "a"
+            next(stream)
 
 
 @pytest.mark.parametrize("framing", ["chunked", "close"])

@@ -1,0 +1,131 @@
+"""Reading an event stream's body: the socket's bytes as fast as they come, and a stall deadline.
+
+An idle stream waits in ``recv`` for minutes. Bounding each wait with the socket's own timeout
+costs a gevent ``Timeout`` (a timer started and stopped) per ``recv``: at thousands of streams
+that is a good part of the CPU per event. Here the socket waits without a timeout and one timer
+per response, re-armed once per ``read_timeout``, fails the read that has waited that long.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import urllib3
+
+from ._chunked import ChunkedDecoder, ChunkedError
+
+__all__ = ["READ_SIZE", "Body", "StallError"]
+
+READ_SIZE = 64 * 1024
+"""Bytes asked of the socket per read (more only while a large event is pending)."""
+
+
+class StallError(TimeoutError):
+    """No byte came within ``read_timeout`` while the stream waited for one."""
+
+
+class Body:
+    """The body of ``response``: ``read(size)`` returns the next bytes available, at most about
+    ``size`` of them (``None`` at the end); ``close()`` when done with it.
+
+    A body without content coding whose end is not given by Content-Length (chunked, or ending
+    at close: every SSE response in practice) is read with the socket's own ``recv``, which
+    allocates its buffer once bytes are there (``read1`` allocates 64 KiB before it waits, and
+    an idle stream would hold it); chunked bodies are decoded here, many HTTP chunks at a time.
+    Anything else goes through urllib3's ``read1`` (at most one HTTP chunk per call) and the
+    socket's timeout. A ``recv`` that waits ``read_timeout`` seconds raises ``StallError``.
+    """
+
+    __slots__ = ("read", "_since", "_timer")
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, read_timeout: float | None) -> None:
+        self.read: Callable[[int], bytes | None]
+        self._timer: Any = None
+        raw = getattr(getattr(response, "_fp", None), "fp", None)  # http.client's buffered socket file
+        sock = getattr(getattr(raw, "raw", None), "_sock", None)
+        chunked = getattr(response, "chunked", False)
+        if (
+            sock is None
+            or not hasattr(raw, "read1")
+            or not (chunked or response.length_remaining is None)
+            or response.headers.get("Content-Encoding", "identity").strip().lower() != "identity"
+        ):
+            read1 = response.read1
+            self.read = lambda size: read1(size) or None
+            return
+        pending = _drain(raw, sock)  # body bytes read along with the headers
+        recv, clock = sock.recv, time.monotonic
+        self._since: float | None = None  # when the pending recv started; None outside recv
+        if read_timeout is not None:
+            sock.settimeout(None)
+            self._arm(read_timeout, gevent.getcurrent())
+
+        def read_body(size: int) -> bytes:
+            nonlocal pending
+            if pending:
+                data, pending = pending, b""
+                return data
+            self._since = clock()
+            try:
+                received: bytes = recv(size)
+            finally:
+                self._since = None
+            return received
+
+        if not chunked:
+            self.read = lambda size: read_body(size) or None
+            return
+        decoder = ChunkedDecoder()
+
+        def read_chunked(size: int) -> bytes | None:
+            if decoder.done:  # the last chunk came: never wait for a keep-alive socket to close
+                return None
+            data = read_body(size)
+            if not data:
+                raise ChunkedError("the connection closed before the last chunk")
+            return decoder.feed(data)
+
+        self.read = read_chunked
+
+    def _arm(self, seconds: float, reader: Any, after: float | None = None) -> None:
+        """Check in ``after`` (default ``seconds``) seconds whether ``reader`` waits in ``recv``
+        since ``seconds`` or more: fail that read, else check again when it would be due."""
+        timer = self._timer = gevent.get_hub().loop.timer(seconds if after is None else after)
+
+        def check() -> None:
+            timer.close()
+            since = self._since
+            waited = 0.0 if since is None else time.monotonic() - since
+            if waited < seconds:
+                self._arm(seconds, reader, seconds - waited)
+                return
+            self._timer = None
+            reader.throw(StallError(
+                f"no byte for {waited:.3g} s (read_timeout {seconds:g} s): the server or the network "
+                "stopped sending; raise read_timeout if the server is quiet for longer between events"
+            ))
+
+        timer.start(check)
+
+    def close(self) -> None:
+        """Stop the stall timer."""
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+
+
+def _drain(raw: Any, sock: Any) -> bytes:
+    """What the buffered file ``raw`` holds, and what the socket has right now, without waiting."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        return raw.read1(READ_SIZE) or b""
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):  # TLS's "nothing yet" (plain sockets: b"")
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
