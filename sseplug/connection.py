@@ -48,8 +48,9 @@ HttpFor = Callable[[str], urllib3.PoolManager]
 """Gives the urllib3 pool manager (direct or proxy) to use for a URL."""
 
 LARGE_READ_SIZE = 1024 * 1024
-"""Bytes asked of the socket while a large event (``LARGE_PENDING`` bytes or more) is pending:
-fewer reads and fewer pieces to join; an idle stream never holds a buffer this size."""
+"""Bytes asked of the socket while a large event (``LARGE_PENDING`` bytes or more) is pending,
+or after a read whose events were that large on average: fewer reads and fewer pieces to join.
+An idle stream never holds a buffer this size (``recv`` allocates it once bytes are there)."""
 LARGE_PENDING = 16 * 1024
 CONNECT_TIMEOUT = 10.0
 MAX_REDIRECTS = 10
@@ -570,7 +571,7 @@ class Connection:
             feed, dispatch = parser.feed_with_comments, self._parsed  # type: ignore[assignment]
         on_bytes = self.request.on_bytes
         clock, idle, loop = time.monotonic, gevent.idle, gevent.get_hub().loop
-        polled, turn_due = -1, 0.0
+        polled, turn_due, size = -1, 0.0, READ_SIZE
         while not (self._stopping or self._released or self._restarting):
             if loop.iteration != polled:  # the hub polled since (this stream waited or yielded): a new turn
                 polled, turn_due = loop.iteration, clock() + HUB_TURN_EVERY
@@ -578,7 +579,7 @@ class Connection:
                 idle()
                 polled = -1
             try:
-                chunk = read(LARGE_READ_SIZE if parser.pending_size >= LARGE_PENDING else READ_SIZE)
+                chunk = read(size)
             except (Urllib3Error, OSError, ChunkedError) as error:
                 raise NetworkError(
                     f"stream broke: {error}", connection_id=self.id, url=self.url
@@ -607,6 +608,8 @@ class Connection:
                 raise self._plugin_error(plugin, "sseplug_deserialize", cause, error.event_id) from cause
             if parser.retry is not None:
                 self.retry_ms = parser.retry
+            large = parser.pending_size >= LARGE_PENDING or (events and len(chunk) >= LARGE_PENDING * len(events))
+            size = LARGE_READ_SIZE if large else READ_SIZE
             if events:
                 if dispatch(events, parser.last_event_id):
                     return True
