@@ -17,6 +17,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
 from .. import __version__  # noqa: E402
+from .._malloc import keep_freed_memory  # noqa: E402
 from .config import Config, load_config  # noqa: E402
 from ..errors import ConfigError, PluginError  # noqa: E402
 from ..plugins import BUILTINS, create_plugin_manager, known_plugin_names  # noqa: E402
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sseplug`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if args.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
