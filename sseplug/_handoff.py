@@ -76,6 +76,7 @@ class Handoff:
             finally:
                 self._writer_waiter = None
         self._items.append(item)
+        reader = self._reader  # again: it may have come to wait while this writer waited for room
         if reader is not None:
             self._hub.loop.run_callback(self._wake_reader, reader)
 

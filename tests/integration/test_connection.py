@@ -314,6 +314,19 @@ def test_read_timeout_counts_the_wait_for_bytes_not_a_slow_handler(sse_server: S
     assert handled == ["a", "b"] and len(sse_server.requests_for("/s")) == 1
 
 
+def test_a_stream_iterated_late_gives_every_buffered_event_without_waiting_for_another(
+    sse_server: SSEServer, sse_client: SSEClient
+) -> None:
+    # three batches, then silence: the connection reads ahead two and waits for room with the
+    # third, which it hands over while the consumer drains the two; that must wake the consumer
+    # (it once waited for a next batch that never came)
+    sse_server.script("/s", Response(body=[x for n in range(3) for x in (0.05, b"data: %d\n\n" % n)], stall=30))
+    stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), retry=False))
+    gevent.sleep(0.5)  # all three arrived meanwhile, nobody iterating
+    with gevent.Timeout(3, AssertionError("an event stayed buffered while the consumer waited")):
+        assert [next(stream).data for _ in range(3)] == [0, 1, 2]
+
+
 def test_event_past_max_event_size_fails_the_stream(sse_server: SSEServer, sse_client: SSEClient) -> None:
     sse_server.script("/s", Response(body=[b"data: small\n\n", b"data: " + b"x" * 5000 + b"\n\n"]))
     stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), max_event_size=1000))

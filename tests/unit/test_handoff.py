@@ -71,6 +71,23 @@ def test_without_a_reader_the_writer_buffers_maxsize_items_then_waits_for_room()
     assert writer.dead
 
 
+def test_a_writer_that_waited_for_room_wakes_the_reader_that_emptied_the_buffer_meanwhile() -> None:
+    handoff, written = Handoff(2), []
+
+    def write() -> None:
+        for i in range(3):
+            handoff.put(i)
+            written.append(i)
+
+    writer = gevent.spawn(write)
+    gevent.sleep(0.05)
+    assert written == [0, 1]  # the third put waits for room, no reader yet
+    with gevent.Timeout(2, AssertionError("the reader was never woken for the third item")):
+        assert [handoff.get() for _ in range(3)] == [0, 1, 2]  # the third: waited for in get()
+    writer.join(2)
+    assert writer.dead and written == [0, 1, 2]
+
+
 def test_a_writer_paused_after_a_handover_goes_on_when_the_reader_stops_asking() -> None:
     handoff, written = Handoff(2), []
     first: list[object] = []
