@@ -111,6 +111,7 @@ class EventStream(Iterator[SSEResponse]):
                 self._done = True
                 raise item
             yield from item
+            item = None  # the batch is not held while the next one is waited for
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Stop the connection, release its socket and end the iteration (no exception)."""

@@ -615,6 +615,7 @@ class Connection:
                     return True
             elif parser.last_event_id != self.last_event_id:
                 self._checkpoint(parser.last_event_id)  # an id-only block
+            del chunk, events  # not held while the next read waits (they can be megabytes)
         return False
 
     def _parsed(self, items: Sequence[SSEResponse | Comment], last_event_id: str | None) -> bool:
