@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -65,11 +66,20 @@ def local_modules(config: Config) -> list[tuple[str, object]]:
             modules.append((name, importlib.import_module(name)))
         except Exception as error:
             raise PluginError(
-                f"runner.plugins.modules[{index}]: cannot import {name!r} ({type(error).__name__}: {error}); "
-                f"the module must be importable from {directory} or the Python path",
+                f"runner.plugins.modules[{index}]: cannot import {name!r} ({type(error).__name__}: {error}"
+                f"{_raised_at(error)}); the module must be importable from {directory} or the Python path",
                 plugin=name,
             ) from error
     return modules
+
+
+def _raised_at(error: BaseException) -> str:
+    """", at FILE:LINE" of the innermost frame of ``error`` outside the import machinery (the
+    module's own line that raised), or ``""``; a SyntaxError names its place itself."""
+    if isinstance(error, SyntaxError):
+        return ""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith("<frozen")]
+    return f", at {frames[-1].filename}:{frames[-1].lineno}" if frames[1:] else ""
 
 
 def keep_stdout_only_without_other_sinks(pm: PluginManager, config: Config) -> None:

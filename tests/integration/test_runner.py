@@ -327,3 +327,8 @@ def test_local_hook_modules_from_the_config(tmp_path: Path, sse_server: SSEServe
     config.write_text(config.read_text().replace('"handlers"', '"no_such_module"'))
     status, _, err = rp.finish(rp.start("run", str(config), cwd=tmp_path))
     assert status == 78 and "runner.plugins.modules[0]: cannot import 'no_such_module'" in err
+    (tmp_path / "raising.py").write_text("import os\n\nvalue = undefined_name + 1\n")
+    config.write_text(config.read_text().replace('"no_such_module"', '"raising"'))
+    status, _, err = rp.finish(rp.start("run", str(config), cwd=tmp_path))
+    assert status == 78, err  # the module's own failing line is named
+    assert f"cannot import 'raising' (NameError: name 'undefined_name' is not defined, at {tmp_path / 'raising.py'}:3)" in err
