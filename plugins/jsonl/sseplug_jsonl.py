@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -69,9 +70,14 @@ class JsonlSink:
         templates = {"path": path, "dead_letter_path": dead_letter_path}
         routed = [c for c in config.connections if NAME in (getattr(c, "sinks", None) or (NAME,))]
         for key, template in ((key, template) for key, template in templates.items() if template is not None):
-            for connection in routed:  # the files of the connections this sink serves, opened up front
+            # checked up front: the event files are opened; a dead-letter file is only found
+            # creatable (its existence then means a dead letter, for whoever watches for one)
+            for connection in routed:
                 try:
-                    self._file(template, connection.id)
+                    if key == "path":
+                        self._file(template, connection.id)
+                    else:
+                        _check_creatable(_resolved(template, connection.id))
                 except OSError as error:
                     shown = _resolved(template, connection.id)
                     self.close()
@@ -235,6 +241,18 @@ def _line(record: dict[str, object]) -> bytes:
         return (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates (e.g. from JSON "\ud800"): escape them instead
         return (json.dumps(record, default=str) + "\n").encode("ascii")
+
+
+def _check_creatable(path: Path) -> None:
+    """Raise the ``OSError`` that appending to ``path`` would meet (it, or its nearest existing
+    directory, not writable; a directory in its place), creating nothing."""
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    existing = path if path.exists() else next(parent for parent in path.absolute().parents if parent.exists())
+    if not existing.is_dir() and existing != path:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+    if not os.access(existing, os.W_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
 
 
 def _resolved(template: Path, connection_id: str) -> Path:

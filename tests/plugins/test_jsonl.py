@@ -376,11 +376,23 @@ def test_bad_templates_are_config_errors(tmp_path: Path, table: str, key: str, m
     assert caught.value.key == f"plugins.jsonl.{key}" and message in caught.value.message
 
 
+@pytest.mark.parametrize("blocker", ["directory", "file"])
+def test_a_dead_letter_path_that_cannot_be_created_is_a_config_error_up_front(tmp_path: Path, blocker: str) -> None:
+    if blocker == "directory":
+        (tmp_path / "dead" / "c.jsonl").mkdir(parents=True)  # a directory where the file would go
+    else:
+        (tmp_path / "dead").write_text("")  # a file where the directory would go
+    with pytest.raises(ConfigError) as caught:
+        JsonlSink().sseplug_configure(make_config(tmp_path, 'path = "e.jsonl"\ndead_letter_path = "dead/{connection}.jsonl"'))
+    assert caught.value.key == "plugins.jsonl.dead_letter_path" and "dead/c.jsonl" in caught.value.message
+
+
 def test_dead_letters_go_to_dead_letter_path_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
     monkeypatch.setattr(sseplug_jsonl.os, "fsync", synced.append)
     plugin = JsonlSink()
     plugin.sseplug_configure(make_config(tmp_path, 'path = "e.jsonl"\ndead_letter_path = "dead/{connection}.jsonl"'))
+    assert not (tmp_path / "dead").exists()  # created by the first dead letter: its existence means one
     poison = SSEResponse("7", "message", {"n": 7}, "", "id: 7\ndata: {\"n\": 7}")
     assert plugin.sseplug_dead_letter(poison, conn("c"), "kafka", RuntimeError("broker down"), 4) is True
     assert len(synced) == 1  # on the disk before the connection checkpoints past it
@@ -429,7 +441,7 @@ def test_sseplug_dead_letter_answers_first_with_dead_letter_path_else_leaves_it_
 def test_sseplug_dead_letter_raises_when_the_dead_letter_cannot_be_stored(tmp_path: Path) -> None:
     pm = with_builtin_dead_letters(JsonlSink(), make_config(
         tmp_path, 'path = "e.jsonl"\ndead_letter_path = "dead/{connection}.jsonl"'))
-    (tmp_path / "dead" / "late.jsonl").mkdir()  # a connection whose file is a directory: cannot be opened
+    (tmp_path / "dead" / "late.jsonl").mkdir(parents=True)  # a connection whose file is a directory
     try:
         with pytest.raises(IsADirectoryError):
             pm.hook.sseplug_dead_letter(event=event("1"), connection=conn("late"), plugin="kafka",
