@@ -21,7 +21,7 @@ from ._chunked import ChunkedDecoder, ChunkedError
 __all__ = ["READ_SIZE", "Body", "StallError"]
 
 READ_SIZE = 64 * 1024
-"""Bytes asked of the socket per read (more only while a large event is pending)."""
+"""Bytes asked of the socket per read, unless the connection asks more for large events."""
 
 
 class StallError(TimeoutError):
@@ -45,6 +45,7 @@ class Body:
     def __init__(self, response: urllib3.BaseHTTPResponse, read_timeout: float | None) -> None:
         self.read: Callable[[int], bytes | None]
         self._timer: Any = None
+        self._since: float | None = None  # when the pending recv started; None outside recv
         raw = getattr(getattr(response, "_fp", None), "fp", None)  # http.client's buffered socket file
         sock = getattr(getattr(raw, "raw", None), "_sock", None)
         chunked = getattr(response, "chunked", False)
@@ -59,7 +60,6 @@ class Body:
             return
         pending = _drain(raw, sock)  # body bytes read along with the headers
         recv, clock = sock.recv, time.monotonic
-        self._since: float | None = None  # when the pending recv started; None outside recv
         if read_timeout is not None:
             sock.settimeout(None)
             self._arm(read_timeout, gevent.getcurrent())
