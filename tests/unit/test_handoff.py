@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import gevent
 import gevent.event
 import pytest
@@ -185,3 +187,48 @@ def test_close_lets_a_writer_waiting_for_room_go_on() -> None:
     writer.join(5)
     assert writer.dead and writer.successful()
     assert [handoff.get() for _ in range(3)] == [0, 1, 2]  # nothing dropped
+
+
+def _pause(rng: random.Random) -> None:
+    """Nothing, a hub turn, an idle turn or a short sleep: the orders greenlets meet in."""
+    choice = rng.random()
+    if choice < 0.3:
+        return
+    if choice < 0.6:
+        gevent.sleep(0)
+    elif choice < 0.8:
+        gevent.idle()
+    else:
+        gevent.sleep(rng.random() * 0.002)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_random_interleavings_deliver_every_item_once_in_order(seed: int) -> None:
+    """Writer and reader pause at random (and the reader's waits time out at random): every item
+    arrives, in order, and both end; a lost wake-up shows as a deadlock here."""
+    rng = random.Random(seed)
+    handoff, count, got = Handoff(rng.randint(1, 3)), rng.randint(1, 30), []
+
+    def write() -> None:
+        for i in range(count):
+            handoff.put(i)
+            _pause(rng)
+        handoff.put(END, last=True)
+
+    def read() -> None:
+        while True:
+            try:
+                with gevent.Timeout(rng.random() * 0.002 if rng.random() < 0.2 else None):
+                    item = handoff.get()
+            except gevent.Timeout:
+                continue
+            if item is END:
+                return
+            got.append(item)
+            _pause(rng)
+
+    writer, reader = gevent.spawn(write), gevent.spawn(read)
+    gevent.joinall([writer, reader], timeout=3)
+    stuck = [name for name, greenlet in (("writer", writer), ("reader", reader)) if not greenlet.dead]
+    gevent.killall([writer, reader])
+    assert not stuck and got == list(range(count)), f"{stuck} stuck after {got} of {count}"
