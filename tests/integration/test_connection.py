@@ -296,8 +296,8 @@ def test_a_stream_silent_for_read_timeout_fails_after_it_and_says_so(
 
 
 def test_read_timeout_restarts_with_every_byte(sse_server: SSEServer, sse_client: SSEClient) -> None:
-    sse_server.script("/s", Response(body=[b"data: a", 0.2, b"b", 0.2, b"c\n\n"]))  # 0.4 s in all, gaps of 0.2
-    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), read_timeout=0.3, retry=False)))
+    sse_server.script("/s", Response(body=[b"data: a", 0.25, b"b", 0.25, b"c", 0.25, b"\n\n"]))  # 0.75 s in all
+    got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), read_timeout=0.6, retry=False)))
     assert [e.data for e in got] == ["abc"] and len(sse_server.requests_for("/s")) == 1
 
 
