@@ -166,6 +166,11 @@ def test_messages_say_what_to_write() -> None:
         SSERequest(URL, read_timeout=0)
 
 
+def test_read_timeout_defaults_to_five_minutes_and_none_means_no_timeout() -> None:
+    assert SSERequest(URL).read_timeout == 300.0  # a half-open connection does not hang for ever
+    assert SSERequest(URL, read_timeout=None).read_timeout is None
+
+
 def test_retryable_is_a_property_of_the_error_class() -> None:
     assert not errors.SSEError.retryable
     assert errors.TemporaryHTTPError.retryable and errors.NetworkError.retryable
