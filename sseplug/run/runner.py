@@ -74,8 +74,8 @@ def local_modules(config: Config) -> list[tuple[str, object]]:
 
 
 def _raised_at(error: BaseException) -> str:
-    """", at FILE:LINE" of the innermost frame of ``error`` outside the import machinery (the
-    module's own line that raised), or ``""``; a SyntaxError names its place itself."""
+    """Where ``error`` was raised, as ``", at FILE:LINE"``: the innermost frame outside the
+    import machinery (the module's own line), or ``""``; a SyntaxError names its place itself."""
     if isinstance(error, SyntaxError):
         return ""
     frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith("<frozen")]
