@@ -34,7 +34,7 @@ from .errors import (
     SSEError,
     TemporaryPluginError,
 )
-from .models import MAX_WAIT, SSERequest, SSEResponse
+from .models import MAX_WAIT, SSERequest, SSEResponse, header_problem
 from .parser import Comment, DataDecodeError, EventParser
 from .plugins import PluginManager
 from .route import DEFAULT_ROUTE, Route
@@ -867,6 +867,11 @@ class Connection:
             if not isinstance(result, Mapping):
                 raise PluginError(f"{name} returned a {type(result).__name__}, expected a mapping of headers",
                                   hook=name, connection_id=self.id, url=self.url)
+            for header, value in result.items():
+                problem = header_problem(header, value)
+                if problem is not None:
+                    raise PluginError(f"{name} returned header {header!r}: {problem}",
+                                      hook=name, connection_id=self.id, url=self.url)
         return results
 
     def _plugin_error(self, plugin: str, hook: str, error: Exception, event_id: str | None) -> PluginError:

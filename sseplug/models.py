@@ -249,14 +249,30 @@ def _method(value: RequestMethodType | str) -> RequestMethodType | str:
     raise RequestFieldError("method", f'{value!r} is not an HTTP method; use "GET", "POST" or another method name')
 
 
+def header_problem(name: object, value: object) -> str | None:
+    """What keeps ``name: value`` from being sent as an HTTP header, or ``None``; never shows the
+    value (it may be a credential)."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        return f"names and values must be str, got a {type(value).__name__} value"
+    if not name or any(c in name for c in ": \r\n") or any(c in value for c in "\r\n\x00"):
+        return "name or value holds a forbidden character"
+    if not name.isascii():
+        return "header names are ASCII"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return ("the value holds characters an HTTP header cannot carry (header values are Latin-1 "
+                "bytes); percent-encode or base64 it")
+    return None
+
+
 def _headers(value: Mapping[str, str]) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise RequestFieldError("headers", f"expected a mapping of str to str, got {type(value).__name__}")
     for key, item in value.items():
-        if not isinstance(key, str) or not isinstance(item, str):
-            raise RequestFieldError("headers", f"{key!r}: names and values must be str, got {item!r}")
-        if not key or any(c in key for c in ": \r\n") or any(c in item for c in "\r\n\x00"):
-            raise RequestFieldError("headers", f"{key!r}: name or value holds a forbidden character")
+        problem = header_problem(key, item)
+        if problem is not None:
+            raise RequestFieldError("headers", f"{key!r}: {problem}")
     return secret_headers(value)  # credentials are sent, never shown in a repr
 
 

@@ -83,6 +83,22 @@ def test_last_event_id_is_sent_as_utf8(sse_server: SSEServer, sse_client: SSECli
     assert resumed.encode("latin-1").decode("utf-8") == event_id
 
 
+def test_a_plugin_header_http_cannot_carry_fails_with_a_plugin_error_before_any_request(
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Callable[..., object]
+) -> None:
+    class Auth:
+        @hookimpl
+        def sseplug_auth_headers(self) -> dict[str, str]:
+            return {"Authorization": "Bearer 日本-token"}
+
+    register_plugin(Auth(), "auth")
+    sse_server.script("/s", DONE)
+    with pytest.raises(Exception, match="sseplug_auth_headers returned header 'Authorization': the value holds") as failure:
+        collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
+    assert type(failure.value).__name__ == "PluginError" and "token" not in str(failure.value)
+    assert sse_server.requests_for("/s") == []  # it was an internal error (a crash) before
+
+
 def test_a_checkpoint_no_header_can_carry_fails_with_a_plugin_error(
     sse_server: SSEServer, sse_client: SSEClient, register_plugin: Callable[..., object]
 ) -> None:

@@ -166,6 +166,18 @@ def test_messages_say_what_to_write() -> None:
         SSERequest(URL, read_timeout=0)
 
 
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("X-Name", "日本-secret", "cannot carry (header values are Latin-1 bytes); percent-encode or base64 it"),
+    ("X-Nämé", "x", "header names are ASCII"),
+    ("X-Count", 7, "names and values must be str, got a int value"),
+])
+def test_a_header_http_cannot_carry_is_a_field_error_that_hides_the_value(name: str, value: object, message: str) -> None:
+    with pytest.raises(RequestFieldError) as caught:
+        SSERequest(URL, headers={name: value})  # type: ignore[dict-item]
+    assert caught.value.field == "headers" and message in str(caught.value) and "secret" not in str(caught.value)
+    assert SSERequest(URL, headers={"X-Name": "café"}).headers["X-Name"] == "café"  # Latin-1 is sent as is
+
+
 def test_read_timeout_defaults_to_five_minutes_and_none_means_no_timeout() -> None:
     assert SSERequest(URL).read_timeout == 300.0  # a half-open connection does not hang for ever
     assert SSERequest(URL, read_timeout=None).read_timeout is None
