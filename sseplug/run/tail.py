@@ -96,7 +96,7 @@ def request_from(args: argparse.Namespace, **callbacks: Any) -> SSERequest:
             reconnect=args.reconnect, end_data=args.end_data, verify=verify, **optional, **callbacks,
         )
     except RequestFieldError as error:
-        option = {"url": "URL", "body": "-d", "verify": "--cacert", "reconnect": "--reconnect"}.get(error.field)
+        option = {"url": "URL", "body": "-d", "verify": "--cacert", "reconnect": "--reconnect", "headers": "-H"}.get(error.field)
         raise UsageError(f"{option or '--' + error.field.replace('_', '-')}: {error.message}") from None
 
 

@@ -93,7 +93,8 @@ def test_a_failed_stream_is_one_clear_line_and_exit_1(sse_server: SSEServer) -> 
      (["--where", "data.["], "--where: invalid JMESPath expression"),
      (["--json-body", "{nope"], "--json-body: not JSON"),
      (["-n", "0"], "--count: expected a number >= 1"),
-     (["--cacert", "missing.pem"], "--cacert: 'missing.pem' does not exist")],
+     (["--cacert", "missing.pem"], "--cacert: 'missing.pem' does not exist"),
+     (["-H", "X-Name: 日本"], "-H: 'X-Name': the value holds characters an HTTP header cannot carry")],
 )
 def test_bad_options_exit_2_naming_the_option(sse_server: SSEServer, args: list[str], message: str) -> None:
     done = tail(sse_server.url("/s"), *args)
