@@ -38,7 +38,7 @@ from .models import MAX_WAIT, SSERequest, SSEResponse, header_problem
 from .parser import Comment, DataDecodeError, EventParser
 from .plugins import PluginManager
 from .route import DEFAULT_ROUTE, Route
-from .redaction import CREDENTIAL_HEADERS, Secret, public_error
+from .redaction import CREDENTIAL_HEADERS, Secret, public_error, public_url
 
 __all__ = ["Connection", "ConnectionState", "HttpFor"]
 
@@ -169,7 +169,7 @@ class Connection:
         self._response: urllib3.BaseHTTPResponse | None = None
 
     def __repr__(self) -> str:
-        return f"<Connection {self.id!r} {self.state} {self.url}>"
+        return f"<Connection {self.id!r} {self.state} {public_url(self.url)}>"
 
     # -- life cycle ------------------------------------------------------------------------------
 

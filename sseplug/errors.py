@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from .redaction import public_url, secret_headers
+from .redaction import FromEnvironment, public_url, secret_headers
 
 __all__ = [
     "SSEError",
@@ -40,7 +40,8 @@ class SSEError(Exception):
             for name, value in (("connection", self.connection_id), ("url", self.url and public_url(self.url)))
             if value is not None
         )
-        return f"{self.message} ({where})" if where else self.message
+        text = f"{self.message} ({where})" if where else self.message
+        return self.url.hide(text) if isinstance(self.url, FromEnvironment) else text
 
 
 class HTTPStatusError(SSEError):

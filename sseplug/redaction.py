@@ -3,7 +3,9 @@
 A header value is a credential when its name is in ``CREDENTIAL_HEADERS``, or when the runner's
 config built it from ``${ENV}``. It travels as a ``Secret``, so every repr holding it (a dict, a
 dataclass, a hook trace) shows ``REDACTED``; ``redacted()`` makes a showable copy of values
-that were never wrapped, such as response headers and what plugins return.
+that were never wrapped, such as response headers and what plugins return. Any other config
+value built from ``${ENV}`` (a URL with a token, a plugin's password) is a ``FromEnvironment``:
+its repr, and ``public_url``, show ``${NAME}`` where the environment's values went.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
-__all__ = ["CREDENTIAL_HEADERS", "REDACTED", "Secret", "public_error", "public_url", "redacted", "secret_headers"]
+__all__ = [
+    "CREDENTIAL_HEADERS", "REDACTED", "FromEnvironment", "Secret", "public_error", "public_url", "redacted",
+    "secret_headers",
+]
 
 REDACTED = "<redacted>"
 """What is shown instead of a credential."""
@@ -31,6 +36,39 @@ class Secret(str):
 
     def __repr__(self) -> str:
         return REDACTED
+
+
+class FromEnvironment(str):
+    """A str built from ``${NAME}`` references, used as its value. ``repr()`` shows ``template``,
+    the text as written; ``hide()`` replaces the environment's values in a text (a message, a
+    URL) by their ``${NAME}``."""
+
+    HIDDEN_FROM = 4
+    """Values shorter than this are left in texts: a port, a shard number (replacing them would
+    garble the text), never a credential."""
+
+    template: str
+    values: dict[str, str]
+
+    def __new__(cls, text: str, template: str, values: Mapping[str, str]) -> FromEnvironment:
+        made = super().__new__(cls, text)
+        made.template = template
+        made.values = {name: value for name, value in values.items() if len(value) >= cls.HIDDEN_FROM}
+        return made
+
+    def hide(self, text: str) -> str:
+        """``text`` with each of the environment's values, as is or percent-encoded, shown as
+        ``${NAME}`` (the longest first)."""
+        for name, value in sorted(self.values.items(), key=lambda item: len(item[1]), reverse=True):
+            for form in {value, quote(value, safe=""), quote_plus(value, safe="")}:
+                text = text.replace(form, f"${{{name}}}")
+        return text
+
+    def __repr__(self) -> str:
+        return repr(self.template)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return FromEnvironment, (str.__str__(self), self.template, self.values)
 
 
 _HIDDEN = Secret(REDACTED)  # shown in place of a value redacted() hides, whatever its type
@@ -61,8 +99,9 @@ _CREDENTIAL_PARAMETER = re.compile(r"(?i)token|key|secret|password|passwd|auth|s
 
 
 def public_url(url: str) -> str:
-    """``url`` fit to show: without user and password, and with the value of every query
-    parameter whose name suggests a credential (``token``, ``api_key``, ``sig``...) hidden."""
+    """``url`` fit to show: without user and password, with the value of every query parameter
+    whose name suggests a credential (``token``, ``api_key``, ``sig``...) hidden, and ``${NAME}``
+    where a ``FromEnvironment`` URL holds a value from the environment."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:
@@ -73,26 +112,31 @@ def public_url(url: str) -> str:
          for name, value in parse_qsl(parts.query, keep_blank_values=True)],
         safe="<>",
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    shown = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return url.hide(shown) if isinstance(url, FromEnvironment) else shown
 
 
 def public_error(error: BaseException) -> str:
     """``str(error)`` fit to show: each URL its chain carries (an error's message names it) as
-    ``public_url`` shows it, without user, password or credential query values."""
-    urls: set[str] = set()
+    ``public_url`` shows it, without user, password or credential query values, and without the
+    values a ``FromEnvironment`` URL took from the environment."""
+    urls: dict[str, str] = {}  # a FromEnvironment kept over an equal plain str
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
         url = getattr(cause, "url", None)  # SSEError's, and urllib3's (a path and query) in a cause
-        if isinstance(url, str) and url:
-            urls.add(url)
+        if isinstance(url, str) and url and not isinstance(urls.get(url), FromEnvironment):
+            urls[url] = url
         cause = cause.__cause__ or cause.__context__
     text = str(error)
-    for url in sorted(urls, key=len, reverse=True):  # a whole URL before the path it contains
+    for url in sorted(urls.values(), key=len, reverse=True):  # a whole URL before the path it contains
         try:
             shown = public_url(url)
         except ValueError:  # not a URL one can parse: show none of it
             shown = REDACTED
         text = text.replace(url, shown)
+    for url in urls.values():
+        if isinstance(url, FromEnvironment):
+            text = url.hide(text)  # also in what a cause says of the URL's parts
     return text

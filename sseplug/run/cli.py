@@ -86,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         JsonFormatter() if args.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=args.log_level, handlers=[handler], force=True)
+    # urllib3 logs each request line, query included (tokens), at DEBUG; sseplug logs its own
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, PluginError) as error:

@@ -28,7 +28,7 @@ from ..models import (
     RequestMethodType,
     SSERequest,
 )
-from ..redaction import Secret
+from ..redaction import FromEnvironment, Secret
 from ..route import ERROR_ACTIONS, ErrorPolicy, Route
 from .environment import expand, join_key
 from .where import compile_where
@@ -624,8 +624,8 @@ def _toml(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, Secret):
-        return f"{value!r} (string)"  # a header value from the environment: not in error messages
+    if isinstance(value, (Secret, FromEnvironment)):
+        return f"{value!r} (string)"  # a value from the environment: shown redacted, or as written
     if isinstance(value, (dict, list)):
         return "a table" if isinstance(value, dict) else "an array"
     return f"{_toml(value)} ({_TOML_TYPES.get(type(value), type(value).__name__)})"

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..redaction import Secret
+from ..redaction import FromEnvironment, Secret
 
 __all__ = ["expand", "join_key"]
 
@@ -22,7 +22,8 @@ _REFERENCE_FORMS = "write ${NAME}, ${NAME:-default} or ${NAME:?message}, and $$ 
 def expand(document: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """``document`` with ``${NAME}``, ``${NAME:-default}``, ``${NAME:?message}`` and ``$$`` expanded in
     every string (keys are left alone); a header value built from the environment becomes a
-    ``Secret``. A reference that cannot be expanded raises ``ConfigError`` naming its key."""
+    ``Secret``, any other such value a ``FromEnvironment`` (its repr shows ``${NAME}``, not the
+    value). A reference that cannot be expanded raises ``ConfigError`` naming its key."""
     return {name: _expand_tree(item, join_key("", name), environ) for name, item in document.items()}
 
 
@@ -43,7 +44,15 @@ def _expand_tree(value: Any, key: str, environ: Mapping[str, str]) -> Any:
 
 
 def _expand(text: str, key: str, environ: Mapping[str, str]) -> str:
+    used: dict[str, str] = {}  # the values taken from the environment, by name
+
     def replace(match: re.Match[str]) -> str:
+        expanded = value_of(match)
+        if match.group(2) is not None:
+            used[match.group(2).split(":")[0]] = expanded
+        return expanded
+
+    def value_of(match: re.Match[str]) -> str:
         if match.group(1):
             return "$"
         inner, closed = match.group(2), match.group(3)
@@ -68,6 +77,8 @@ def _expand(text: str, key: str, environ: Mapping[str, str]) -> str:
     if "$" not in text:
         return text
     expanded = _REFERENCE.sub(replace, text)
-    if _HEADERS_KEY.match(key) and any(match.group(2) is not None for match in _REFERENCE.finditer(text)):
+    if not used:  # only $$
+        return expanded
+    if _HEADERS_KEY.match(key):
         return Secret(expanded)  # a header taken from the environment is a credential, as a rule
-    return expanded
+    return FromEnvironment(expanded, text, used)

@@ -72,3 +72,30 @@ def test_traced_plugin_manager_logs_no_auth_header_a_plugin_returns(
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "sseplug_auth_headers" in logged  # the hook was traced
     assert [line for line in logged.splitlines() if "zzz" in line] == []
+
+
+@pytest.mark.parametrize("status", [401, "refused"])
+def test_a_token_in_a_url_from_the_environment_reaches_the_server_and_no_output(
+    tmp_path: Path, sse_server: SSEServer, status: object
+) -> None:
+    """``?sig=`` would be hidden by its name; ``?x=`` only because its value came from ``${ENV}``:
+    the ERROR line, the exit summary, the tracing and the hook log show ``${URL_SECRET}``."""
+    sse_server.script("/s", Response(401, {"Content-Type": "text/plain"}, [b"no"], "length"))
+    base = sse_server.url("/s") if status == 401 else "http://127.0.0.1:1/s"
+    config = tmp_path / "run.toml"
+    config.write_text(
+        '[runner]\nstate_dir = "state"\nshutdown_timeout = 5\n'
+        f'[[connections]]\nid = "s"\nurl = "{base}?x=${{URL_SECRET}}&n=2"\nmax_retries = 0\n'
+    )
+    proc = rp.start("--log-level", "DEBUG", "run", str(config), env={"SSEPLUG_TRACE_PLUGINS": "1", "URL_SECRET": TOKEN},
+                    cwd=tmp_path)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        rp.kill(proc)
+    assert proc.returncode == 1, err
+    if status == 401:
+        assert sse_server.requests_for("/s")[0].query["x"] == TOKEN  # sent as it is
+    assert "x=${URL_SECRET}&n=2" in err  # the failure names the URL as written
+    leaked = [line for line in (out + err).splitlines() if TOKEN in line]
+    assert leaked == [], "the token is in the output"

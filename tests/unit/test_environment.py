@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
 
 from sseplug.errors import ConfigError
-from sseplug.redaction import REDACTED, Secret
+from sseplug.redaction import REDACTED, FromEnvironment, Secret, public_url
 from sseplug.run.environment import expand, join_key
 
 
@@ -97,12 +98,17 @@ def test_a_header_built_from_the_environment_is_a_secret() -> None:
     assert isinstance(header_after("${TOKEN:-fallback}", {}), Secret)  # a default stands for the variable
 
 
-def test_other_values_from_the_environment_stay_plain_strings() -> None:
+def test_other_values_from_the_environment_show_their_references_not_their_values() -> None:
     assert type(header_after("plain", {})) is str
     assert type(header_after("cost $$5", {})) is str  # an escaped $ references nothing
-    expanded = expand({"connections": [{"url": "${URL}", "body": {"headers": "${URL}"}}]}, {"URL": "http://h/"})
-    assert [type(value) for value in expanded["connections"][0].values()] == [str, dict]
-    assert type(expanded["connections"][0]["body"]["headers"]) is str
+    expanded = expand({"connections": [{"url": "http://h/s?k=${URL_TOKEN}", "body": {"headers": "${URL_TOKEN}"}}]},
+                      {"URL_TOKEN": "t0p s3cret"})
+    url = expanded["connections"][0]["url"]
+    assert url == "http://h/s?k=t0p s3cret" and type(url) is FromEnvironment  # used as its value
+    assert repr(url) == "'http://h/s?k=${URL_TOKEN}'" and "s3cret" not in repr(expanded)  # as written
+    assert public_url(url) == "http://h/s?k=${URL_TOKEN}"  # also where the URL is percent-encoded
+    assert type(expanded["connections"][0]["body"]["headers"]) is FromEnvironment  # the body's, not a header
+    assert repr(pickle.loads(pickle.dumps(url))) == repr(url)
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def test_config_reprs_hide_credential_and_environment_headers(tmp_path: Path) ->
     connection = config.connections[0]
     for shown in (repr(config), repr(connection), repr(connection.request())):
         assert leaks(shown) == []
-        assert "visible" in shown and "http://127.0.0.1:8000/stream" in shown  # the rest stays readable
+        assert "visible" in shown and "http://${HOST}:8000/stream" in shown  # the rest as written
     assert connection.request().headers == {
         "Authorization": f"Bearer {TOKEN}", "X-Api-Key": KEY, "X-Plain": "visible", "Cookie": f"s={COOKIE}"
     }
@@ -65,6 +65,16 @@ def test_config_error_about_headers_hides_the_environment_value(tmp_path: Path) 
         parse_config(text, path=tmp_path / "run.toml", environ=ENVIRON)
     assert caught.value.key == "connections[0].headers"
     assert leaks(str(caught.value)) == [] and "expected a table" in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('[runner]\npool_size = "${TOKEN}"\n[[connections]]\nid = "a"\nurl = "http://127.0.0.1:8000/s"\n', "runner.pool_size"),
+    ('[[connections]]\nid = "a"\nurl = "${TOKEN}"\n', "connections[0].url"),
+])
+def test_config_errors_show_environment_values_as_written(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, path=tmp_path / "run.toml", environ=ENVIRON)
+    assert caught.value.key == key and leaks(str(caught.value)) == [] and "'${TOKEN}'" in str(caught.value)
 
 
 def test_http_error_headers_hide_set_cookie() -> None:
