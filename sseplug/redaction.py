@@ -44,8 +44,8 @@ class FromEnvironment(str):
     URL) by their ``${NAME}``."""
 
     HIDDEN_FROM = 4
-    """Values shorter than this are left in texts: a port, a shard number (replacing them would
-    garble the text), never a credential."""
+    """Values shorter than this are left in texts: a port or a shard number, which replacing
+    would garble the text (and no credential is that short)."""
 
     template: str
     values: dict[str, str]
