@@ -17,14 +17,13 @@ counter ``fail`` uses), so tests can run against one session-wide server.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
+from asgi_serve import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -77,6 +76,14 @@ async def _record(request: Request) -> tuple[list[dict[str, Any]], bytes]:
         "closed_by_client": False,
     })
     return records, body
+
+
+def _streaming_request(body: bytes, request: Request) -> dict[str, Any] | JSONResponse:
+    """The posted JSON object asking to stream, or the 4xx answer a real API would give instead."""
+    payload = _json_body(body, request.headers.get("content-type"))
+    if isinstance(payload, Response) or payload.get("stream") is True:
+        return payload
+    return _error(400, 'this test server only streams: send "stream": true', "invalid_request_error")
 
 
 def _json_body(body: bytes, content_type: str | None) -> dict[str, Any] | JSONResponse:
@@ -142,11 +149,9 @@ async def chat_completions(request: Request) -> Response:
     """
     records, raw = await _record(request)
     record = records[-1]
-    payload = _json_body(raw, request.headers.get("content-type"))
+    payload = _streaming_request(raw, request)
     if isinstance(payload, Response):
         return payload
-    if payload.get("stream") is not True:
-        return _error(400, 'this test server only streams: send "stream": true', "invalid_request_error")
     posts = sum(1 for r in records if r["method"] == "POST" and r["path"] == request.url.path)
     if posts <= _int_param(request, "fail", 0):
         return _error(503, "The server is overloaded, try again", "server_error", {"Retry-After": "0"})
@@ -184,11 +189,9 @@ async def messages(request: Request) -> Response:
     """
     records, raw = await _record(request)
     record = records[-1]
-    payload = _json_body(raw, request.headers.get("content-type"))
+    payload = _streaming_request(raw, request)
     if isinstance(payload, Response):
         return payload
-    if payload.get("stream") is not True:
-        return _error(400, 'this test server only streams: send "stream": true', "invalid_request_error")
     count = _int_param(request, "n", 3)
     error = _flag(request, "error")
     keep_open = _flag(request, "keep_open")
@@ -290,13 +293,5 @@ app = Starlette(
 )
 
 
-def main() -> None:
-    """Parse ``--port`` and serve on 127.0.0.1."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
-
-
 if __name__ == "__main__":
-    main()
+    serve(app, __doc__)
