@@ -1,29 +1,26 @@
-"""The ``sseplug`` command line: run, check, plugins, demo, serve, tail, record, top."""
+"""The ``sseplug`` command line: run, check, plugins, demo, serve, tail, record, top.
 
-from gevent import monkey
+Importing this module patches nothing and imports neither ``socket`` nor ``ssl`` (a test checks):
+``main()``, the entry point of the ``sseplug`` script and of ``python -m sseplug``, applies gevent's
+monkey patches before anything else, so the network stack is imported patched. The modules that
+need the network (plugins, the runner, ``top``) are imported inside the functions.
+"""
 
-monkey.patch_all()  # first: before anything imports socket or ssl (importing sseplug does neither)
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-
-import gevent  # noqa: E402
-import gevent.event  # noqa: E402
-
-from .. import __version__  # noqa: E402
-from .._malloc import keep_freed_memory  # noqa: E402
-from .config import Config, load_config  # noqa: E402
-from ..errors import ConfigError, PluginError  # noqa: E402
-from ..plugins import BUILTINS, create_plugin_manager, known_plugin_names  # noqa: E402
-from .record import add_record_options  # noqa: E402
-from .top import add_top_options  # noqa: E402
-from .tail import UsageError, add_tail_options, tail  # noqa: E402
+from .. import __version__
+from .._malloc import keep_freed_memory
+from .config import Config, load_config
+from ..errors import ConfigError, PluginError
+from .record import add_record_options
+from .tail import UsageError, add_tail_options, tail
 
 __all__ = ["EXIT_CONFIG", "build_parser", "main"]
 
@@ -46,6 +43,8 @@ class JsonFormatter(logging.Formatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sseplug`` command."""
+    from .top import add_top_options  # top reads /status with urllib: imports ssl
+
     parser = argparse.ArgumentParser(prog="sseplug", description="Consume Server-Sent Events streams.")
     parser.add_argument("--version", action="version", version=f"sseplug {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -78,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sseplug`` console script; returns the exit status."""
+    """Entry point of the ``sseplug`` console script and ``python -m sseplug``: applies gevent's
+    monkey patches, then runs the command ``argv`` names; returns the exit status."""
+    from gevent import monkey
+
+    monkey.patch_all()  # first: before anything imports ssl (importing sseplug or this module does not)
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     handler = logging.StreamHandler(sys.stderr)
@@ -99,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load(path: str) -> Config:
+    from ..plugins import known_plugin_names
+
     return load_config(path, known_plugins=known_plugin_names())
 
 
@@ -120,6 +125,7 @@ def _check(args: argparse.Namespace) -> int:
             except ImportError as error:
                 raise ConfigError(f"the HTTP endpoint cannot start: {error}; install what it names "
                                   "(a dependency of sseplug) or remove http_listen", key="runner.http_listen") from error
+        from ..plugins import create_plugin_manager
         from .runner import check_routes, inactive_plugins, keep_stdout_only_without_other_sinks, runner_plugins
 
         pm = runner_plugins(config)
@@ -165,6 +171,8 @@ def _in_file(error: ConfigError | PluginError, config: Config) -> ConfigError:
 
 
 def _plugins(args: argparse.Namespace) -> int:
+    from ..plugins import BUILTINS, create_plugin_manager
+
     rows = create_plugin_manager(builtins=BUILTINS).describe()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -181,6 +189,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import gevent
+    import gevent.event
+
     from ..recording import Recording, RecordingError
     from ..server import SSEServer
 
