@@ -183,7 +183,7 @@ class SSERequest:
             raise RequestFieldError(
                 "resume_url", f"{self.resume_url!r} is not an http:// or https:// URL with a host"
             )
-        _require_seconds("retry_delay", self.retry_delay, optional=False)
+        _require_seconds("retry_delay", self.retry_delay, optional=False, zero=True)  # waits: 10 ms at least
         if not (isinstance(self.verify, bool) or _is_file("verify", self.verify)):
             raise RequestFieldError("verify", f"expected True, False or a CA bundle path, got {self.verify!r}")
         cert: Any = self.cert  # a list too (TOML arrays), which the annotation leaves out
@@ -319,11 +319,14 @@ def _strings(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _require_seconds(name: str, value: Any, *, optional: bool = True) -> None:
+def _require_seconds(name: str, value: Any, *, optional: bool = True, zero: bool = False) -> None:
     if (value is not None or not optional) and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (0 <= value if zero else 0 < value)
+        or not value < math.inf
     ):
-        raise RequestFieldError(name, f"expected a number of seconds > 0, got {value!r}")
+        raise RequestFieldError(name, f"expected a number of seconds {'>=' if zero else '>'} 0, got {value!r}")
 
 
 def _require_int(name: str, value: Any, *, minimum: int) -> None:

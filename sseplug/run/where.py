@@ -26,18 +26,21 @@ def compile_where(expression: str) -> Callable[[SSEResponse], bool]:
     """The predicate of ``expression``: true when its result is not one of JMESPath's false
     values (``null``, ``false``, ``""``, ``[]``, ``{}``). ``data`` is the event's data, decoded
     from JSON when it is still a JSON text. A bad expression raises ``ValueError`` saying what
-    and at which position (0-based)."""
+    and at which column of the expression (1-based, as the TOML parser counts)."""
     try:
         compiled = jmespath.compile(expression)
     except JMESPathError as error:
+        column = getattr(error, "lex_position", None)
         if isinstance(error, LexerError):
-            reason = f"{error.message} at position {error.lex_position}"
+            reason = error.message
         elif isinstance(error, IncompleteExpressionError):
-            reason = "the expression ends too early"
+            reason, column = "the expression ends too early", len(expression)  # past its last character
         elif isinstance(error, ParseError):
-            reason = f"unexpected {error.token_value!r} at position {error.lex_position}"
+            reason = f"unexpected {error.token_value!r}"
         else:
             reason = str(error)
+        if isinstance(column, int):
+            reason += f" at column {column + 1}"
         raise ValueError(f"invalid JMESPath expression {expression!r}: {reason}") from None
     try:  # functions are looked up when evaluated: a probe finds unknown ones and wrong arities now
         compiled.search({"data": {}, "event": "message", "id": ""})

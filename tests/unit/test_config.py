@@ -861,7 +861,7 @@ def test_routes_filters_and_error_policies_are_read(config_path: Path) -> None:
         ('sinks = ["stdout"]\n', "connections[0].sinks[0]", "plugin 'stdout' is disabled in runner.plugins.disable"),
         ('sinks = "jsonl"\n', "connections[0].sinks", "expected an array of strings"),
         ('events = "trade"\n', "connections[0].events", "expected an array of strings"),
-        ("where = \"data.x == 'a\"\n", "connections[0].where", "Unclosed ' delimiter at position 10"),
+        ("where = \"data.x == 'a\"\n", "connections[0].where", "Unclosed ' delimiter at column 11"),
         ('where = "data.["\n', "connections[0].where", "the expression ends too early"),
         ('where = "nofunc(data)"\n', "connections[0].where", "Unknown function: nofunc()"),
         ('errors = { retries = -1 }\n', "connections[0].errors.retries", "expected an integer >= 0"),

@@ -104,7 +104,7 @@ INVALID = [  # one bad value each; every field of SSERequest at least once
     ({"url": URL, "end_events": "end"}, "end_events"),  # a str is not a list of types
     ({"url": URL, "end_data": [1]}, "end_data"),
     ({"url": URL, "error_events": None}, "error_events"),
-    ({"url": URL, "retry_delay": 0}, "retry_delay"),
+    ({"url": URL, "retry_delay": -0.5}, "retry_delay"),
     ({"url": URL, "retry_delay": None}, "retry_delay"),
     ({"url": URL, "verify": "no-such-ca.pem"}, "verify"),
     ({"url": URL, "cert": ("c.pem", "k.pem", "x.pem")}, "cert"),
