@@ -39,6 +39,7 @@ setup(
             "types-gevent",
             "types-jmespath",
             "sphinx>=7",  # tests/docs: the documentation site builds clean
+            "furo>=2024.1",  # the documentation site's theme
             # servers nobody here wrote, run by the integration tests
             "sse-starlette>=2",
             "uvicorn>=0.30",

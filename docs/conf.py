@@ -20,7 +20,8 @@ exclude_patterns = ["_build"]
 nitpicky = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-html_theme = "alabaster"
+html_theme = "furo"  # as urllib3, pip and attrs; a test extra (setup.py)
+html_title = f"sseplug {release}"
 html_static_path: list[str] = []
 
 # The examples run for real (``sphinx-build -b doctest``): against the embedded loopback server.
