@@ -1,4 +1,4 @@
-"""Built-in plugin ``retry``: the default reconnection policy (DESIGN.md "Reconnection")."""
+"""Built-in plugin ``retry``: the default reconnection policy (docs/design.rst, "Reconnection")."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def body(*blocks: str) -> list[bytes | float]:
 
 
 def test_hookspecs_exist() -> None:
-    """The introspection below sees every hook of DESIGN.md's table."""
+    """The introspection below sees every hook of docs/reference/hooks.rst."""
     assert HOOK_NAMES == sorted(
         [
             "sseplug_configure", "sseplug_auth_headers", "sseplug_checkpoint_load", "sseplug_connection_opened",
