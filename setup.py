@@ -38,6 +38,7 @@ setup(
             "mypy>=1.10",  # tests/unit/test_typing.py: mypy --strict on sseplug/
             "types-gevent",
             "types-jmespath",
+            "ruff>=0.17",  # tests/unit/test_lint.py: ruff check with ruff.toml
             "sphinx>=7",  # tests/docs: the documentation site builds clean
             "furo>=2024.1",  # the documentation site's theme
             # servers nobody here wrote, run by the integration tests

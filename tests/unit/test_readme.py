@@ -16,7 +16,7 @@ README = (ROOT / "README.rst").read_text(encoding="utf-8")
 def blocks(directive: str) -> list[str]:
     """The bodies of the README's ``.. code-block:: DIRECTIVE`` blocks, dedented."""
     found = []
-    for match in re.finditer(rf"^\.\. code-block:: {directive}\n\n((?:(?:    [^\n]*)?\n)+)", README, re.M):
+    for match in re.finditer(rf"^\.\. code-block:: {directive}\n\n((?:(?:    [^\n]*)?\n)+)", README, re.MULTILINE):
         found.append("\n".join(line[4:] for line in match.group(1).splitlines()))
     return found
 
