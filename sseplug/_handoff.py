@@ -140,12 +140,14 @@ class _Resumer:
         self.scheduled = False
 
     def add(self, handoff: Handoff) -> None:
+        """Let ``handoff``'s paused writer go on at the next callback phase (one callback for all)."""
         self.paused.append(handoff)
         if not self.scheduled:
             self.scheduled = True
             self.loop.run_callback(self.run)
 
     def run(self) -> None:
+        """The callback: resume every writer paused since the last one."""
         self.scheduled = False
         paused, self.paused = self.paused, []
         for handoff in paused:

@@ -357,6 +357,7 @@ class EventParser:
         if _cbulk is not None and not check_size:
 
             def spec_path(block: str, last_id: str) -> str:  # a block of another shape
+                """Parse one block of a shape the C core leaves to Python, line by line (the spec's path)."""
                 self._id = last_id
                 for line in block.split("\n"):
                     self._line(line)

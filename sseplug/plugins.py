@@ -114,6 +114,7 @@ class PluginManager(pluggy.PluginManager):
         self.generation += 1
 
         def detach() -> None:
+            """Remove the monitor this call attached."""
             undo()
             self.monitors -= 1
             self.generation += 1
@@ -126,6 +127,7 @@ class PluginManager(pluggy.PluginManager):
         so is every header ``sseplug_auth_headers`` returns. Returns the undo function."""
 
         def before(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+            """Log the hook call with its arguments, credentials redacted."""
             if log.isEnabledFor(logging.DEBUG):
                 shown = ", ".join(f"{name}={value!r}" for name, value in redacted(kwargs).items())
                 log.debug("%s(%s)", hook_name, shown)
@@ -136,6 +138,7 @@ class PluginManager(pluggy.PluginManager):
             hook_impls: Sequence[pluggy.HookImpl],
             kwargs: Mapping[str, Any],
         ) -> None:
+            """Log the hook's result (or exception), credentials redacted."""
             if outcome.exception is None and log.isEnabledFor(logging.DEBUG):
                 result = redacted(outcome.get_result(), secret=hook_name == "sseplug_auth_headers")
                 log.debug("%s --> %r", hook_name, result)
@@ -181,6 +184,7 @@ class PluginManager(pluggy.PluginManager):
         if caller.spec is not None and caller.spec.opts.get("firstresult"):
 
             def first_result(*args: Any) -> Any:
+                """The first implementation's answer that is not ``None`` (``firstresult`` hooks)."""
                 for function in functions:
                     result = function(*args)
                     if result is not None:
@@ -190,6 +194,7 @@ class PluginManager(pluggy.PluginManager):
             return first_result
 
         def every(*args: Any) -> list[Any]:
+            """Every implementation's answer that is not ``None``, in call order."""
             return [result for function in functions if (result := function(*args)) is not None]
 
         return every

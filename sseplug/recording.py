@@ -123,13 +123,16 @@ class RecordingWriter:
         out.write(HEADER + "\n")
 
     def open(self, now: float, status: int, content_type: str) -> None:
+        """Record the response head: its status and Content-Type."""
         self._write(now, "open", f"{status} {content_type}")
 
     def piece(self, now: float, data: bytes) -> None:
+        """Record a piece of the body, as a JSON string of its UTF-8 text (other bytes as ``\\udcXX``)."""
         text = json.dumps(data.decode("utf-8", "surrogateescape"), ensure_ascii=False)
         self._write(now, "bytes", _ESCAPED.sub(lambda match: f"\\u{ord(match.group()):04x}", text))
 
     def close(self, now: float, reason: str) -> None:
+        """Record why the response ended."""
         self._write(now, "close", reason.replace("\n", " "))
 
     def _write(self, now: float, kind: str, value: str) -> None:

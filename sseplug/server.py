@@ -369,6 +369,7 @@ def _send(sock: socket.socket, method: str, response: Response, body: Iterable[P
     given = {name.lower() for name in response.headers}
 
     def add(name: str, value: str) -> None:
+        """Add a header line unless the scripted response set that header itself."""
         if name.lower() not in given:
             lines.append(f"{name}: {value}")
 

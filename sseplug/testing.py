@@ -117,6 +117,7 @@ def register_plugin(sseplug_plugins: PluginManager) -> Iterator[Callable[..., ob
     registered: list[object] = []
 
     def register(plugin: object, name: str | None = None) -> object:
+        """Register ``plugin`` (under ``name``) for the rest of the test."""
         sseplug_plugins.register(plugin, name)
         registered.append(plugin)
         return plugin
@@ -133,8 +134,11 @@ def fast_retry(register_plugin: Callable[..., object]) -> None:
     from .hookspecs import hookimpl
 
     class FastRetry:
+        """Answers every retry decision with 10 ms."""
+
         @hookimpl(tryfirst=True)
         def sseplug_retry_decision(self) -> float:
+            """Wait 10 ms before every reconnect."""
             return 0.01
 
     register_plugin(FastRetry(), "fast-retry")
@@ -165,6 +169,7 @@ def sse_client_for(sseplug_plugins: PluginManager) -> Iterator[Callable[[Any], S
     clients: list[SSEClient] = []
 
     def make(config: Any) -> SSEClient:
+        """A new client on ``sseplug_plugins``, configured with ``config``; shut down after the test."""
         sseplug_plugins.configure(config)  # the client finds it configured, and unconfigures it
         clients.append(SSEClient(plugin_manager=sseplug_plugins))
         return clients[-1]
@@ -182,6 +187,7 @@ def serve_recording(sse_server: SSEServer) -> Callable[..., str]:
     served = 0
 
     def serve(recording: Any, speed: float = 0.0, loop: bool = False) -> str:
+        """Serve ``recording`` (a path or a ``Recording``) at a fresh path of ``sse_server``; its URL."""
         nonlocal served
         served += 1
         loaded = recording if isinstance(recording, Recording) else Recording.load(recording)

@@ -34,6 +34,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per log record."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON: time, level, logger, message and any exception."""
         entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
                  "message": record.getMessage()}
         if record.exc_info:

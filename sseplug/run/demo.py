@@ -40,6 +40,7 @@ def run_demo(say: TextIO = sys.stderr) -> int:
         state = Path(tmp) / "state"
 
         def run(news: int) -> int:
+            """One run of the runner on the demo config, with ``news`` events in the news feed; its exit status."""
             text = CONFIG.format(state=state.as_posix(), base=server.url("").rstrip("/"), news=news)
             return Runner(parse_config(text, path=Path(tmp) / "demo.toml")).run()
 

@@ -47,12 +47,14 @@ def _expand(text: str, key: str, environ: Mapping[str, str]) -> str:
     used: dict[str, str] = {}  # the values taken from the environment, by name
 
     def replace(match: re.Match[str]) -> str:
+        """The expansion of one reference, remembering the value taken from the environment."""
         expanded = value_of(match)
         if match.group(2) is not None:
             used[match.group(2).split(":")[0]] = expanded
         return expanded
 
     def value_of(match: re.Match[str]) -> str:
+        """What one ``$$`` or ``${...}`` reference stands for; a ``ConfigError`` when it cannot be expanded."""
         if match.group(1):
             return "$"
         inner, closed = match.group(2), match.group(3)

@@ -34,10 +34,12 @@ class _ResponseMarks:
 
     @hookimpl
     def sseplug_connection_opened(self, status: int, headers: Mapping[str, str]) -> None:
+        """Record the response's status and Content-Type."""
         self.writer.open(time.monotonic(), status, headers.get("content-type", ""))
 
     @hookimpl
     def sseplug_connection_closed(self, reason: str) -> None:
+        """Record why the response ended."""
         self.writer.close(time.monotonic(), reason)
 
 

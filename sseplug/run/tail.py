@@ -113,6 +113,7 @@ class Printer:
             self.console = Console(file=out, highlight=False, soft_wrap=True)
 
     def event(self, event: SSEResponse) -> None:
+        """Print one event: a JSON line, or its type, id and time over its data (coloured on a terminal)."""
         if self.as_json:
             self.out.write(json.dumps({"id": event.id, "event": event.event, "data": event.data},
                                       ensure_ascii=False, default=str) + "\n")
@@ -133,6 +134,7 @@ class Printer:
         self.out.flush()
 
     def comment(self, text: str) -> None:
+        """Print one comment line (``--comments``)."""
         if self.as_json:
             self.out.write(json.dumps({"comment": text}, ensure_ascii=False) + "\n")
         elif self.console is not None:
@@ -193,6 +195,7 @@ def follow(
         failures: list[SSEError] = []
 
         def consume() -> None:
+            """Hand each event to ``on_event`` until the stream ends, ``count`` is reached, or it fails (kept in ``failures``)."""
             try:
                 for shown, event in enumerate(stream, start=1):
                     if on_event is not None:

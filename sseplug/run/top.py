@@ -74,6 +74,7 @@ class View:
         self.sort, self.reverse = "id", False
 
     def update(self, connections: list[dict[str, Any]], now: float) -> None:
+        """Take a new ``/status`` reading: each connection's events per second since the last one."""
         for connection in connections:
             cid, events = connection["id"], connection["events"]
             before = self.previous.get(cid)
@@ -82,6 +83,7 @@ class View:
             self.previous[cid] = (now, events)
 
     def render(self, url: str, connections: list[dict[str, Any]]) -> Group:
+        """The screen: totals, then one row per connection in the chosen sort order."""
         now = time.time()
         keys = {
             "id": lambda c: c["id"], "state": lambda c: c["state"], "events": lambda c: c["events"],

@@ -50,6 +50,7 @@ def compile_where(expression: str) -> Callable[[SSEResponse], bool]:
         pass  # a type error on the probe's empty data: real events decide
 
     def where(event: SSEResponse) -> bool:
+        """Whether ``event`` passes the expression."""
         data: Any = event.data
         if isinstance(data, str):
             try:
