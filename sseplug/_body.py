@@ -1,4 +1,5 @@
-"""Reading an event stream's body: the socket's bytes as fast as they come, and a stall deadline.
+"""Reading an event stream's body: the socket's bytes as fast as they come, a stall deadline,
+how much to ask for, and when to let the hub run.
 
 An idle stream waits in ``recv`` for minutes. Bounding each wait with the socket's own timeout
 costs a gevent ``Timeout`` (a timer started and stopped) per ``recv``: at thousands of streams
@@ -18,10 +19,49 @@ import urllib3
 
 from ._chunked import ChunkedDecoder, ChunkedError
 
-__all__ = ["READ_SIZE", "Body", "StallError"]
+__all__ = ["HUB_TURN_EVERY", "LARGE_PENDING", "LARGE_READ_SIZE", "READ_SIZE", "Body", "HubTurns", "StallError",
+           "read_size"]
 
 READ_SIZE = 64 * 1024
 """Bytes asked of the socket per read, unless the connection asks more for large events."""
+LARGE_READ_SIZE = 1024 * 1024
+"""Bytes asked of the socket while a large event (``LARGE_PENDING`` bytes or more) is pending,
+or after a read whose events were that large on average: fewer reads and fewer pieces to join.
+An idle stream never holds a buffer this size (``recv`` allocates it once bytes are there)."""
+LARGE_PENDING = 16 * 1024
+HUB_TURN_EVERY = 0.005
+"""Seconds a stream whose socket always has data reads between two polls of the hub before it
+lets the hub run (timers, other streams, signals): without it a flooding server freezes the
+process, as ``recv`` never blocks. A stream that waited for its bytes starts a new turn."""
+
+
+def read_size(pending: int, received: int, events: int) -> int:
+    """Bytes to ask for next, after a read of ``received`` bytes that completed ``events``
+    events and left ``pending`` bytes of an incomplete one: ``LARGE_READ_SIZE`` while events
+    are large, ``READ_SIZE`` otherwise."""
+    large = pending >= LARGE_PENDING or (events and received >= LARGE_PENDING * events)
+    return LARGE_READ_SIZE if large else READ_SIZE
+
+
+class HubTurns:
+    """The hub-turn rule of one reading greenlet: call ``check()`` before each read; once the
+    greenlet has read for ``HUB_TURN_EVERY`` seconds without the hub polling in between (its
+    socket always had data), ``check()`` yields to the hub (``gevent.idle``)."""
+
+    __slots__ = ("_clock", "_due", "_idle", "_loop", "_polled")
+
+    def __init__(self) -> None:
+        self._clock, self._idle, self._loop = time.monotonic, gevent.idle, gevent.get_hub().loop
+        self._polled, self._due = -1, 0.0
+
+    def check(self) -> None:
+        """Start a new turn if the hub polled since the last check, else yield if the turn is over."""
+        iteration = self._loop.iteration
+        if iteration != self._polled:  # the hub polled since (this stream waited or yielded): a new turn
+            self._polled, self._due = iteration, self._clock() + HUB_TURN_EVERY
+        elif self._clock() >= self._due:  # a socket that always has data never blocks: give the hub a turn
+            self._idle()
+            self._polled = -1
 
 
 class StallError(TimeoutError):
