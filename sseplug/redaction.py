@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 __all__ = [
-    "CREDENTIAL_HEADERS", "REDACTED", "FromEnvironment", "Secret", "public_error", "public_url", "redacted",
-    "secret_headers",
+    "CREDENTIAL_HEADERS", "REDACTED", "FromEnvironment", "Secret", "hide_credentials", "protect_settings",
+    "public_error", "public_url", "redacted", "secret_headers",
 ]
 
 REDACTED = "<redacted>"
@@ -140,3 +140,53 @@ def public_error(error: BaseException) -> str:
         if isinstance(url, FromEnvironment):
             text = url.hide(text)  # also in what a cause says of the URL's parts
     return text
+
+
+# A password in a URL's user information (``scheme://user:PASSWORD@host``): the user stays shown.
+_URL_PASSWORD = re.compile(  # up to the last "@" before the host: a password may hold "@" written as is
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^\s]*?(?=@[^@\s/?#]*(?:[/?#\s]|$))")
+# A credential written as ``name=value`` (libpq's ``password=...``, a query's ``token=...``).
+_NAMED_CREDENTIAL = re.compile(
+    r"(?i)(?P<head>\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret)\s*=\s*)"
+    r"(?:'(?:[^'\\]|\\.)*'|[^\s&;]+)"
+)
+_REFERENCES = re.compile(r"(?:\$\{[^}]*\})+")  # a config value as written: environment references only
+_SECRET_KEY = re.compile(r"(?i)password|passwd|secret|token|credential|api[_-]?key|private[_-]?key|access[_-]?key")
+
+
+def hide_credentials(text: str) -> str:
+    """``text`` with the passwords it spells out shown as ``REDACTED``: the one in a URL's user
+    information (``postgresql://user:PASSWORD@host``) and every ``password=...``, ``token=...``
+    (a libpq connection string, a URL query), the names and the rest kept; a password written
+    as a ``${NAME}`` reference (a config value as written) stays."""
+    def hidden(match: re.Match[str]) -> str:
+        written = match[0][len(match["head"]):]
+        return match[0] if _REFERENCES.fullmatch(written) else match["head"] + REDACTED  # ${VAR} tells nothing
+
+    return _NAMED_CREDENTIAL.sub(hidden, _URL_PASSWORD.sub(hidden, text))
+
+
+def protect_settings(value: Any, *, secret: bool = False) -> Any:
+    """A plugin's settings (a ``[plugins.NAME]`` table) with the same values, whose reprs show no
+    credential written in them: the value of a key named like a credential (``password``,
+    ``token``, ``api_key``...) and every value of a ``headers`` table becomes a ``Secret``; a
+    string holding a password (a DSN, a URL with ``user:password@``) becomes a
+    ``FromEnvironment`` that shows itself with the password replaced (``hide_credentials``)."""
+    if isinstance(value, Mapping):
+        return {
+            key: protect_settings(item, secret=secret or (isinstance(key, str) and (
+                key.lower() == "headers" or _SECRET_KEY.search(key) is not None)))
+            for key, item in value.items()
+        }
+    if type(value) in (list, tuple):
+        return type(value)(protect_settings(item, secret=secret) for item in value)
+    if not isinstance(value, str) or isinstance(value, Secret):
+        return value
+    if secret:
+        return Secret(value)
+    written = value.template if isinstance(value, FromEnvironment) else str.__str__(value)
+    shown = hide_credentials(written)
+    if shown == written:
+        return value
+    values = value.values if isinstance(value, FromEnvironment) else {}
+    return FromEnvironment(str.__str__(value), shown, values)

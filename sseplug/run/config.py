@@ -28,7 +28,7 @@ from ..models import (
     RequestMethodType,
     SSERequest,
 )
-from ..redaction import FromEnvironment, Secret
+from ..redaction import FromEnvironment, Secret, protect_settings
 from ..route import ERROR_ACTIONS, ErrorPolicy, Route
 from .environment import expand, join_key
 from .where import compile_where
@@ -419,7 +419,8 @@ def _plugin_tables(
             _fail(key, "disabling plugins belongs under [runner]: write plugins = { disable = [...] } there")
         _check_plugin(name, key, known_plugins)
         _table(table, key, f"a [plugins.{name}] table")
-    return tables
+    # the same values; a password written in one shows in no repr (a trace, an error)
+    return {name: protect_settings(table) for name, table in tables.items()}
 
 
 def _check_plugin(name: str, key: str, known_plugins: Collection[str] | None) -> None:
