@@ -113,6 +113,12 @@ PLUGIN_ATTRIBUTES: Final[Mapping[str, str]] = {
         "installed plugin that has no table out (it stays inert until configured). Built-ins and "
         "runner.plugins.modules are always registered."
     ),
+    "sseplug_checkpoint_store": (
+        "On a plugin implementing sseplug_checkpoint_load/save: true while it keeps the "
+        "checkpoints itself (the redis plugin of a fleet); the runner then unregisters the built-in "
+        "sqlite store and takes no lock on state_dir (sseplug.run.runner.keep_one_checkpoint_store). "
+        "Read after sseplug_configure."
+    ),
     "retryable": (
         "On an exception an implementation raises: exactly True (a backend briefly down) makes "
         "the failure a TemporaryPluginError, after which the connection reconnects and resumes "
@@ -146,6 +152,20 @@ def sseplug_auth_headers(connection: HookConnection, request: SSERequest) -> Map
 
     Return headers to add to the request, or ``None``. The results of every plugin are merged
     (the first-run plugin wins a conflict) over the request's own headers.
+    """
+
+
+@hookspec(firstresult=True)
+def sseplug_schedule(streams: Any) -> bool | None:
+    """Called once by ``sseplug run``, after ``sseplug_configure`` and before any stream starts:
+    does a plugin decide which of the config's streams this process runs?
+
+    ``streams`` is the runner's ``sseplug.run.streams.StreamControl``: ``ids()`` (the config's
+    connection ids, reloads included), ``start(id)``, ``stop(id, then)``, ``running()``,
+    ``abort(message)`` and ``report(...)`` (lease and readiness facts for ``/status`` and
+    ``/ready``). Return ``True`` to take the decision: the runner then starts no stream by itself
+    and runs until it is stopped (a fleet plugin starts the streams whose leases it holds).
+    First non-``None`` result wins; when no plugin answers, the runner starts every stream.
     """
 
 

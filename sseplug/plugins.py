@@ -54,6 +54,7 @@ class PluginManager(pluggy.PluginManager):
         self.monitors = 0
         self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
         self.configured = False
+        self.shutdown_errors: list[tuple[str, BaseException]] = []  # (plugin, error) from sseplug_unconfigure
 
     def configure(self, config: object | None = None) -> None:
         """Tell the plugins the configuration (``sseplug_configure``: the runner's ``Config``, or
@@ -64,10 +65,25 @@ class PluginManager(pluggy.PluginManager):
             self.hook.sseplug_configure.call_historic(kwargs={"config": config})
 
     def unconfigure(self) -> None:
-        """Tell the plugins the work is over (``sseplug_unconfigure``), once per ``configure``."""
-        if self.configured:
-            self.configured = False
-            self.hook.sseplug_unconfigure()
+        """Tell the plugins the work is over (``sseplug_unconfigure``), once per ``configure``.
+
+        Every plugin is told, also after one of them raised (a full disk when a sink closes its
+        file must not keep the lease plugin from releasing its leases): each failure is one ERROR
+        line naming the plugin and the cause, kept in ``shutdown_errors`` (the runner exits 1)."""
+        if not self.configured:
+            return
+        self.configured = False
+        impls = list(reversed(self.hook.sseplug_unconfigure.get_hookimpls()))  # pluggy's call order
+        if not impls:
+            self.hook.sseplug_unconfigure()  # nobody implements it; a trace or monitor still sees the call
+        for impl in impls:
+            others = [other.plugin for other in impls if other is not impl]
+            try:  # one plugin at a time, through the hook (so a trace or monitor sees each call)
+                self.subset_hook_caller("sseplug_unconfigure", remove_plugins=others)()
+            except Exception as error:
+                self.shutdown_errors.append((impl.plugin_name, error))
+                log.error("plugin %r failed while shutting down: %s: %s; checkpoints saved before it stay, "
+                          "so the next start resumes from them", impl.plugin_name, type(error).__name__, error)
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin``, validated against the hookspecs now, not at call time: a hook

@@ -17,7 +17,7 @@ setup(
     long_description_content_type="text/x-rst",
     license="MIT",
     python_requires=">=3.11",
-    py_modules=["sseplug_redis"],
+    packages=["sseplug_redis"],
     install_requires=["sseplug", "redis>=5"],
     # the instance, not the module: each RedisLeases holds its runner token, pool and leases
     entry_points={"sseplug": ["redis = sseplug_redis:plugin"]},

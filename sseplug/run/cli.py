@@ -8,6 +8,7 @@ need the network (plugins, the runner, ``top``) are imported inside the function
 
 import argparse
 import dataclasses
+import importlib
 import json
 import logging
 import os
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", help="path of the TOML config")
     plugins = commands.add_parser("plugins", help="list the plugins: name, distribution, version, hooks")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fleet = commands.add_parser("fleet", help="the fleet sharing a config through Redis: runners, unowned streams",
+                                description="What Redis says about the runners sharing this config "
+                                            "([plugins.redis]): live runners, streams held, open, in standby, "
+                                            "and streams no live runner holds.")
+    fleet.add_argument("config", help="path of the TOML config")
+    fleet.add_argument("--json", action="store_true", help="print JSON instead of a table")
     commands.add_parser("demo", help="run the runner against the embedded loopback server (ends by itself)")
     tail = commands.add_parser("tail", help="print a stream's events as they arrive",
                                description="Print a stream's events as they arrive; it reconnects as the library does.")
@@ -183,6 +190,21 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fleet(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if "redis" not in config.plugins:
+        raise ConfigError("no [plugins.redis] table: this config runs no fleet", key="plugins.redis",
+                          path=str(config.path))
+    try:
+        fleet = importlib.import_module("sseplug_redis.fleet")  # a plugin's module: not a dependency
+    except ImportError:
+        raise UsageError("the fleet view comes with the redis plugin: pip install sseplug-redis "
+                         "(from a checkout: pip install -e plugins/redis)") from None
+    view = fleet.fleet_view(config)
+    print(json.dumps(view, indent=2) if args.json else fleet.render(view))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -235,4 +257,4 @@ def _record(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _run, "check": _check, "plugins": _plugins, "demo": _demo, "serve": _serve, "tail": _tail,
-            "record": _record, "top": _top}
+            "record": _record, "top": _top, "fleet": _fleet}

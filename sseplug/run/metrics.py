@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from ..connection import Connection, ConnectionState
 from ..redaction import public_error, public_url
+from .streams import StreamControl
 
 __all__ = ["MetricsServer", "status"]
 
@@ -27,9 +28,11 @@ _COUNTERS = (
 )
 
 
-def status(connection: Connection) -> dict[str, Any]:
-    """What ``/status`` says about one connection (no credential: the URL is ``public_url``'s)."""
+def status(connection: Connection, control: StreamControl | None = None) -> dict[str, Any]:
+    """What ``/status`` says about one connection (no credential: the URL is ``public_url``'s);
+    ``lease`` (whether this runner holds the stream's lease) when a scheduling plugin tells."""
     error = connection.last_error
+    lease = None if control is None or control.lease is None else control.lease(connection.id)
     return {
         "id": connection.id,
         "state": str(connection.state),
@@ -44,6 +47,7 @@ def status(connection: Connection) -> dict[str, Any]:
         "skipped": connection.events_skipped,
         "filtered": connection.events_filtered,
         "last_error": None if error is None else f"{type(error).__name__}: {public_error(error)}",
+        "lease": lease,
     }
 
 
@@ -55,8 +59,10 @@ def _waiting(connection: Connection) -> bool:
 class MetricsServer:
     """Serves the counters of ``connections()`` on ``(host, port)`` in a gevent WSGI server."""
 
-    def __init__(self, listen: tuple[str, int], connections: Callable[[], Iterable[Connection]]) -> None:
+    def __init__(self, listen: tuple[str, int], connections: Callable[[], Iterable[Connection]],
+                 control: StreamControl | None = None) -> None:
         self._connections = connections
+        self._control = control
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self)  # a collector: has collect()
         self.server = WSGIServer(listen, self._app, log=None, error_log=None)
@@ -108,11 +114,15 @@ class MetricsServer:
                 {"id": c.id, "state": str(c.state), "error": None if c.error is None else public_error(c.error)}
                 for c in self._connections() if _waiting(c)
             ]
-            ready = not waiting
-            body = json.dumps({"ready": ready, "waiting": waiting}).encode() + b"\n"
+            reason = None if self._control is None else self._control.unready()
+            ready = not waiting and reason is None
+            document: dict[str, Any] = {"ready": ready, "waiting": waiting}
+            if reason is not None:
+                document["reason"] = reason
+            body = json.dumps(document).encode() + b"\n"
             status_line, kind = ("200 OK" if ready else "503 Service Unavailable"), "application/json"
         elif path == "/status":
-            document = {"connections": [status(connection) for connection in self._connections()]}
+            document = {"connections": [status(connection, self._control) for connection in self._connections()]}
             body, status_line, kind = json.dumps(document).encode() + b"\n", "200 OK", "application/json"
         else:
             body, status_line, kind = b"not found\n", "404 Not Found", "text/plain"

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,8 @@ from ..plugins import BUILTINS, PluginManager, create_plugin_manager, known_plug
 from .config import Config, ConnectionConfig, load_config
 from ..redaction import public_error
 from .metrics import MetricsServer
+from .statelock import lock_state_dir
+from .streams import StreamControl
 
 __all__ = ["Runner", "EXIT_OK", "EXIT_FAILED"]
 
@@ -112,6 +115,18 @@ def default_sinks(pm: PluginManager) -> tuple[str, ...] | None:
     return tuple(name for name in pm.call_order("sseplug_handle_event") if name != "stdout")
 
 
+def keep_one_checkpoint_store(pm: PluginManager) -> None:
+    """After ``sseplug_configure``: drop the built-in sqlite store when another plugin keeps the
+    checkpoints (its ``sseplug_checkpoint_store`` is true, e.g. the redis plugin of a fleet)."""
+    sqlite = pm.get_plugin("sqlite")
+    if sqlite is not None and any(
+        name != "sqlite" and getattr(plugin, "sseplug_checkpoint_store", False) is True
+        for name, plugin in pm.list_name_plugin()
+    ):
+        sqlite.sseplug_unconfigure()
+        pm.unregister(name="sqlite")
+
+
 def check_routes(pm: PluginManager, config: Config) -> None:
     """Every plugin a connection's ``sinks`` names is registered and handles events; else a
     ``ConfigError`` naming the connection's key (after ``sseplug_configure``)."""
@@ -147,6 +162,10 @@ class Runner:
         self._crashed: list[BaseException] = []  # what a runner greenlet died of, unexpectedly
         self._events_seen = 0
         self._stats_at = time.monotonic()
+        self.control = StreamControl(self)
+        self.scheduled = False  # a plugin (sseplug_schedule) decides which streams run here
+        self._aborted = False
+        self._winding_down: set[str] = set()  # scheduled streams being stopped: not started again yet
 
     def run(self) -> int:
         """Run until every stream ended or a stop; returns the exit status."""
@@ -155,21 +174,29 @@ class Runner:
         handlers = [gevent.signal_handler(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)]
         handlers.append(gevent.signal_handler(signal.SIGHUP, self.reload))
         self.plugins.configure(self.config)  # the client unconfigures it when it shuts down
+        keep_one_checkpoint_store(self.plugins)
+        lock = None
+        if self.plugins.get_plugin("sqlite") is not None and not self.config.dry_run:  # local checkpoints
+            lock = lock_state_dir(Path(runner.state_dir), str(self.config.path))
         with SSEClient(plugin_manager=self.plugins, pool_size=runner.pool_size) as client:
             self._client = client
             keep_stdout_only_without_other_sinks(self.plugins, self.config)
             check_routes(self.plugins, self.config)
             if runner.http_listen is not None:
-                metrics = MetricsServer(runner.http_listen, lambda: [s.connection for s in self.streams.values()])
+                metrics = MetricsServer(runner.http_listen, lambda: [s.connection for s in self.streams.values()],
+                                        control=self.control)
                 metrics.start()
                 log.info("metrics on http://%s:%d/metrics", *metrics.address)
-            for connection in self.config.connections:
-                self._start(connection)
-            log.info("running %d streams (pool of %d), pid %d; reload the config with: kill -HUP %d",
-                     len(self.streams), runner.pool_size, os.getpid(), os.getpid())
+            self.scheduled = self.plugins.hook.sseplug_schedule(streams=self.control) is True
+            if not self.scheduled:
+                for connection in self.config.connections:
+                    self._start(connection)
+            log.info("running %s streams (pool of %d), pid %d; reload the config with: kill -HUP %d",
+                     "the scheduled share of %d" % len(self.config.connections) if self.scheduled else len(self.streams),
+                     runner.pool_size, os.getpid(), os.getpid())
             stats = self._spawn(self._report_every, STATS_INTERVAL)
             try:
-                waiter = self._spawn(self._wait_all)
+                waiter = self._spawn(self._wait_all if not self.scheduled else self._wait_stopped)
                 gevent.wait([waiter, self._stopped], count=1)  # type: ignore[type-var]  # both are waitable
                 if self.stopping:
                     self._shutdown(client, runner.shutdown_timeout)
@@ -181,10 +208,15 @@ class Runner:
                 if metrics is not None:
                     metrics.stop()
                 self._report()
+        if lock is not None:
+            lock.close()
         failed = [stream.connection.id for stream in [*self.retired, *self.streams.values()] if stream.error is not None]
         if failed:
             log.error("exit status %d: %d connection(s) failed for good: %s", EXIT_FAILED, len(failed), failed)
-        return EXIT_FAILED if failed or self._crashed else EXIT_OK
+        failed_plugins = [name for name, _ in self.plugins.shutdown_errors]
+        if failed_plugins:
+            log.error("exit status %d: plugin(s) failed while shutting down: %s", EXIT_FAILED, failed_plugins)
+        return EXIT_FAILED if failed or self._crashed or self._aborted or failed_plugins else EXIT_OK
 
     def _spawn(self, function: Callable[..., None], *args: Any) -> gevent.Greenlet[..., None]:
         """``function`` in a greenlet whose unexpected death is logged and fails the run."""
@@ -209,6 +241,45 @@ class Runner:
             log.info("stopping: letting handlers finish and checkpoints save")
             self._stopped.set()
 
+    def abort(self, message: str) -> None:
+        """Stop every stream gracefully and exit 1: a plugin found that the runner must not go on."""
+        if not self._aborted:
+            log.error("%s", message)
+            self._aborted = True
+        self.stop()
+
+    def start_scheduled(self, connection_id: str) -> bool:
+        """Start one stream for the scheduling plugin; False when stopping, unknown or already started."""
+        if self.stopping or connection_id in self.streams or connection_id in self._winding_down:
+            return False
+        with self._reloading:
+            for connection in self.config.connections:
+                if connection.id == connection_id:
+                    self._start(connection)
+                    return True
+        return False
+
+    def stop_scheduled(self, connection_id: str, then: Callable[[], None] | None) -> None:
+        """Stop one stream for the scheduling plugin, in the background; then ``then()``."""
+        stream = self.streams.pop(connection_id, None)
+        if stream is not None:
+            self._winding_down.add(connection_id)
+            stream.connection.stop()
+
+        def stop() -> None:
+            try:
+                if stream is not None:
+                    if not stream.wait(self.config.runner.shutdown_timeout):
+                        log.warning("connection %r did not stop within %.1fs; killing it", connection_id,
+                                    self.config.runner.shutdown_timeout)
+                        stream.close()
+            finally:
+                self._winding_down.discard(connection_id)
+            if then is not None:
+                then()
+
+        self._spawn(stop)
+
     def _start(self, connection: ConnectionConfig) -> None:
         assert self._client is not None
         request = connection.request(on_error=lambda error: self._failed(connection.id, error))
@@ -229,6 +300,10 @@ class Runner:
             with self._reloading:
                 if all(stream.wait(0) for stream in self.streams.values()):
                     return
+
+    def _wait_stopped(self) -> None:
+        """Until a stop: a scheduled runner's share may change at any time, it never is over by itself."""
+        self._stopped.wait()
 
     def reload(self) -> None:
         """Re-read the config file (SIGHUP) and apply its ``[[connections]]`` in the background."""
@@ -258,7 +333,7 @@ class Runner:
             for cid in removed + changed:
                 self._retire(cid)
             self.config = dataclasses.replace(self.config, connections=new.connections)
-            for cid in added + changed:
+            for cid in added + changed if not self.scheduled else ():  # else the scheduling plugin starts them
                 self._start(fresh[cid])
             log.info("reloaded %s: %d added %s, %d removed %s, %d changed %s, %d unchanged", path,
                      len(added), added, len(removed), removed, len(changed), changed,

@@ -30,10 +30,12 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One ``redis-server`` process without persistence; ``start()`` waits until it answers PING."""
+    """One ``redis-server`` process, without persistence unless ``appendonly`` (an append-only
+    file synced every second, as docs/fleet.rst advises); ``start()`` waits until it answers PING."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, appendonly: bool = False) -> None:
         self.workdir = workdir
+        self.appendonly = appendonly
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"redis-{self.port}.log"
@@ -54,7 +56,8 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [executable, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                [executable, "--port", str(self.port), "--bind", HOST, "--save", "",
+                 "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
                  "--dir", str(self.workdir), "--daemonize", "no"],
                 stdout=log, stderr=subprocess.STDOUT,
             )
@@ -75,6 +78,16 @@ class RedisServer:
                 gevent.sleep(0.05)
         finally:
             client.close()
+
+    def pause(self) -> None:
+        """SIGSTOP the server: it keeps its sockets and answers nothing (unreachable, not refused)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause()``."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL the server by pid and reap it (Redis going away without a word)."""

@@ -1,90 +1,36 @@
-"""The ``redis`` plugin (sseplug-redis) against a real redis-server: leases, spread, takeover,
-fenced checkpoints, the Redis Streams sink, Redis going away, config validation."""
+"""The ``redis`` plugin (sseplug-redis) against a real redis-server, in one process: the
+assignment, sessions, fenced checkpoints, the Redis Streams sink, dead letters, config validation.
+Whole fleets of ``sseplug run`` processes are in test_fleet.py and test_fleet_faults.py."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import math
-import re
-import signal
-import socket
-import subprocess
-import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import gevent
-import gevent.monkey
 import pytest
 import redis
 
 import sseplug_redis
-from sseplug.run.config import Config, parse_config
 from sseplug.builtin import deadletter
 from sseplug.errors import ConfigError
 from sseplug.plugins import create_plugin_manager
-from sseplug.server import SSEServer
-from sseplug_redis import RUNNERS_KEY, RedisLeases, checkpoint_key, lease_key
+from sseplug.run.config import Config, parse_config
+from sseplug_redis import MARKER_KEY, RUNNERS_KEY, RedisLeases, checkpoint_key, lease_key, session_key
+from sseplug_redis.assign import assign, share_of
 
-from ..integration import runner_process as rp
+from .fleet_kit import stream_ids
 from .redis_server import RedisServer
 
 TTL = 3.0
-RENEWAL = TTL / 3
-TOKEN = re.compile(r"runner token ([0-9a-f]{32})")
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------------
-
-
-_select = gevent.monkey.get_original("select", "select")
-
-
-def client_still_there(sock: socket.socket) -> bool:
-    """Whether the client of ``sock`` still has its end open (no FIN or reset arrived yet)."""
-    if sock.fileno() < 0:
-        return False
-    readable, _, _ = _select([sock], [], [], 0)
-    if not readable:
-        return True
-    try:
-        return sock.recv(1, socket.MSG_PEEK) != b""
-    except OSError:
-        return False
-
-
-class CountingServer(SSEServer):
-    """The embedded SSE server, recording every event stream that opened while another response on
-    the same path still had its client: two consumers at once. (``open_streams`` counts a response
-    until the server's next write fails; a client that closed its socket first is no consumer.)"""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.overlaps: list[tuple[str, float]] = []  # (path, monotonic time)
-        self._socket_of: dict[Any, socket.socket] = {}  # serving greenlet -> its client socket
-        self._reading: defaultdict[str, set[socket.socket]] = defaultdict(set)
-
-    def _handle(self, sock: socket.socket, address: tuple[str, int]) -> None:
-        self._socket_of[gevent.getcurrent()] = sock
-        try:
-            super()._handle(sock, address)
-        finally:
-            del self._socket_of[gevent.getcurrent()]
-            for sockets in self._reading.values():
-                sockets.discard(sock)
-
-    def _route(self, request: Any) -> Any:
-        response, body = super()._route(request)
-        if response.status == 200:
-            sockets = self._reading[request.path]
-            if any(client_still_there(other) for other in sockets):
-                self.overlaps.append((request.path, time.monotonic()))
-            sockets.add(self._socket_of[gevent.getcurrent()])
-        return response, body
 
 
 @pytest.fixture(scope="module")
@@ -102,231 +48,49 @@ def db(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture
-def feeds() -> Iterator[CountingServer]:
-    with CountingServer() as server:
-        yield server
+class FakeControl:
+    """The runner's side of ``sseplug_schedule``, recording what the plugin asks."""
 
+    def __init__(self, ids: list[str]) -> None:
+        self._ids = ids
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+        self.aborted: list[str] = []
+        self.lease: Any = None
+        self.unready: Any = None
 
-def write_config(tmp_path: Path, connections: list[tuple[str, str]], redis_table: str) -> Path:
-    path = tmp_path / "run.toml"
-    text = '[runner]\nstate_dir = "state"\nshutdown_timeout = 5\n\n'
-    text += "".join(f'[[connections]]\nid = "{cid}"\nurl = "{url}"\n\n' for cid, url in connections)
-    path.write_text(text + f"[plugins.redis]\n{redis_table}\n")
-    return path
+    def ids(self) -> list[str]:
+        return list(self._ids)
 
+    def running(self) -> set[str]:
+        return set(self.started) - set(self.stopped)
 
-class Runner:
-    """One ``sseplug run`` subprocess, its stdout and stderr in files (read any time, never blocking)."""
+    def start(self, connection_id: str) -> bool:
+        if connection_id in self.running():
+            return False
+        self.started.append(connection_id)
+        return True
 
-    def __init__(self, config: Path, name: str) -> None:
-        self.name = name
-        self.err_path = config.parent / f"{name}.err"
-        self.out_path = config.parent / f"{name}.out"
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen([*rp.command(), "run", str(config)], stdout=out, stderr=err,
-                                         cwd=config.parent)
+    def stop(self, connection_id: str, then: Any = None) -> None:
+        self.stopped.append(connection_id)
+        if then is not None:
+            then()
 
-    @property
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
+    def abort(self, message: str) -> None:
+        self.aborted.append(message)
 
-    def token(self, timeout: float = 15.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = TOKEN.search(self.stderr)
-            if found:
-                return found.group(1)
-            assert self.proc.poll() is None, f"{self.name} exited:\n{self.stderr}"
-            gevent.sleep(0.05)
-        raise AssertionError(f"{self.name} logged no token within {timeout}s:\n{self.stderr}")
-
-    def wait(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"{self.name} did not exit within {timeout}s:\n{self.stderr[-3000:]}")
-            gevent.sleep(0.05)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
-def owners(client: redis.Redis, ids: list[str]) -> dict[str, str | None]:
-    values = client.mget([lease_key(cid) for cid in ids])
-    return {cid: None if value is None else value.decode() for cid, value in zip(ids, values)}
-
-
-def wait_until(condition: Any, timeout: float, message: Any, step: float = 0.02) -> float:
-    """Poll ``condition`` until true; the monotonic time it became true."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message() if callable(message) else message)
-        gevent.sleep(step)
-    return time.monotonic()
-
-
-def first_request_after(server: SSEServer, path: str, moment: float) -> float | None:
-    times = [request.received_at for request in server.requests_for(path) if request.received_at > moment]
-    return min(times) if times else None
-
-
-def stream_ids(client: redis.Redis, key: str) -> list[int]:
-    return [int(fields[b"id"]) for _, fields in client.xrange(key)]
-
-
-def check_no_gap(ids: list[int], count: int, where: str) -> int:
-    """Every id 1..count, new ids in order (each one more than the highest so far); the duplicates."""
-    highest = 0
-    for index, value in enumerate(ids):
-        assert value <= highest + 1, f"{where}: gap before id {value} at entry {index} (highest so far {highest})"
-        highest = max(highest, value)
-    assert highest == count, f"{where}: ends at {highest}, expected {count}"
-    return len(ids) - count
-
-
-# -- three runners, twenty streams -------------------------------------------------------------------
-
-
-def test_three_runners_share_streams_take_over_on_kill_and_release_on_sigterm(
-    tmp_path: Path, feeds: CountingServer, db: redis.Redis, redis_server: RedisServer
-) -> None:
-    streams, count, interval = 20, 600, 0.02
-    ids = [f"s{i}" for i in range(streams)]
-    config = write_config(
-        tmp_path, [(cid, feeds.url(f"/feed/{cid}?count={count}&interval={interval}")) for cid in ids],
-        f'url = "{redis_server.url}"\nlease_ttl = {TTL}\nstream = "sseplug:{{connection}}"\n',
-    )
-    share = math.ceil(streams / 3)
-    runners = [Runner(config, name) for name in ("a", "b", "c")]
-    samples: list[tuple[float, dict[str, str | None]]] = []
-
-    def sample_forever() -> None:
-        while True:
-            samples.append((time.monotonic(), owners(db, ids)))
-            gevent.sleep(0.05)
-
-    sampler = gevent.spawn(sample_forever)
-    try:
-        tokens = {runner.name: runner.token() for runner in runners}
-        # spread: all three consume, then none holds more than its share
-        wait_until(lambda: samples and set(tokens.values()) <= set(samples[-1][1].values()), 15,
-                   lambda: f"not every runner took a stream: {samples[-1:]}")
-        gevent.sleep(2 * RENEWAL + 1.5)  # a renewal round hands over what a fast starter took
-        settled = time.monotonic()
-        gevent.sleep(1.0)
-        held = Counter(samples[-1][1].values())
-        assert set(held) == set(tokens.values()) and sum(held.values()) == streams, held
-        over = [(t, Counter(owned.values())) for t, owned in samples if t >= settled
-                and max(Counter(owned.values()).values()) > share]
-        assert not over, f"a runner held more than {share} once all ran: {over[:3]}"
-
-        # SIGKILL: the others resume its streams within lease_ttl + one renewal
-        victim = runners[0]
-        orphans = [cid for cid, token in owners(db, ids).items() if token == tokens["a"]]
-        assert orphans
-        killed_at = time.monotonic()
-        victim.kill()
-        resumed = {}
-        for cid in orphans:
-            path = f"/feed/{cid}"
-            wait_until(lambda: first_request_after(feeds, path, killed_at) is not None, TTL + RENEWAL + 5,
-                       f"{cid} not resumed after the kill")
-            resumed[cid] = first_request_after(feeds, path, killed_at) - killed_at  # type: ignore[operator]
-        assert max(resumed.values()) <= TTL + RENEWAL + 0.5, f"takeover too slow: {resumed}"
-        assert all(feeds.requests_for(f"/feed/{cid}")[-1].headers.get("last-event-id") for cid in orphans)
-
-        # SIGTERM: exit 0, its leases deleted at once, its streams taken over before they could expire
-        gevent.sleep(1.0)
-        leaving = runners[1]
-        left_behind = [cid for cid, token in owners(db, ids).items() if token == tokens["b"]]
-        assert left_behind
-        termed_at = time.monotonic()
-        leaving.proc.send_signal(signal.SIGTERM)
-        assert leaving.wait(timeout=10) == 0, leaving.stderr[-3000:]
-        assert tokens["b"] not in owners(db, ids).values()
-        assert db.zscore(RUNNERS_KEY, tokens["b"]) is None
-        for cid in left_behind:
-            path = f"/feed/{cid}"
-            wait_until(lambda: first_request_after(feeds, path, termed_at) is not None, TTL,
-                       f"{cid} not taken over within {TTL}s of the SIGTERM")
-        handover = max(first_request_after(feeds, f"/feed/{cid}", termed_at) for cid in left_behind) - termed_at
-        assert handover < TTL - RENEWAL, f"SIGTERM hand-over took {handover:.2f}s: as slow as an expiry"
-
-        # the last runner finishes every stream by itself, then exits 0 leaving no lease behind
-        last = runners[2]
-        assert last.wait(timeout=40) == 0, last.stderr[-3000:]
-    finally:
-        sampler.kill()
-        for runner in runners:
-            runner.kill()
-    assert db.keys("sseplug:lease:*") == []
-    assert db.zcard(RUNNERS_KEY) == 0 or set(db.zrange(RUNNERS_KEY, 0, -1)) == {tokens["a"].encode()}
-    assert feeds.overlaps == [], "two consumers of one stream at once"
-    assert [runner.out_path.read_text() for runner in runners] == ["", "", ""]  # the sink replaced stdout
-    duplicates = {cid: check_no_gap(stream_ids(db, f"sseplug:{cid}"), count, cid) for cid in ids}
-    # the batch and its checkpoint are written by one fenced script: a takeover repeats nothing
-    assert sum(duplicates.values()) == 0, duplicates
-    assert all(db.get(checkpoint_key(cid)) == str(count).encode() for cid in ids)
-    print(f"takeover after SIGKILL: {max(resumed.values()):.2f}s max over {len(orphans)} streams; "
-          f"after SIGTERM: {handover:.2f}s over {len(left_behind)}; duplicates {sum(duplicates.values())}")
-
-
-# -- Redis going away --------------------------------------------------------------------------------
-
-
-def test_redis_going_away_stops_the_streams_and_says_why_then_resumes(tmp_path: Path, feeds: CountingServer) -> None:
-    server = RedisServer(tmp_path / "redis").start()
-    ids = [f"r{i}" for i in range(5)]
-    config = write_config(
-        tmp_path, [(cid, feeds.url(f"/feed/{cid}?count=100000&interval=0.05")) for cid in ids],
-        f'url = "{server.url}"\nlease_ttl = {TTL}\nstream = "sseplug:{{connection}}"\n',
-    )
-    runner = Runner(config, "solo")
-    paths = [f"/feed/{cid}" for cid in ids]
-    try:
-        wait_until(lambda: all(feeds.open_streams(path) == 1 for path in paths), 10,
-                   lambda: f"streams not all open:\n{runner.stderr}")
-        server.kill()
-        wait_until(lambda: all(feeds.open_streams(path) == 0 for path in paths), RENEWAL + 2,
-                   lambda: f"streams still read after Redis went away:\n{runner.stderr}")
-        requests = len(feeds.requests)
-        gevent.sleep(2 * RENEWAL)
-        assert runner.proc.poll() is None, f"the runner died:\n{runner.stderr}"
-        assert len(feeds.requests) == requests, "the runner kept connecting without Redis"
-        err = runner.stderr
-        # the error as redis-py words it: refused (a new connection) or reset (one in use)
-        assert f"cannot reach Redis at {server.url} (ConnectionError: " in err, err
-        assert err.count("cannot reach Redis") == 1, "the error is logged once, not once per claim"
-        assert "ERROR sseplug.redis" in err
-
-        server.start()  # an empty Redis on the same port: the streams are claimed anew
-        wait_until(lambda: all(feeds.open_streams(path) == 1 for path in paths), TTL + 3,
-                   lambda: f"streams not resumed once Redis was back:\n{runner.stderr}")
-        assert "answers again" in runner.stderr
-        runner.proc.send_signal(signal.SIGTERM)
-        assert runner.wait(timeout=10) == 0, runner.stderr[-3000:]
-    finally:
-        runner.kill()
-        server.stop()
-    assert feeds.overlaps == []
-
-
-# -- fencing, renewal, spread (one process, fake connections) ----------------------------------------
+    def report(self, *, lease: Any, unready: Any) -> None:
+        self.lease, self.unready = lease, unready
 
 
 class FakeConnection:
-    """What the plugin uses of a ``Connection``: id, request, state, release()."""
+    """What the plugin uses of a ``Connection``: id, request, last_event_id, stopping, release()."""
 
     def __init__(self, connection_id: str) -> None:
         self.id = connection_id
         self.request = SimpleNamespace(last_event_id="")
-        self.state = "open"
+        self.last_event_id = ""
+        self.stopping = False
         self.released = 0
 
     def release(self) -> None:
@@ -342,12 +106,15 @@ def make_config(tmp_path: Path, table: str | None, streams: int = 1) -> Config:
 
 @pytest.fixture
 def make_plugin(tmp_path: Path, redis_server: RedisServer, db: redis.Redis) -> Iterator[Any]:
+    """A configured plugin scheduling a ``FakeControl`` (no coordinator greenlet: tests call tick())."""
     made: list[RedisLeases] = []
 
     def make(streams: int = 1, extra: str = "") -> RedisLeases:
         plugin = RedisLeases()
-        plugin.sseplug_configure(make_config(tmp_path, f'url = "{redis_server.url}"\nlease_ttl = {TTL}\n{extra}',
-                                             streams))
+        config = make_config(tmp_path, f'url = "{redis_server.url}"\nlease_ttl = {TTL}\n{extra}', streams)
+        plugin.sseplug_configure(config)
+        plugin.control = FakeControl([c.id for c in config.connections])
+        plugin.control.report(lease=plugin.held.__contains__, unready=lambda: plugin._down)
         made.append(plugin)
         return plugin
 
@@ -356,83 +123,171 @@ def make_plugin(tmp_path: Path, redis_server: RedisServer, db: redis.Redis) -> I
         plugin.sseplug_unconfigure()
 
 
-def claim(plugin: RedisLeases, connection: FakeConnection) -> bool | float | None:
-    """The claim after the jittered first one."""
-    plugin.sseplug_claim(connection=connection)
-    return plugin.sseplug_claim(connection=connection)
-
-
 def event(event_id: str, data: Any) -> Any:
     return SimpleNamespace(id=event_id, event="tick", data=data)
 
 
-def test_a_runner_that_lost_its_lease_cannot_write_events_or_rewind_the_checkpoint(
+# -- assignment (pure) -------------------------------------------------------------------------------
+
+
+def test_the_assignment_is_even_the_same_everywhere_and_moves_little_when_runners_come_and_go() -> None:
+    ids = [f"s{i}" for i in range(2000)]
+    runners = [hashlib.md5(str(n).encode()).hexdigest() for n in range(11)]  # tokens, fixed for the test
+    joining = runners.pop()
+    owner = assign(ids, runners)
+    assert sorted(Counter(owner.values()).values()) == [200] * 10  # bounded loads: exactly even here
+    assert assign(list(reversed(ids)), list(reversed(runners))) == owner  # order of inputs does not matter
+    assert [cid for cid in ids if owner[cid] == runners[3]] == share_of(runners[3], ids, runners)
+
+    smaller = assign(ids, runners[1:])  # a runner left: its 200 must move, few others do
+    moved = [cid for cid in ids if smaller[cid] != owner[cid]]
+    assert 200 <= len(moved) <= 200 * 1.3, len(moved)
+    assert Counter(smaller.values()).most_common(1)[0][1] == 223  # ceil(2000 / 9)
+    larger = assign(ids, [*runners, joining])  # one joined: it takes ~2000/11, few others move
+    moved = [cid for cid in ids if larger[cid] != owner[cid]]
+    assert 181 <= len(moved) <= 182 * 1.3, len(moved)
+    assert assign(ids, []) == {} and assign([], runners) == {}
+    uneven = Counter(assign([f"x{i}" for i in range(7)], runners[:3]).values())
+    assert sum(uneven.values()) == 7 and max(uneven.values()) <= 3  # ceil(7 / 3) at most
+
+
+# -- sessions, claims, fencing (real Redis, one process) --------------------------------------------
+
+
+def test_a_runner_claims_its_share_in_batches_and_starts_only_those_streams(
     make_plugin: Any, db: redis.Redis
 ) -> None:
-    stale, owner = make_plugin(extra='stream = "out:{connection}"'), make_plugin(extra='stream = "out:{connection}"')
-    old, new = FakeConnection("c0"), FakeConnection("c0")
-    assert claim(stale, old) is True and db.get(lease_key("c0")) == stale.token.encode()
+    first, second = make_plugin(streams=10), make_plugin(streams=10)
+    first.tick(), second.tick()  # join: nobody claims in the round it joins
+    assert db.keys("sseplug:lease:*") == [] and first.control.started == []
+    first.tick(), second.tick()
+    assert set(first.live) == set(second.live) == {first.token, second.token}
+    assert sorted(first.share + second.share) == sorted(f"c{i}" for i in range(10))
+    assert len(first.share) == len(second.share) == 5
+    assert sorted(first.control.started) == sorted(first.share) and first.held == set(first.share)
+    assert {cid: db.get(lease_key(cid)).decode() for cid in first.share} == dict.fromkeys(first.share, first.token)
+    assert db.get(MARKER_KEY) == first.epoch.encode() == second.epoch.encode()
+    session = db.hgetall(session_key(first.token))
+    assert session[b"held"] == b"0" and session[b"pid"]  # counts as of the heartbeat, before the claim
+    assert 0 < db.pttl(session_key(first.token)) <= TTL * 1000
+    assert first.control.lease("c0") is ("c0" in first.held)
+
+    calls = db.info("commandstats")
+    for _ in range(5):
+        first.tick(), second.tick()  # steady state: one script per runner per round, no claims
+    after = db.info("commandstats")
+    assert after["cmdstat_evalsha"]["calls"] - calls["cmdstat_evalsha"]["calls"] == 10
+    assert "cmdstat_get" not in after or after["cmdstat_get"]["calls"] - calls.get(
+        "cmdstat_get", {"calls": 0})["calls"] == 10  # the marker, read by each heartbeat
+    assert first.control.stopped == [] and sorted(first.control.started) == sorted(first.share)
+
+
+def test_a_runner_that_lost_its_session_writes_nothing_and_rejoins(make_plugin: Any, db: redis.Redis) -> None:
+    stale, other = make_plugin(extra='stream = "out:{connection}"'), make_plugin(extra='stream = "out:{connection}"')
+    stale.tick(), stale.tick()
+    assert stale.held == {"c0"}
+    old = FakeConnection("c0")
+    assert stale.sseplug_claim(connection=old) is True
     assert stale.sseplug_checkpoint_load(connection=old) == ""
     stale.sseplug_handle_event(event=event("5", {"n": 5}), connection=old)
     stale.sseplug_checkpoint_save(connection=old, last_event_id="5")
     assert db.get(checkpoint_key("c0")) == b"5" and stream_ids(db, "out:c0") == [5]
 
-    db.delete(lease_key("c0"))  # the lease expired (a stalled process) ...
-    assert claim(owner, new) is True  # ... and another runner took it
-    assert owner.sseplug_checkpoint_load(connection=new) == "5"
-    owner.sseplug_handle_event(event=event("6", "six"), connection=new)
-    owner.sseplug_checkpoint_save(connection=new, last_event_id="6")
+    db.delete(session_key(stale.token))  # its session expired (a frozen process) ...
+    other.tick(), other.tick()  # ... so another runner takes the stream (the stale one is not live)
+    assert other.held == {"c0"} and db.get(lease_key("c0")) == other.token.encode()
+    new = FakeConnection("c0")
+    assert other.sseplug_checkpoint_load(connection=new) == "5"  # read with the claim
+    other.sseplug_handle_event(event=event("6", "six"), connection=new)
+    other.sseplug_checkpoint_save(connection=new, last_event_id="6")
 
     stale.sseplug_handle_event(event=event("3", "late"), connection=old)
-    stale.sseplug_checkpoint_save(connection=old, last_event_id="3")  # a stale batch, fenced out
+    stale.sseplug_checkpoint_save(connection=old, last_event_id="3")  # woke up: fenced out
     assert db.get(checkpoint_key("c0")) == b"6"
     assert [(f[b"id"], f[b"data"]) for _, f in db.xrange("out:c0")] == [(b"5", b'{"n":5}'), (b"6", b"six")]
-    assert old.released >= 1 and "c0" not in stale.held and new.released == 0
-    assert db.get(lease_key("c0")) == owner.token.encode()
+    assert stale.control.stopped == ["c0"] and "c0" not in stale.held
+
+    old_token = stale.token
+    stale.tick()  # its renewal finds the session gone: a new token, the share claimed anew
+    assert stale.token != old_token and db.zscore(RUNNERS_KEY, stale.token) is not None
+    assert db.get(lease_key("c0")) == other.token.encode()  # not taken from a live holder
 
 
-def test_a_failed_renewal_releases_the_stream_and_a_crowded_runner_hands_streams_over(
+def test_the_guard_sends_every_stream_to_standby_before_the_session_could_expire(
     make_plugin: Any, db: redis.Redis
 ) -> None:
-    plugin = make_plugin(streams=4)
-    connections = [FakeConnection(f"c{i}") for i in range(4)]
-    assert [claim(plugin, c) for c in connections] == [True] * 4  # alone: a share of 4
-    db.set(lease_key("c0"), "someone-else")
-    plugin.renew()
-    assert connections[0].released == 1 and "c0" not in plugin.held
-    assert db.get(lease_key("c0")) == b"someone-else"  # not ours: left alone
-
-    other = make_plugin(streams=4)
-    other._heartbeat()  # a second runner is alive: the share drops to 2
-    connections[3].state = "waiting"  # not reading: its lease goes at once
-    plugin.renew()
-    assert len(plugin.held) == 2 and sum(c.released for c in connections[1:]) == 1
-    assert db.get(lease_key("c3")) is None
-    assert isinstance(plugin.sseplug_claim(connection=connections[3]), float)  # at its share: standby
-    assert claim(other, FakeConnection("c3")) is True
-
-    plugin._redis_failed(redis.ConnectionError("gone"))  # a blip: every stream stops, leases stay in Redis
-    assert plugin.held == {} and connections[1].released == connections[2].released == 1
-    assert plugin.sseplug_claim(connection=connections[1]) is True  # its own lease, taken back at once
+    plugin = make_plugin(streams=3)
+    plugin.tick(), plugin.tick()
+    connections = [FakeConnection(f"c{i}") for i in range(3)]
+    assert [plugin.sseplug_claim(connection=c) for c in connections] == [True] * 3
+    plugin.confirmed_until = 0.0  # no heartbeat confirmed for GUARD x lease_ttl
+    plugin._guard_once()
+    assert [c.released for c in connections] == [1, 1, 1] and plugin.held == {"c0", "c1", "c2"}
+    assert isinstance(plugin.sseplug_claim(connection=connections[0]), float)  # standby until confirmed
+    assert "cannot confirm" in plugin.control.unready()
+    plugin.tick()  # Redis answers: the same session, the streams go on (they reload their checkpoints)
+    assert plugin.control.unready() is None and plugin.sseplug_claim(connection=connections[0]) is True
 
 
-def test_maxlen_trims_the_stream_and_finished_or_unconfigured_streams_free_their_leases(
-    make_plugin: Any, db: redis.Redis
-) -> None:
+def test_handing_over_deletes_the_lease_only_after_the_stream_stopped(make_plugin: Any, db: redis.Redis) -> None:
+    first = make_plugin(streams=4)
+    first.tick(), first.tick()
+    assert first.held == {"c0", "c1", "c2", "c3"}
+    second = make_plugin(streams=4)
+    stopped: list[Any] = []
+    first.control.stop = lambda cid, then=None: stopped.append((cid, then))  # type: ignore[method-assign]
+    second.tick(), first.tick()
+    assert len(stopped) == 2 and len(first.held) == 2
+    for cid, _ in stopped:
+        assert db.get(lease_key(cid)) == first.token.encode()  # still ours while it reads
+    for _, then in stopped:
+        then()
+    assert [db.get(lease_key(cid)) for cid, _ in stopped] == [None, None]
+    second.tick()
+    assert second.held == {cid for cid, _ in stopped}
+
+
+def test_maxlen_trims_the_stream_and_unconfigure_frees_leases_and_session(make_plugin: Any, db: redis.Redis) -> None:
     plugin = make_plugin(streams=2, extra='stream = "out:{connection}"\nmaxlen = 10')
-    first, second = FakeConnection("c0"), FakeConnection("c1")
-    assert claim(plugin, first) is True and claim(plugin, second) is True
+    plugin.tick(), plugin.tick()
+    first = FakeConnection("c0")
     for batch in range(3):
         for n in range(batch * 100 + 1, batch * 100 + 101):
             plugin.sseplug_handle_event(event=event(str(n), [n]), connection=first)
         plugin.sseplug_checkpoint_save(connection=first, last_event_id=str(batch * 100 + 100))
     assert db.xlen("out:c0") < 300 and stream_ids(db, "out:c0")[-1] == 300  # MAXLEN ~: whole nodes go
     assert db.xrange("out:c0", count=1)[0][1][b"data"].startswith(b"[")
-    plugin.sseplug_connection_finished(connection=first)
-    assert db.get(lease_key("c0")) is None and db.get(lease_key("c1")) == plugin.token.encode()
-    assert db.zscore(RUNNERS_KEY, plugin.token) is not None
+    token = plugin.token
     plugin.sseplug_unconfigure()
-    assert db.keys("sseplug:lease:*") == [] and db.zscore(RUNNERS_KEY, plugin.token) is None
+    assert db.keys("sseplug:lease:*") == [] and db.zscore(RUNNERS_KEY, token) is None
+    assert not db.exists(session_key(token)) and plugin.url is None
+
+
+def test_a_redis_that_lost_its_state_stops_the_runner_or_resumes_from_memory(
+    make_plugin: Any, db: redis.Redis
+) -> None:
+    stopping = make_plugin(streams=2)
+    stopping.tick(), stopping.tick()
+    db.flushall()  # restarted empty
+    stopping.tick()
+    (message,) = stopping.control.aborted
+    assert "lost the fleet's state" in message and 'on_lost_state = "stop"' in message
+    assert sorted(stopping.control.stopped) == ["c0", "c1"] and stopping.held == set()
+    stopping.sseplug_unconfigure()
+
+    db.flushall()
+    resuming = make_plugin(streams=2, extra='on_lost_state = "resume_from_memory"')
+    resuming.tick(), resuming.tick()
+    connection = FakeConnection("c0")
+    resuming.sseplug_claim(connection=connection)
+    resuming.sseplug_checkpoint_load(connection=connection)
+    resuming.sseplug_checkpoint_save(connection=connection, last_event_id="41")
+    db.flushall()
+    resuming.tick()
+    assert resuming.control.aborted == [] and connection.released == 1
+    assert db.get(checkpoint_key("c0")) == b"41" and db.get(lease_key("c0")) == resuming.token.encode()
+    assert resuming.sseplug_checkpoint_load(connection=connection) == "41"
+    assert db.get(MARKER_KEY) == resuming.epoch.encode()
 
 
 def test_dead_letters_go_to_the_dead_letter_stream(make_plugin: Any, db: redis.Redis) -> None:
@@ -512,10 +367,11 @@ def test_sseplug_claim_is_inert_without_a_table_and_waits_while_redis_is_down(tm
 
     closed_port = RedisServer(tmp_path).port  # nothing listens there
     plugin.sseplug_configure(make_config(tmp_path, f'url = "redis://127.0.0.1:{closed_port}/0"\nlease_ttl = 3'))
+    plugin.control = FakeControl(["c0"])
     try:
-        waits = [claim(plugin, connection) for _ in range(2)]
-        assert all(isinstance(wait, float) and TTL / 6 <= wait <= TTL / 3 for wait in waits), waits
-        assert plugin.held == {}
+        plugin.tick()  # no answer: logged, nothing held, the runner reports why it is not ready
+        assert plugin.sseplug_claim(connection=connection) == TTL / 6 and plugin.held == set()
+        assert plugin._down is not None and f"cannot reach Redis at redis://127.0.0.1:{closed_port}/0" in plugin._down
     finally:
         plugin.sseplug_unconfigure()
 
@@ -536,9 +392,12 @@ def test_sseplug_claim_is_inert_without_a_table_and_waits_while_redis_is_down(tm
         ('url = "redis://h"\ndead_letter_stream = "d:{id}"', "dead_letter_stream", "only placeholder"),
         ('url = "redis://h"\nstream = "s:{connection}"\nmaxlen = 0', "maxlen", "integer >= 1"),
         ('url = "redis://h"\nmaxlen = 10', "maxlen", "set stream too"),
+        ('url = "redis://h"\non_lost_state = "resume"', "on_lost_state", "expected one of 'stop', 'resume_from_memory'"),
+        ('url = "redis://h"\nreconnect_rate = 0', "reconnect_rate", "integer >= 1"),
     ],
     ids=["no-url", "http-url", "int-url", "unknown-key", "short-ttl", "text-ttl", "bool-ttl", "empty-stream",
-         "int-stream", "bad-placeholder", "bad-dead-letter-placeholder", "zero-maxlen", "maxlen-alone"],
+         "int-stream", "bad-placeholder", "bad-dead-letter-placeholder", "zero-maxlen", "maxlen-alone",
+         "bad-lost-state-policy", "zero-reconnect-rate"],
 )
 def test_config_errors_name_the_key(tmp_path: Path, table: str, key: str, text: str) -> None:
     plugin = RedisLeases()
@@ -552,11 +411,13 @@ def test_config_errors_name_the_key(tmp_path: Path, table: str, key: str, text: 
 def test_valid_config_is_read_without_connecting(tmp_path: Path) -> None:
     plugin = RedisLeases()
     plugin.sseplug_configure(make_config(
-        tmp_path, 'url = "redis://:secret@127.0.0.1:1/2"\nlease_ttl = 4\nstream = "ev:{connection}"\nmaxlen = 500',
-        streams=3))
+        tmp_path, 'url = "redis://:secret@127.0.0.1:1/2"\nlease_ttl = 4\nstream = "ev:{connection}"\nmaxlen = 500\n'
+        'on_lost_state = "resume_from_memory"\nreconnect_rate = 200', streams=3))
     try:
-        assert (plugin.lease_ttl, plugin.stream, plugin.maxlen, plugin.total) == (4.0, "ev:{connection}", 500, 3)
-        assert "secret" not in repr(plugin) and plugin._renewer is None
+        assert (plugin.lease_ttl, plugin.stream, plugin.maxlen, plugin._ids) == (4.0, "ev:{connection}", 500,
+                                                                                  ["c0", "c1", "c2"])
+        assert (plugin.on_lost_state, plugin.reconnect_rate) == ("resume_from_memory", 200.0)
+        assert "secret" not in repr(plugin) and plugin._greenlets == []
     finally:
         plugin.sseplug_unconfigure()
     assert sseplug_redis.plugin is not plugin and plugin.url is None

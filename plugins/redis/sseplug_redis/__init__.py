@@ -1,0 +1,668 @@
+"""sseplug plugin ``redis``: a fleet of runners sharing the streams of one config through Redis.
+
+Theory of operation
+-------------------
+Ownership is assigned, not polled for. Every runner has a *session* in Redis (a hash that expires
+``lease_ttl`` after its last heartbeat) and a random token. One greenlet per runner, the
+coordinator, ticks every ``lease_ttl / 3``: one script renews the session and returns the tokens
+of the live runners; from them and the config's stream ids, every runner derives the same
+assignment (``assign.py``: rendezvous hashing with bounded loads). The runner claims the leases
+of its share that it does not hold yet (one script for many keys: a lease is taken when it is
+free or its holder's session is gone), starts those streams (``sseplug_schedule``: the runner
+starts nothing by itself), and stops the streams it holds beyond its share, deleting their
+leases once they stopped reading. A lease has no expiry of its own: it is valid while its
+holder's session lives, so renewing every lease a runner holds is one command per tick.
+
+Safety: a runner stops every stream it holds before its session could have expired unseen: the
+guard stops them ``GUARD`` x ``lease_ttl`` after the last heartbeat Redis confirmed (measured
+from when that heartbeat was sent). Checkpoints are fenced: a batch's events are XADDed and its
+checkpoint set by one script that first checks that the lease holds our token and our session
+still exists; a runner that lost a stream (frozen, cut off) writes nothing, and the new holder
+resumes with ``Last-Event-ID`` from the checkpoint, which always names the last event XADDed.
+
+Redis losing its data is detected by the marker key ``sseplug:fleet`` (a random epoch written by
+the first runner): a runner that saw one epoch and finds none or another applies
+``on_lost_state``. See docs/fleet.rst for the guarantees and their costs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import gevent
+import gevent.event
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from sseplug.builtin.deadletter import letter
+from sseplug.errors import ConfigError
+from sseplug.hookspecs import hookimpl
+
+from .assign import share_of
+from .scripts import (BUDGET_KEY, MARKER_KEY, RUNNERS_KEY, SCRIPTS, SESSION_PREFIX, checkpoint_key, lease_key,
+                      session_key)
+
+if TYPE_CHECKING:
+    from sseplug.connection import Connection
+    from sseplug.models import SSEResponse
+    from sseplug.run.config import Config, TableReader
+    from sseplug.run.streams import StreamControl
+
+__all__ = ["NAME", "RedisLeases", "lease_key", "checkpoint_key", "session_key", "RUNNERS_KEY", "MARKER_KEY",
+           "plugin"]
+
+__version__ = "0.2.0"
+
+NAME = "redis"
+"""The plugin's name: entry point, ``[plugins.redis]`` table, ``runner.plugins.disable`` entry."""
+
+KEYS = ("url", "lease_ttl", "stream", "maxlen", "dead_letter_stream", "on_lost_state", "reconnect_rate")
+LOST_STATE_POLICIES = ("stop", "resume_from_memory")
+DEFAULT_LEASE_TTL = 10.0
+MIN_LEASE_TTL = 1.0
+MAX_REDIS_CONNECTIONS = 16
+BATCH = 500  # keys per claim or release script: a few milliseconds of Redis time each
+GUARD = 0.8  # streams stop this share of lease_ttl after the last confirmed heartbeat was sent
+BUDGET_TICK = 0.05  # seconds between the reconnect budget's refills
+BUDGET_BURST = 0.05  # tokens the bucket holds, in seconds of reconnect_rate: any 1 s window gets <= 1.05 x rate
+
+log = logging.getLogger("sseplug.redis")
+
+
+class RedisLeases:
+    """The plugin: one instance per plugin manager, inert until configured with a ``[plugins.redis]`` table."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None  # None: inert
+        self.lease_ttl = DEFAULT_LEASE_TTL
+        self.stream: str | None = None
+        self.maxlen: int | None = None
+        self.dead_letter_stream: str | None = None
+        self.on_lost_state = "stop"
+        self.reconnect_rate: float | None = None
+        self.redis: redis.Redis | None = None
+        self.token = uuid.uuid4().hex
+        self.epoch = ""  # the fleet marker this runner saw ("" before the first heartbeat)
+        self.live: tuple[str, ...] = ()  # tokens of the live runners at the last heartbeat
+        self.share: list[str] = []  # the streams this runner should hold (assign.py)
+        self.held: set[str] = set()  # leases this runner holds
+        self.confirmed_until = 0.0  # monotonic time until which our session surely lives
+        self.control: StreamControl | None = None
+        self._ids: list[str] = []  # the config's stream ids
+        self._share_for: tuple[str, tuple[str, ...], list[str]] | None = None  # (token, live, ids) of ``share``
+        self._joined = False  # the first heartbeat of this process went through
+        self._connections: dict[str, Connection] = {}  # id -> the connection that last claimed
+        self._loaded: dict[str, str | None] = {}  # id -> checkpoint read when its lease was taken
+        self._pending: dict[str, list[bytes]] = {}  # id -> (id, event, data) of the unsaved batch
+        self._saved: dict[str, str] = {}  # id -> last checkpoint written (or read)
+        self._down: str | None = None  # why Redis cannot be used now (logged once), or None
+        self._released_all = False  # every stream was sent to standby: reload checkpoints once back
+        self._state_lost = False  # Redis lost the fleet's state once: missing checkpoints are warned
+        self._only: set[str] | None = None  # after a loss of state: claim only these until _only_until
+        self._only_until = 0.0
+        self._scripts: dict[str, Any] = {}
+        self._stop = gevent.event.Event()
+        self._greenlets: list[gevent.Greenlet[..., Any]] = []
+        self._budget_queue: deque[str] = deque()  # ids waiting for a reconnect token, in order
+        self._budget_waiters: dict[str, gevent.event.Event] = {}
+        self._started_at = time.time()
+
+    def __repr__(self) -> str:
+        where = _redacted(self.url) if self.url else "inactive"
+        return f"<RedisLeases {where} holding {len(self.held)}>"
+
+    @property
+    def sseplug_sink(self) -> bool:
+        """An event sink (the runner then drops its stdout sink) only when ``stream`` is set."""
+        return self.url is not None and self.stream is not None
+
+    @property
+    def sseplug_checkpoint_store(self) -> bool:
+        """Checkpoints live in Redis while configured: the runner's local store steps aside."""
+        return self.url is not None
+
+    @property
+    def interval(self) -> float:
+        """Seconds between heartbeats: a third of the lease time."""
+        return self.lease_ttl / 3
+
+    def _db(self) -> redis.Redis:  # a method: pluggy reads every attribute at registration
+        if self.redis is None:
+            raise RuntimeError("the redis plugin is not configured")
+        return self.redis
+
+    # -- configure -------------------------------------------------------------------------------
+
+    @hookimpl
+    def sseplug_configure(self, config: Config | None) -> None:
+        """Validate ``[plugins.redis]`` and prepare the pool; connect only once the runner
+        schedules. Under ``sseplug check`` (``config.dry_run``) validate only: stays inert."""
+        self.sseplug_unconfigure()
+        if config is None or NAME not in config.plugins:
+            return
+        settings = _settings(config)
+        timeout = max(0.5, min(5.0, settings["lease_ttl"] / 4))
+        try:
+            pool = redis.BlockingConnectionPool.from_url(  # parses the URL; connects nothing yet
+                settings["url"],
+                max_connections=MAX_REDIS_CONNECTIONS,
+                timeout=timeout,  # waiting for a free pool connection
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),  # a failure must surface now, not after backoffs
+            )
+        except ValueError as error:
+            raise ConfigError(
+                f"invalid Redis URL: {error}; e.g. url = \"redis://127.0.0.1:6379/0\"",
+                key=f"plugins.{NAME}.url", path=str(config.path),
+            ) from error
+        if getattr(config, "dry_run", False):  # sseplug check: validated, and the plugin stays inert
+            pool.disconnect()
+            return
+        for key, value in settings.items():
+            setattr(self, key, value)
+        self.token = uuid.uuid4().hex
+        self._ids = [connection.id for connection in config.connections]
+        self.redis = redis.Redis(connection_pool=pool)
+        self._scripts = {name: self.redis.register_script(source) for name, source in SCRIPTS.items()}
+
+    @hookimpl
+    def sseplug_schedule(self, streams: StreamControl) -> bool | None:
+        """Take over which streams this runner runs: start the coordinator (and the guard, and
+        the reconnect budget when ``reconnect_rate`` is set)."""
+        if self.url is None:
+            return None
+        self.control = streams
+        streams.report(lease=self.held.__contains__, unready=lambda: self._down)
+        self._stop.clear()
+        log.info("redis: runner token %s, leases in %s (lease_ttl %.1fs, %d streams, on_lost_state %s%s)",
+                 self.token, _redacted(self.url), self.lease_ttl, len(self._ids), self.on_lost_state,
+                 "" if self.reconnect_rate is None else f", reconnect_rate {self.reconnect_rate:g}/s")
+        loops: list[Callable[[], None]] = [self._coordinate, self._guard]
+        if self.reconnect_rate is not None:
+            loops.append(self._dispense)
+        for loop in loops:
+            greenlet = gevent.spawn(loop)
+            greenlet.link_exception(_died)
+            self._greenlets.append(greenlet)
+        return True
+
+    @hookimpl
+    def sseplug_unconfigure(self) -> None:
+        """Stop the coordinator, delete our leases and our session so others take over at once; go inert."""
+        self._stop.set()
+        greenlets, self._greenlets = self._greenlets, []
+        gevent.killall(greenlets, block=True, timeout=self.interval)
+        if self.redis is not None and self.control is not None:
+            ids = sorted(self.held)
+            try:
+                self._release(ids)
+                pipe = self._db().pipeline(transaction=False)
+                pipe.zrem(RUNNERS_KEY, self.token)
+                pipe.delete(session_key(self.token))
+                pipe.execute()
+                if ids:
+                    log.info("redis: released the leases of %d streams at %s", len(ids), _redacted(self.url))
+            except RedisError as error:
+                log.warning("redis: could not release %d leases at %s (%s: %s); others take them once this "
+                            "runner's session expires, within %.1fs", len(ids), _redacted(self.url),
+                            type(error).__name__, error, self.lease_ttl)
+        if self.redis is not None:
+            self.redis.connection_pool.disconnect()
+        self.__init__()  # type: ignore[misc]  # back to inert, nothing of the last run kept
+
+    # -- the coordinator -------------------------------------------------------------------------
+
+    def _coordinate(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:  # a bug must not end the coordinator: the guard would stop every stream
+                log.exception("redis: a coordination round failed")
+            if self._stop.wait(self.interval):
+                return
+
+    def tick(self) -> None:
+        """One round: heartbeat (join or renew), then claim the share, hand over the rest, start
+        what is held and not running."""
+        assert self.control is not None
+        sent = time.monotonic()
+        joining = not self._joined
+        try:
+            status, marker, live = self._heartbeat("join" if joining else "renew")
+        except RedisError as error:
+            self._redis_failed(error)
+            return
+        if status == "lost":
+            self._lost_state(marker)
+            if self.on_lost_state == "stop":
+                return
+            sent = time.monotonic()
+            status, marker, live = self._heartbeat("join")
+        elif status == "expired":
+            self._rejoin(f"its session expired (it could not renew for over {self.lease_ttl:g}s: frozen, "
+                         "or cut off from Redis); other runners may hold its streams now")
+            sent = time.monotonic()
+            status, marker, live = self._heartbeat("join")
+        if status != "ok":
+            return
+        self.epoch = marker
+        self.confirmed_until = sent + GUARD * self.lease_ttl
+        self._redis_ok()
+        self._joined = True
+        if joining:  # claim from the next round: runners starting together see each other first
+            return
+        ids = self.control.ids()
+        if (self.token, tuple(live), ids) != self._share_for:
+            self.live, self._ids = tuple(live), ids
+            self.share = share_of(self.token, ids, self.live)
+            self._share_for = (self.token, self.live, ids)
+        self._balance()
+
+    def _balance(self) -> None:
+        """Hand over what is held beyond the share, claim the share, start what is held."""
+        assert self.control is not None
+        wanted = set(self.share)
+        if self._only is not None:
+            if time.monotonic() < self._only_until:
+                wanted &= self._only
+            else:
+                self._only = None
+        for connection_id in sorted(self.held - set(self.share)):
+            self._hand_over(connection_id)
+        missing = [cid for cid in self.share if cid in wanted and cid not in self.held]
+        try:
+            self._claim(missing)
+        except RedisError as error:
+            self._redis_failed(error)
+            return
+        for connection_id in self.share:
+            if connection_id in self.held:
+                self.control.start(connection_id)
+
+    def _heartbeat(self, mode: str) -> tuple[str, str, list[str]]:
+        running = self.control.running() if self.control is not None else set()
+        fields = ["host", socket.gethostname(), "pid", str(os.getpid()), "started", f"{self._started_at:.3f}",
+                  "held", str(len(self.held)), "open", str(len(running & self.held))]
+        reply = self._scripts["heartbeat"](
+            keys=[RUNNERS_KEY, session_key(self.token), MARKER_KEY],
+            args=[self.token, self._ttl_ms, mode, self.epoch, uuid.uuid4().hex, *fields],
+        )
+        words = [value.decode() for value in reply]
+        return words[0], words[1], words[2:]
+
+    def _claim(self, ids: list[str]) -> None:
+        """Take the leases of ``ids`` that are free (or whose holder is gone), many per script;
+        read their checkpoints in the same round."""
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start:start + BATCH]
+            taken = self._scripts["claim"](keys=[session_key(self.token), *map(lease_key, chunk)],
+                                           args=[self.token, SESSION_PREFIX])
+            won = [cid for cid, flag in zip(chunk, taken) if flag == 1]
+            if not won:
+                continue
+            checkpoints = self._db().mget([checkpoint_key(cid) for cid in won])
+            for cid, value in zip(won, checkpoints):
+                self._loaded[cid] = None if value is None else value.decode("utf-8", "surrogateescape")
+            self.held.update(won)
+            log.debug("redis: took %d leases", len(won))
+        if ids:
+            log.info("redis: holding %d of %d streams (share %d, %d live runners)", len(self.held),
+                     len(self._ids), len(self.share), len(self.live))
+
+    def _release(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        for start in range(0, len(ids), BATCH):
+            self._scripts["release"](keys=[lease_key(cid) for cid in ids[start:start + BATCH]], args=[self.token])
+
+    def _hand_over(self, connection_id: str) -> None:
+        """Stop the stream, then delete its lease (unless taken back meanwhile): the new holder
+        cannot start before this one stopped reading."""
+        assert self.control is not None
+        self.held.discard(connection_id)
+        self._forget(connection_id)
+
+        def release() -> None:
+            if connection_id in self.held or self.redis is None:
+                return  # taken back meanwhile, or shut down (unconfigure released it)
+            try:
+                self._release([connection_id])
+            except RedisError as error:
+                self._redis_failed(error)  # it lapses with our session or is released later
+
+        self.control.stop(connection_id, then=release)
+
+    def _forget(self, connection_id: str) -> None:
+        self._pending.pop(connection_id, None)
+        self._loaded.pop(connection_id, None)
+        self._saved.pop(connection_id, None)
+        self._connections.pop(connection_id, None)
+
+    def _lost(self, connection_id: str, why: str) -> None:
+        """The lease is another runner's now: stop the stream without touching the key."""
+        if connection_id not in self.held:
+            return
+        self.held.discard(connection_id)
+        self._forget(connection_id)
+        log.warning("redis: stopping %r: %s", connection_id, why)
+        if self.control is not None:
+            self.control.stop(connection_id)
+
+    def _rejoin(self, why: str) -> None:
+        """Start a new session: every stream held under the old one stops (another runner may hold
+        it now), then the share is claimed anew."""
+        token = uuid.uuid4().hex
+        log.warning("redis: %s; stopping its %d streams and rejoining the fleet as %s", why, len(self.held), token)
+        for connection_id in sorted(self.held):
+            self.held.discard(connection_id)
+            self._forget(connection_id)
+            if self.control is not None:
+                self.control.stop(connection_id)
+        self.token, self.live = token, ()
+
+    def _lost_state(self, marker: str) -> None:
+        """Redis lost the fleet's state (the marker is gone or another): checkpoints are gone too."""
+        assert self.control is not None
+        cause = (f"Redis at {_redacted(self.url)} lost the fleet's state: the marker key {MARKER_KEY} "
+                 f"{'is gone' if not marker else 'changed'} (restarted without persistence, or flushed), "
+                 "so the checkpoints are gone too")
+        if self.on_lost_state == "stop":
+            self._down = cause
+            for connection_id in sorted(self.held):
+                self.control.stop(connection_id)
+            self.held.clear()
+            self.control.abort(f"redis: {cause}; stopping every stream rather than resume from 'now' "
+                               '(on_lost_state = "stop"); restore Redis\'s data, or set on_lost_state = '
+                               '"resume_from_memory" to resume from the ids the runners delivered last')
+            return
+        memory = {cid: self._saved.get(cid) or getattr(self._connections.get(cid), "last_event_id", "") or ""
+                  for cid in self.held}
+        log.warning("redis: %s; resuming the %d streams this runner held from the last ids it delivered "
+                    '(on_lost_state = "resume_from_memory"); the others restart without Last-Event-ID',
+                    cause, len(memory))
+        self._state_lost = True
+        self.held.clear()
+        self.token, self.epoch, self.live = uuid.uuid4().hex, "", ()
+        log.info("redis: rejoining the fleet as %s", self.token)
+        self._heartbeat("join")  # a new session and a new marker: the other runners see the loss too
+        ids = sorted(memory)
+        keys = [session_key(self.token)]
+        for cid in ids:
+            keys += [lease_key(cid), checkpoint_key(cid)]
+        taken = self._scripts["restore"](keys=keys, args=[self.token, SESSION_PREFIX, *(memory[c] for c in ids)])
+        for cid, flag in zip(ids, taken):
+            if flag == 1:
+                self.held.add(cid)
+                self._loaded[cid] = memory[cid] or None
+                connection = self._connections.get(cid)
+                if connection is not None:
+                    connection.release()  # reloads the restored checkpoint before it reads on
+            else:
+                self.control.stop(cid)
+        self._only, self._only_until = set(self.held), time.monotonic() + self.lease_ttl
+
+    # -- the guard: stop before a session could have expired unseen -----------------------------
+
+    def _guard(self) -> None:
+        while not self._stop.wait(self._guard_once()):
+            pass
+
+    def _guard_once(self) -> float:
+        """Send every held stream to standby once the session is not confirmed any more; the
+        seconds until the next look."""
+        left = self.confirmed_until - time.monotonic()
+        if left <= 0 and self.held and not self._released_all:
+            self._release_all(f"cannot confirm this runner's leases with Redis at {_redacted(self.url)} "
+                              f"for {GUARD * self.lease_ttl:.1f}s")
+        return min(left, self.interval) if left > 0.05 else self.interval / 4
+
+    def _release_all(self, why: str) -> None:
+        """Every held stream to standby (it reads nothing until Redis answers again)."""
+        if self._down is None:
+            self._down = why
+            log.warning("redis: %s; stopping %d streams until it answers again", why, len(self.held))
+        self._released_all = True
+        for connection_id in sorted(self.held):
+            self._pending.pop(connection_id, None)
+            connection = self._connections.get(connection_id)
+            if connection is not None:
+                connection.release()
+
+    def _redis_failed(self, error: Exception) -> None:
+        """Redis did not answer: every held stream goes to standby; logged once until it answers."""
+        self._release_all(f"cannot reach Redis at {_redacted(self.url)} ({type(error).__name__}: {error})")
+
+    def _redis_ok(self) -> None:
+        if self._down is not None:
+            log.warning("redis: Redis at %s answers again; resuming %d streams from their checkpoints",
+                        _redacted(self.url), len(self.held))
+            self._down = None
+        if self._released_all:  # reload: the checkpoints in Redis may be older than our memory
+            self._released_all = False
+            for connection_id in self.held:
+                self._loaded.pop(connection_id, None)
+                self._saved.pop(connection_id, None)
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.lease_ttl * 1000)
+
+    # -- claims: the connection's side -----------------------------------------------------------
+
+    @hookimpl
+    def sseplug_claim(self, connection: Connection) -> bool | float | None:
+        """True while this runner holds the stream's lease and Redis confirms it (and, with
+        ``reconnect_rate``, once the fleet's reconnect budget grants this connect), else seconds to wait."""
+        if self.url is None or self.control is None:
+            return None
+        connection_id = connection.id
+        self._connections[connection_id] = connection
+        if connection_id not in self.held or self._down is not None or time.monotonic() >= self.confirmed_until:
+            return self.interval / 2
+        if self.reconnect_rate is not None and not self._budget(connection):
+            return 0.0
+        return True
+
+    def _budget(self, connection: Connection) -> bool:
+        """Wait (up to a second) for a token of the fleet-wide reconnect budget."""
+        waiter = self._budget_waiters.get(connection.id)
+        if waiter is None:
+            waiter = self._budget_waiters[connection.id] = gevent.event.Event()
+            self._budget_queue.append(connection.id)
+        if not waiter.wait(1.0) or connection.stopping:
+            return False
+        self._budget_waiters.pop(connection.id, None)
+        return True
+
+    def _dispense(self) -> None:
+        """Grant reconnect tokens from the bucket in Redis to the waiting connections, in order."""
+        assert self.reconnect_rate is not None
+        capacity = max(1.0, self.reconnect_rate * BUDGET_BURST)
+        while not self._stop.wait(BUDGET_TICK):
+            queue = self._budget_queue
+            while queue and queue[0] not in self._budget_waiters:
+                queue.popleft()
+            if not queue:
+                continue
+            try:
+                granted = int(self._scripts["budget"](keys=[BUDGET_KEY],
+                                                      args=[self.reconnect_rate, capacity, len(queue)]))
+            except RedisError:
+                continue  # the coordinator reports Redis's state
+            for _ in range(min(granted, len(queue))):
+                waiter = self._budget_waiters.get(queue.popleft())
+                if waiter is not None:
+                    waiter.set()
+
+    @hookimpl
+    def sseplug_connection_closed(self, connection: Connection) -> None:
+        """A response ended: forget its unsaved batch."""
+        if self.url is not None:
+            self._pending.pop(connection.id, None)
+
+    # -- checkpoints and sink --------------------------------------------------------------------
+
+    @hookimpl
+    def sseplug_checkpoint_load(self, connection: Connection) -> str | None:
+        """The checkpoint in Redis (read when the lease was taken, or now), else the request's own
+        start: Redis is the only authority (a local store or memory may be past the Redis stream)."""
+        if self.url is None:
+            return None
+        connection_id = connection.id
+        self._connections[connection_id] = connection
+        self._pending.pop(connection_id, None)
+        start = connection.request.last_event_id or ""
+        if connection_id in self._loaded:
+            value = self._loaded.pop(connection_id)
+        else:
+            try:
+                raw = self._db().get(checkpoint_key(connection_id))
+            except RedisError as error:
+                self._redis_failed(error)  # the connection goes back to standby unread
+                return start
+            value = None if raw is None else raw.decode("utf-8", "surrogateescape")
+        if value is None and self._state_lost:
+            log.warning("redis: %r has no checkpoint in Redis (it lost its state): it starts %s", connection_id,
+                        f"from the request's last_event_id {start!r}" if start else "without Last-Event-ID")
+        loaded = start if value is None else value
+        self._saved[connection_id] = loaded
+        return loaded
+
+    # trylast: the event is buffered only once every other handler took it, so a handler that
+    # raises leaves it out of the batch that is checkpointed before the connection fails
+    @hookimpl(trylast=True)
+    def sseplug_handle_event(self, event: SSEResponse, connection: Connection) -> None:
+        """Buffer the event: it goes to the Redis stream with the batch's checkpoint, atomically."""
+        if self.stream is None or self.url is None:
+            return
+        data = event.data
+        if not isinstance(data, str):
+            try:
+                data = json.dumps(data, default=str, ensure_ascii=False, separators=(",", ":"))
+            except ValueError:
+                data = str(data)
+        pending = self._pending.get(connection.id)
+        if pending is None:
+            pending = self._pending[connection.id] = []
+        pending += (_utf8(event.id), _utf8(event.event), _utf8(data))
+
+    @hookimpl
+    def sseplug_dead_letter(
+        self, event: SSEResponse, connection: Connection, plugin: str, error: BaseException, attempts: int
+    ) -> bool | None:
+        """With ``dead_letter_stream``: XADD the dead letter (fields connection, plugin, attempts,
+        error, id, event, data, raw, time); a Redis failure raises. Without it, no answer."""
+        if self.dead_letter_stream is None or self.url is None:
+            return None
+        record = letter(event, connection, plugin, error, attempts)
+        data = event.data if isinstance(event.data, str) else json.dumps(event.data, default=str, ensure_ascii=False)
+        fields = {**{key: str(record[key]) for key in ("connection", "plugin", "attempts", "error", "time")},
+                  "id": event.id, "event": event.event, "data": data, "raw": event.raw_response}
+        self._db().xadd(self.dead_letter_stream.format(connection=connection.id),
+                        {name: _utf8(value) for name, value in fields.items()})
+        return True
+
+    @hookimpl
+    def sseplug_checkpoint_save(self, connection: Connection, last_event_id: str) -> None:
+        """One script: if the lease still holds our token and our session lives, XADD the batch
+        and save the checkpoint; if not, write nothing and stop the stream."""
+        if self.url is None:
+            return
+        connection_id = connection.id
+        pending = self._pending.pop(connection_id, None)
+        if not pending and self._saved.get(connection_id) == last_event_id:
+            return  # nothing new to write
+        stream = self.stream.format(connection=connection_id) if self.stream is not None else ""
+        try:
+            written = self._scripts["save"](
+                keys=[lease_key(connection_id), checkpoint_key(connection_id), stream or lease_key(connection_id),
+                      session_key(self.token)],
+                args=[self.token, _utf8(last_event_id), "" if self.maxlen is None else self.maxlen,
+                      connection_id, *(pending or ())],
+            )
+        except RedisError as error:
+            self._saved.pop(connection_id, None)
+            self._redis_failed(error)  # every held stream to standby, this one included
+            connection.release()
+            return
+        if written == 1:
+            self._saved[connection_id] = last_event_id
+            return
+        self._saved.pop(connection_id, None)
+        if connection_id in self.held:
+            self._lost(connection_id, f"not saving event id {last_event_id!r}: its lease is not this runner's "
+                                      "any more (another runner holds it)")
+        else:
+            log.debug("redis: not saving %r at event id %r: this runner does not hold its lease",
+                      connection_id, last_event_id)
+            connection.release()
+
+
+plugin = RedisLeases()
+"""The instance the ``redis`` entry point registers (``sseplug_redis:plugin``)."""
+
+
+def _died(greenlet: gevent.Greenlet[..., Any]) -> None:
+    log.error("redis: a coordination greenlet died: %r; the guard stops the streams before their leases "
+              "could expire", greenlet.exception)
+
+
+def _settings(config: Config) -> dict[str, Any]:
+    """The plugin's settings from ``[plugins.redis]``, or a ``ConfigError`` naming the key."""
+    read = config.plugin_settings(NAME, known=KEYS)
+    url = read.string("url", example='"redis://127.0.0.1:6379/0"')
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise read.error("url", f"expected a redis://, rediss:// or unix:// URL, got {url!r}; "
+                                'e.g. url = "redis://127.0.0.1:6379/0"')
+    lease_ttl = read.seconds("lease_ttl", DEFAULT_LEASE_TTL, minimum=MIN_LEASE_TTL)
+    stream = _key_pattern(read, "stream", '"sseplug:{connection}"')
+    maxlen = read.integer("maxlen", None, minimum=1, example="100000")
+    if maxlen is not None and stream is None:
+        raise read.error("maxlen", "maxlen trims the Redis streams: set stream too, or remove maxlen")
+    on_lost_state = read.string("on_lost_state", "stop", example='"stop"')
+    if on_lost_state not in LOST_STATE_POLICIES:
+        raise read.error("on_lost_state", f"expected one of {', '.join(map(repr, LOST_STATE_POLICIES))}, "
+                                          f"got {on_lost_state!r}")
+    rate = read.integer("reconnect_rate", None, minimum=1, example="500")
+    return {"url": url, "lease_ttl": lease_ttl, "stream": stream, "maxlen": maxlen,
+            "dead_letter_stream": _key_pattern(read, "dead_letter_stream", '"sseplug:dead:{connection}"'),
+            "on_lost_state": on_lost_state, "reconnect_rate": None if rate is None else float(rate)}
+
+
+def _key_pattern(read: TableReader, key: str, example: str) -> str | None:
+    """A Redis key with an optional ``{connection}`` placeholder, or ``None`` when not given."""
+    pattern = read.template(key, None, example=example)
+    if pattern == "":
+        raise read.error(key, f'expected a key pattern, got ""; e.g. {key} = {example}')
+    return pattern
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (e.g. from JSON "\ud800"): keep them visible
+        return text.encode("utf-8", "backslashreplace")
+
+
+def _redacted(url: str | None) -> str:
+    """The URL without its password, for logs."""
+    if not url:
+        return "(no url)"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
