@@ -82,6 +82,26 @@ class Config(_Generated):
             else:
                 shown = f"default ``{default}``"
             out += [f"``{name}`` ({shown})", *_indented(meaning), ""]
+        return out + self.plugin_tables()
+
+    @staticmethod
+    def plugin_tables() -> list[str]:
+        """A section per installed plugin whose module documents its table in ``SETTINGS``
+        (key -> meaning, default included), linked to its page when the docs have one."""
+        import importlib
+        from importlib.metadata import entry_points
+        from pathlib import Path
+
+        out: list[str] = []
+        for ep in sorted(entry_points(group="sseplug"), key=lambda ep: ep.name):
+            settings = getattr(importlib.import_module(ep.module), "SETTINGS", None)
+            if not isinstance(settings, dict):
+                continue
+            out += _title(f"[plugins.{ep.name}]", "-")
+            if (Path(__file__).parents[1] / f"{ep.name}.rst").exists():
+                out += [f"From the ``{ep.name}`` plugin ({ep.dist.name if ep.dist else ep.module}); see :doc:`../{ep.name}`.", ""]
+            for key, meaning in settings.items():
+                out += [f"``{key}``", *_indented(meaning), ""]
         return out
 
 
