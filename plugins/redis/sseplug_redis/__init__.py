@@ -445,7 +445,7 @@ class RedisLeases:
 
     def _redis_ok(self) -> None:
         if self._down is not None:
-            log.warning("redis: Redis at %s answers again; resuming %d streams from their checkpoints",
+            log.info("redis: Redis at %s answers again; resuming %d streams from their checkpoints",
                         _redacted(self.url), len(self.held))
             self._down = None
         if self._released_all:  # reload: the checkpoints in Redis may be older than our memory
