@@ -65,6 +65,13 @@ def _age(timestamp: float | None, now: float) -> str:
     return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
+def _last_error(connection: dict[str, Any]) -> Text:
+    """Why a connection that is not open is not: its last error (also one it reconnected after)."""
+    if connection["state"] in ("open", "ended") or not connection.get("last_error"):
+        return Text("")
+    return Text(str(connection["last_error"]), style=_STATE_STYLE.get(connection["state"], ""))
+
+
 class View:
     """The connections' history and how the table is sorted."""
 
@@ -102,19 +109,23 @@ class View:
             f"  |  {total_rate:.1f} events/s  |  {sum(c['events'] for c in connections)} events",
             f"  |  sort: {self.sort}{' (reversed)' if self.reverse else ''}  [s] sort  [r] reverse  [q] quit",
         )
+        fleet = any(connection.get("lease") is not None for connection in connections)
         table = Table(expand=True)
-        for column, justify in (("connection", "left"), ("state", "left"), ("events/s", "right"),
-                                ("last minute", "left"), ("events", "right"), ("last event", "right"),
-                                ("reconnects", "right"), ("errors", "right"), ("dead letters", "right")):
-            table.add_column(column, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+        columns = [("connection", "left"), ("state", "left"), ("events/s", "right"), ("last minute", "left"),
+                   ("events", "right"), ("last event", "right"), ("reconnects", "right"), ("errors", "right"),
+                   ("dead letters", "right"), *([("lease", "left")] if fleet else []), ("last error", "left")]
+        for column, justify in columns:
+            table.add_column(column, justify=justify, no_wrap=column != "last error",  # type: ignore[arg-type]
                              min_width=len("connecting") if column == "state" else None)
         for connection in rows:
             rates = self.rates.get(connection["id"], deque())
+            lease = ["held" if connection.get("lease") else "not held"] if fleet else []
             table.add_row(
                 connection["id"], Text(connection["state"], style=_STATE_STYLE.get(connection["state"], "")),
                 f"{rates[-1] if rates else 0.0:.1f}", sparkline(rates), str(connection["events"]),
                 _age(connection["last_event_time"], now), str(connection["reconnects"]),
-                str(connection["handler_errors"]), str(connection["dead_letters"]),
+                str(connection["handler_errors"]), str(connection["dead_letters"]), *lease,
+                _last_error(connection),
             )
         return Group(summary, table)
 

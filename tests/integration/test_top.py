@@ -65,6 +65,8 @@ def test_top_shows_a_running_runner_sorts_and_quits_on_q(
         assert "2 connections: 1 failed, 1 open" in pane and "sort: id" in pane
         rows = [line for line in pane.splitlines() if "alpha" in line or "zeta" in line]
         assert "open" in rows[0] and "alpha" in rows[0] and "failed" in rows[1] and "zeta" in rows[1]
+        assert "HTTPStatusError" in rows[1] and "401" in pane  # why it failed, not only that it did
+        assert "lease" not in pane  # no fleet: no lease column
         pane = wait_for_pane(tmux, "▁█")  # a second sample: the sparkline rises with alpha's events
         tmux("send-keys", "-t", "top", "s")
         pane = wait_for_pane(tmux, "sort: state")
@@ -86,3 +88,23 @@ def test_top_says_so_when_the_runner_is_not_reachable() -> None:
     assert done.returncode == 1 and done.stdout == ""
     (line,) = done.stderr.strip().splitlines()
     assert f"cannot read http://127.0.0.1:{port}/status" in line and "runner.http_listen" in line
+
+
+def test_top_shows_the_lease_of_each_fleet_connection_and_why_one_waits() -> None:
+    from rich.console import Console
+
+    from sseplug.run.top import View
+
+    row = {"id": "a", "state": "open", "events": 5, "last_event_time": None, "reconnects": 0,
+           "handler_errors": 0, "dead_letters": 0, "last_error": None, "lease": True}
+    waiting = {**row, "id": "b", "state": "standby", "lease": True,
+               "last_error": "NetworkError: cannot connect (connection 'b')"}
+    console = Console(record=True, width=220)
+    view = View()
+    view.update([row, waiting], 0.0)
+    console.print(view.render("http://127.0.0.1:1", [row, waiting]))
+    text = console.export_text()
+    cells = [line.split("│") for line in text.splitlines()]
+    lines = {cell[1].strip(): "│".join(cell) for cell in cells if len(cell) > 2 and cell[1].strip() in ("a", "b")}
+    assert "lease" in text and "held" in lines["a"] and "NetworkError" not in lines["a"]
+    assert "held" in lines["b"] and "NetworkError: cannot connect" in lines["b"]

@@ -160,6 +160,8 @@ def test_a_runner_claims_its_share_in_batches_and_starts_only_those_streams(
     first, second = make_plugin(streams=10), make_plugin(streams=10)
     first.tick(), second.tick()  # join: nobody claims in the round it joins
     assert db.keys("sseplug:lease:*") == [] and first.control.started == []
+    first.tick(), second.tick()  # the first saw a runner join: it waits a round; the second claims
+    assert first.held == set() and len(second.held) == 5
     first.tick(), second.tick()
     assert set(first.live) == set(second.live) == {first.token, second.token}
     assert sorted(first.share + second.share) == sorted(f"c{i}" for i in range(10))

@@ -102,6 +102,7 @@ class RedisLeases:
         self._ids: list[str] = []  # the config's stream ids
         self._share_for: tuple[str, tuple[str, ...], list[str]] | None = None  # (token, live, ids) of ``share``
         self._joined = False  # the first heartbeat of this process went through
+        self._seen: tuple[str, ...] = ()  # the live runners at the previous heartbeat
         self._connections: dict[str, Connection] = {}  # id -> the connection that last claimed
         self._loaded: dict[str, str | None] = {}  # id -> checkpoint read when its lease was taken
         self._pending: dict[str, list[bytes]] = {}  # id -> (id, event, data) of the unsaved batch
@@ -261,17 +262,23 @@ class RedisLeases:
         self.confirmed_until = sent + GUARD * self.lease_ttl
         self._redis_ok()
         self._joined = True
-        if joining:  # claim from the next round: runners starting together see each other first
+        # Claims wait while runners are joining: a share computed without them is too large (a
+        # runner started first would take every stream, then hand most over). A runner leaving
+        # only frees streams, which are claimed at once.
+        joined = bool(set(live) - set(self._seen))
+        self._seen = tuple(live)
+        if joining:
             return
         ids = self.control.ids()
         if (self.token, tuple(live), ids) != self._share_for:
             self.live, self._ids = tuple(live), ids
             self.share = share_of(self.token, ids, self.live)
             self._share_for = (self.token, self.live, ids)
-        self._balance()
+        self._balance(claim=not joined)
 
-    def _balance(self) -> None:
-        """Hand over what is held beyond the share, claim the share, start what is held."""
+    def _balance(self, *, claim: bool = True) -> None:
+        """Hand over what is held beyond the share, claim the share (unless ``claim`` is false),
+        start what is held."""
         assert self.control is not None
         wanted = set(self.share)
         if self._only is not None:
@@ -281,7 +288,7 @@ class RedisLeases:
                 self._only = None
         for connection_id in sorted(self.held - set(self.share)):
             self._hand_over(connection_id)
-        missing = [cid for cid in self.share if cid in wanted and cid not in self.held]
+        missing = [cid for cid in self.share if cid in wanted and cid not in self.held] if claim else []
         try:
             self._claim(missing)
         except RedisError as error:
@@ -297,7 +304,7 @@ class RedisLeases:
                   "held", str(len(self.held)), "open", str(len(running & self.held))]
         reply = self._scripts["heartbeat"](
             keys=[RUNNERS_KEY, session_key(self.token), MARKER_KEY],
-            args=[self.token, self._ttl_ms, mode, self.epoch, uuid.uuid4().hex, *fields],
+            args=[self.token, self._ttl_ms, mode, self.epoch, uuid.uuid4().hex, SESSION_PREFIX, *fields],
         )
         words = [value.decode() for value in reply]
         return words[0], words[1], words[2:]

@@ -40,8 +40,9 @@ def session_key(token: str) -> str:
 
 
 # KEYS[1] runners, KEYS[2] our session, KEYS[3] marker; ARGV[1] token, ARGV[2] ttl ms, ARGV[3]
-# 'join' or 'renew', ARGV[4] the epoch we know ('' none), ARGV[5] a new epoch, then field, value
-# pairs for the session hash. {'lost', marker} when the marker is not the one we know (Redis lost
+# 'join' or 'renew', ARGV[4] the epoch we know ('' none), ARGV[5] a new epoch, ARGV[6] the session
+# prefix, then field, value pairs for the session hash. The live runners are those whose session
+# exists (the sorted set only lists them). {'lost', marker} when the marker is not the one we know (Redis lost
 # the fleet's state); {'expired', marker} when renewing a session that is gone (we were away
 # longer than the lease time); else {'ok', marker, live tokens...}.
 HEARTBEAT = """
@@ -55,12 +56,15 @@ if not marker then
   marker = ARGV[5]
   redis.call('SET', KEYS[3], marker)
 end
-if #ARGV > 5 then redis.call('HSET', KEYS[2], unpack(ARGV, 6)) end
+if #ARGV > 6 then redis.call('HSET', KEYS[2], unpack(ARGV, 7)) end
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
 local reply = {'ok', marker}
-for _, token in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do reply[#reply + 1] = token end
+for _, token in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if redis.call('EXISTS', ARGV[6] .. token) == 1 then reply[#reply + 1] = token
+  else redis.call('ZREM', KEYS[1], token) end
+end
 return reply
 """
 
