@@ -9,6 +9,7 @@ from typing import Any, cast
 from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ..connection import Connection, ConnectionState
 from ..redaction import public_error, public_url
@@ -56,7 +57,7 @@ def _waiting(connection: Connection) -> bool:
     return connection.state is not ConnectionState.OPEN and connection.state is not ConnectionState.ENDED
 
 
-class MetricsServer:
+class MetricsServer(Collector):  # a Protocol since prometheus-client 0.24, an ABC before
     """Serves the counters of ``connections()`` on ``(host, port)`` in a gevent WSGI server."""
 
     def __init__(self, listen: tuple[str, int], connections: Callable[[], Iterable[Connection]],
