@@ -13,4 +13,4 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v tmux >/dev/null 2>&
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server tmux postgresql >/dev/null
 fi
 python -m pip install -q -e '.[test,fast]' -e plugins/jsonl -e plugins/redis -e 'plugins/kafka[test]' \
-  -e plugins/postgres -e examples/plugin-skeleton
+  -e plugins/postgres -e plugins/http -e examples/plugin-skeleton
