@@ -310,8 +310,9 @@ class Dispatcher:
         index = names.index(plugin) if plugin in names else -1
         while True:
             self._retry(event, error, done, plugin, chain[index][1] if index >= 0 else None)
+            after = index + 1  # the handlers after it still get the event
             try:
-                for index in range(index + 1, len(chain)):  # the handlers after it still get the event
+                for index in range(after, len(chain)):
                     chain[index][1](event, self.connection)
                 return
             except Exception as next_error:
