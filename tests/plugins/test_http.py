@@ -103,7 +103,8 @@ def test_the_events_taken_deduplicated_by_key_are_exactly_the_streams_through_ev
     register_plugin(spy, "spy")
     table = (f'url = "{receiver.url("/in-{connection}")}"\ndead_letter_url = "{receiver.url("/dead")}"\n'
              f'headers = {{ Authorization = "Bearer {TOKEN}" }}\nbatch_max = 20\ntimeout = 1\nmax_wait = 2')
-    config = make_config(tmp_path, table, ids=("w",), extra='errors = { retries = 0, action = "dead_letter" }')
+    config = make_config(tmp_path, table, ids=("w",),
+                         extra='sinks = ["http"]\nerrors = { retries = 0, action = "dead_letter" }')
     client = sse_client_for(config)
     total = 300
     job = gevent.spawn(drain, client, "w", sse_server.url(f"/feed/w?count={total}&interval=0.004"), config)

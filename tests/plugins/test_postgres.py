@@ -19,7 +19,8 @@ import psycopg
 import pytest
 
 import sseplug_postgres
-from sseplug import SSEClient, SSERequest, SSEResponse
+from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
+from sseplug.builtin.sqlite import SQLiteCheckpoints
 from sseplug.errors import ConfigError, PluginError, TemporaryPluginError
 from sseplug.run.config import Config, parse_config
 from sseplug.server import Response, SSEServer
@@ -141,23 +142,40 @@ def test_every_event_a_row_once_in_order_json_as_jsonb_text_as_text(
     assert sink.rows_written == {"s": 5, "f": 500} and "sseplug_events" in repr(sink) and PASSWORD not in repr(sink)
 
 
-def test_a_table_template_gives_each_connection_its_table_and_other_routes_keep_sqlite(
+class Recorder:
+    """Another sink: the connection id of every event it got."""
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    @hookimpl
+    def sseplug_handle_event(self, connection: Any) -> None:
+        self.got.append(connection.id)
+
+
+def test_routed_by_sinks_a_table_per_connection_and_other_routes_keep_sqlite(
     tmp_path: Path, pg: PostgresServer, db: psycopg.Connection[Any], sse_server: SSEServer, sink: PostgresSink,
-    sse_client_for: Callable[..., SSEClient],
+    sse_client_for: Callable[..., SSEClient], register_plugin: Callable[..., object],
 ) -> None:
-    text = (f'[runner]\nstate_dir = "state"\n[[connections]]\nid = "a"\nurl = "http://x/"\n'
+    """``a`` routes to postgres only, ``b-2`` to every sink, ``other`` to another sink only: its
+    checkpoint stays the built-in sqlite's, and it gets no table, row or checkpoint row."""
+    recorder, store = Recorder(), SQLiteCheckpoints()
+    register_plugin(recorder, "rec")
+    register_plugin(store, "sqlite")
+    text = (f'[runner]\nstate_dir = "state"\n[[connections]]\nid = "a"\nurl = "http://x/"\nsinks = ["postgres"]\n'
             f'[[connections]]\nid = "b-2"\nurl = "http://x/"\n[[connections]]\nid = "other"\nurl = "http://x/"\n'
-            f'sinks = []\n[plugins.postgres]\ndsn = "{pg.dsn}"\ntable = "ev_{{connection}}"\n')
+            f'sinks = ["rec"]\n[plugins.postgres]\ndsn = "{pg.dsn}"\ntable = "ev_{{connection}}"\n')
     config = parse_config(text, path=tmp_path / "run.toml")
     client = sse_client_for(config)
-    for cid in ("a", "b-2"):
-        drain(client, cid, sse_server.url(f"/feed/{cid}?count=30&interval=0"))
+    for cid in ("a", "b-2", "other"):
+        drain(client, cid, sse_server.url(f"/feed/{cid}?count=30&interval=0"), config)
     assert [r[2] for r in rows(db, "ev_a")] == [str(n) for n in range(1, 31)]
     assert len(rows(db, "ev_b-2")) == 30
-    # a connection not routed here: no row, no checkpoint row; another store answers for it
-    assert sink.sseplug_checkpoint_load(connection=client.connect("other", SSERequest(sse_server.url("/none")),
-                                                                  iterate=False).connection) is None
-    assert set(checkpoints(db)) == {"a", "b-2"}
+    assert db.execute("SELECT to_regclass('ev_other')").fetchone() == (None,)
+    assert checkpoints(db) == {"a": ("30", 30), "b-2": ("30", 30)}
+    assert sorted(set(recorder.got)) == ["b-2", "other"] and len(recorder.got) == 60
+    assert store.db is not None
+    assert dict(store.db.execute("SELECT connection, last_event_id FROM checkpoints"))["other"] == "30"
 
 
 # -- crashes and restarts ----------------------------------------------------------------------------
