@@ -339,6 +339,14 @@ class PostgresSink:
         with self._session() as db:
             self._prepare(db, cid)
             with db.transaction(), db.cursor() as cur:
+                # The fence first: after a commit whose outcome was lost with the session (it may
+                # have committed), the retry finds the checkpoint moved and reloads it, instead of
+                # meeting its own rows' keys
+                cur.execute(sql.SQL("UPDATE {} SET last_event_id = %s, seq = %s, saved_at = now() "
+                                    "WHERE connection = %s AND last_event_id = %s AND seq = %s").format(
+                    _name(settings.checkpoint_table)), (checkpoint, seq + len(rows), cid, loaded_id, seq))
+                if cur.rowcount != 1:
+                    raise _Moved()
                 if rows:
                     with cur.copy(sql.SQL("COPY {} (connection, seq, id, event, data, data_text, received_at) "
                                           "FROM STDIN").format(_name(settings.table, cid))) as copy:
@@ -348,11 +356,6 @@ class PostgresSink:
                     cur.executemany(sql.SQL("INSERT INTO {} (connection, id, event, plugin, attempts, error, raw) "
                                             "VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
                         _name(settings.dead_letter_table, cid)), letters)
-                cur.execute(sql.SQL("UPDATE {} SET last_event_id = %s, seq = %s, saved_at = now() "
-                                    "WHERE connection = %s AND last_event_id = %s AND seq = %s").format(
-                    _name(settings.checkpoint_table)), (checkpoint, seq + len(rows), cid, loaded_id, seq))
-                if cur.rowcount != 1:
-                    raise _Moved()
         self._committed[cid] = (checkpoint, seq + len(rows))
         self.rows_written[cid] = self.rows_written.get(cid, 0) + len(rows)
 

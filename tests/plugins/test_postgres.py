@@ -193,12 +193,12 @@ def runner_config(tmp_path: Path, server: SSEServer, pg: PostgresServer, ids: li
 def test_sigkill_at_several_moments_then_restart_leaves_every_event_exactly_once(
     tmp_path: Path, pg: PostgresServer, db: psycopg.Connection[Any], sse_server: SSEServer,
 ) -> None:
-    """Three streams of 2500 events; the runner is SIGKILLed when the table holds 600, 2500 and
-    5000 rows, restarted each time (the first run traces its hooks at DEBUG), then left to end."""
-    ids, total = ["k0", "k1", "k2"], 2500
+    """Three streams of 1500 events; the runner is SIGKILLed when the table holds 300, 1500 and
+    3000 rows, restarted each time (the first run traces its hooks at DEBUG), then left to end."""
+    ids, total = ["k0", "k1", "k2"], 1500
     config = runner_config(tmp_path, sse_server, pg, ids, total)
     trace = {"SSEPLUG_TRACE_PLUGINS": "1"}
-    for moment in (600, 2500, 5000):
+    for moment in (300, 1500, 3000):
         err_path = tmp_path / f"{moment}.err"  # a file, not a pipe: a DEBUG trace would fill a pipe and block
         with open(err_path, "wb") as err_file:
             proc = subprocess.Popen([*rp.command(), *(("--log-level", "DEBUG") if trace else ()), "run", str(config)],
@@ -235,12 +235,12 @@ def test_postgres_restarted_mid_stream_the_stream_waits_and_resumes_where_the_ta
     config = make_config(tmp_path, f'dsn = "{pg.dsn}"', ids=("r0", "r1"),
                          extra='errors = { retries = 1, backoff = 0.05, action = "skip" }')
     client = sse_client_for(config)
-    total = 3000
+    total = 2000
     jobs = [gevent.spawn(drain, client, cid, sse_server.url(f"/feed/{cid}?count={total}&interval=0.0005"), config)
             for cid in ("r0", "r1")]
-    wait_until(lambda: count(pg) >= 800, TIMEOUT, lambda: f"only {count(pg)} rows", step=0.005)
+    wait_until(lambda: count(pg) >= 600, TIMEOUT, lambda: f"only {count(pg)} rows", step=0.005)
     pg.stop()
-    gevent.sleep(1.0)
+    gevent.sleep(0.8)
     assert not any(job.ready() for job in jobs)
     pg.start()
     gevent.joinall(jobs, timeout=TIMEOUT, raise_error=True)
@@ -287,6 +287,52 @@ def test_a_password_postgresql_refuses_stops_the_connection_at_once_saying_so_wi
     message = str(caught.value)
     assert "password authentication failed" in message and "sseplug:<redacted>@127.0.0.1" in message, message
     assert PASSWORD[::-1] not in message and sse_server.requests == []  # no stream opened without a checkpoint
+
+
+class FakeConnection:
+    """What the plugin uses of a ``Connection``: id, request, last_event_id, stopping, release()."""
+
+    def __init__(self, connection_id: str) -> None:
+        self.id = connection_id
+        self.request = SSERequest("http://127.0.0.1:9/")
+        self.last_event_id = ""
+        self.stopping = False
+        self.released = 0
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def event(event_id: str, data: Any) -> SSEResponse:
+    return SSEResponse(id=event_id, event="tick", data=data, comment="", raw_response=f"id: {event_id}", retry=None)
+
+
+def test_the_checkpoint_row_fences_a_second_writer_of_one_stream(
+    tmp_path: Path, pg: PostgresServer, db: psycopg.Connection[Any],
+) -> None:
+    """Two processes on one stream (a takeover, or a commit whose outcome was lost): the one whose
+    checkpoint is stale writes nothing and reloads."""
+    config = make_config(tmp_path, f'dsn = "{pg.dsn}"', ids=("f",))
+    stale, owner = PostgresSink(), PostgresSink()
+    try:
+        for plugin in (stale, owner):
+            plugin.sseplug_configure(config)
+        old, new = FakeConnection("f"), FakeConnection("f")
+        assert stale.sseplug_checkpoint_load(connection=old) == "" == owner.sseplug_checkpoint_load(connection=new)
+        owner.sseplug_handle_event(event=event("1", {"n": 1}), connection=new)
+        owner.sseplug_checkpoint_save(connection=new, last_event_id="1")
+        stale.sseplug_handle_event(event=event("9", "late"), connection=old)
+        with pytest.raises(sseplug_postgres.PostgresError, match="another writer moved") as caught:
+            stale.sseplug_checkpoint_save(connection=old, last_event_id="9")
+        assert caught.value.retryable is True and old.released == 1 and new.released == 0
+        assert [(r[1], r[2]) for r in rows(db)] == [(1, "1")] and checkpoints(db) == {"f": ("1", 1)}
+        assert stale.sseplug_checkpoint_load(connection=old) == "1"  # reloaded: it goes on from the table
+        stale.sseplug_handle_event(event=event("2", "two"), connection=old)
+        stale.sseplug_checkpoint_save(connection=old, last_event_id="2")
+        assert [(r[1], r[2]) for r in rows(db)] == [(1, "1"), (2, "2")]
+    finally:
+        stale.sseplug_unconfigure()
+        owner.sseplug_unconfigure()
 
 
 # -- events PostgreSQL cannot store ------------------------------------------------------------------
