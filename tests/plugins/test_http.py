@@ -136,6 +136,26 @@ def test_the_events_taken_deduplicated_by_key_are_exactly_the_streams_through_ev
     assert TOKEN not in caplog.text, "the header's value is in the log"
 
 
+@pytest.mark.parametrize("action", ["skip", "stop"])
+def test_a_refused_batch_is_skipped_or_stops_the_connection_as_the_errors_policy_says(
+    tmp_path: Path, sse_server: SSEServer, sink: HttpSink, receivers: Callable[..., Receiver],
+    sse_client_for: Callable[..., SSEClient], fast_retry: None, action: str,
+) -> None:
+    receiver = receivers("--reject-id", "2")
+    config = make_config(tmp_path, f'url = "{receiver.url("/in")}"\nbatch_max = 1', ids=("s",),
+                         extra=f'errors = {{ retries = 0, action = "{action}" }}')
+    client = sse_client_for(config)
+    body = [b"id: 1\ndata: one\n\nid: 2\ndata: two\n\nid: 3\ndata: three\n\n"]
+    sse_server.script("/s", Response(body=body), Response(body=body), DONE)
+    if action == "stop":
+        with pytest.raises(PluginError, match="HTTP 400"):
+            drain(client, "s", sse_server.url("/s"), config)
+        assert [e["id"] for r in receiver.received() for e in r["events"]] == ["1", "1"]  # 1 again, then the stop
+        return
+    drain(client, "s", sse_server.url("/s"), config)
+    assert [e["id"] for r in receiver.received() for e in r["events"]] == ["1", "1", "3"]  # 1 again: the batch was read again
+
+
 class HubWatch:
     def __init__(self) -> None:
         self.longest = 0.0

@@ -104,6 +104,13 @@ def count(pg: PostgresServer, table: str = "sseplug_events") -> int:
         return 0
 
 
+def parsed(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
 def exactly_once_in_order(db: psycopg.Connection[Any], ids: list[str], total: int) -> None:
     for cid in ids:
         got = db.execute("SELECT seq, id FROM sseplug_events WHERE connection = %s ORDER BY seq", (cid,)).fetchall()
@@ -186,7 +193,8 @@ def runner_config(tmp_path: Path, server: SSEServer, pg: PostgresServer, ids: li
     text = '[runner]\nstate_dir = "state"\nshutdown_timeout = 5\n'
     for cid in ids:
         text += f'[[connections]]\nid = "{cid}"\nurl = "{server.url(f"/feed/{cid}?count={total}&interval=0.0004")}"\n'
-    config.write_text(text + f'[plugins.postgres]\ndsn = "{pg.dsn}"\nbatch_max = 40\n')
+    # jsonl alongside: at least once (its lines are flushed before the table commits)
+    config.write_text(text + f'[plugins.postgres]\ndsn = "{pg.dsn}"\nbatch_max = 40\n[plugins.jsonl]\npath = "events.jsonl"\n')
     return config
 
 
@@ -221,6 +229,9 @@ def test_sigkill_at_several_moments_then_restart_leaves_every_event_exactly_once
     assert status == 0, err[-3000:]
     assert out == []  # the table is the sink: stdout's sink was dropped
     exactly_once_in_order(db, ids, total)
+    lines = [parsed(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]  # a torn line: None
+    assert {(line["connection"], line["id"]) for line in lines if line} == {(c, str(n)) for c in ids
+                                                                          for n in range(1, total + 1)}
     resumed = [r for r in sse_server.requests if r.headers.get("last-event-id")]
     assert len(resumed) >= 3 * 3, "the restarts did not resume from the table's checkpoint"
 
@@ -333,6 +344,16 @@ def test_the_checkpoint_row_fences_a_second_writer_of_one_stream(
     finally:
         stale.sseplug_unconfigure()
         owner.sseplug_unconfigure()
+
+
+def test_create_false_and_a_missing_table_stops_the_connection_naming_it(
+    tmp_path: Path, pg: PostgresServer, db: psycopg.Connection[Any], sse_server: SSEServer, sink: PostgresSink,
+    sse_client_for: Callable[..., SSEClient],
+) -> None:
+    client = sse_client_for(make_config(tmp_path, f'dsn = "{pg.dsn}"\ncreate = false\ntable = "mine"'))
+    with pytest.raises(PluginError, match="the events table 'mine' does not exist; create it"):
+        drain(client, "c", sse_server.url("/feed/c?count=5&interval=0"))
+    assert db.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
 
 
 # -- events PostgreSQL cannot store ------------------------------------------------------------------
