@@ -2,7 +2,7 @@
 server, in its own process (so that it can really be restarted), failing on purpose.
 
     python tests/plugins/http_receiver.py --port P --log FILE [--fail 503,503,429,hang] [--reject-id 50]
-                                          [--hang 3] [--tls CERT KEY]
+                                          [--hang 3] [--tls CERT KEY [--client-ca CA]]
 
 ``POST /<anything>`` takes a JSON array or NDJSON of events. Its first requests answer as
 ``--fail`` lists them, one entry per request: a status (``503``, ``429`` with ``Retry-After: 1``)
@@ -87,11 +87,21 @@ def main() -> None:
     parser.add_argument("--reject-id")
     parser.add_argument("--hang", type=float, default=3.0)
     parser.add_argument("--tls", nargs=2)
+    parser.add_argument("--client-ca", help="with --tls: require a client certificate signed by this CA")
     args = parser.parse_args()
+    import ssl
+
     from werkzeug.serving import make_server
 
+    context = None
+    if args.tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*args.tls)
+        if args.client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(args.client_ca)
     server = make_server(HOST, args.port, app(args.log, [s for s in args.fail.split(",") if s], args.reject_id,
-                                               args.hang), threaded=True, ssl_context=tuple(args.tls) if args.tls else None)
+                                               args.hang), threaded=True, ssl_context=context)
     print("ready", flush=True)
     server.serve_forever()
 

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gevent
@@ -219,29 +220,34 @@ def test_linger_puts_several_connections_batches_in_one_request(
     assert len(requests) == 1, requests
 
 
-def test_tls_with_a_ca_bundle_delivers_and_an_unverified_receiver_stops_the_connection(
+def test_tls_with_a_ca_bundle_and_a_client_certificate_delivers_and_an_unverified_receiver_stops_the_connection(
     tmp_path: Path, sse_server: SSEServer, sink: HttpSink, receivers: Callable[..., Receiver],
     sse_client_for: Callable[..., SSEClient],
 ) -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert.private_key_and_cert_chain_pem.write_to_path(tmp_path / "server.pem")
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(tmp_path / "server.pem")
+    ca.issue_cert("sseplug-client").private_key_and_cert_chain_pem.write_to_path(tmp_path / "client.pem")
     ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    receiver = Receiver(tmp_path, "--client-ca", str(tmp_path / "ca.pem"),  # it asks for a client certificate
+                        tls=(str(tmp_path / "server.pem"), str(tmp_path / "server.pem")))
+    receiver.start()
+    try:
+        sse_server.script("/s", Response(body=[b"id: 1\ndata: over tls\n\n"]), DONE)
+        client = sse_client_for(make_config(tmp_path, f'url = "{receiver.url("/tls")}"\nverify = "ca.pem"\n'
+                                                      'cert = "client.pem"'))
+        drain(client, "c", sse_server.url("/s"))
+        assert [e["data"] for r in receiver.received() for e in r["events"]] == ["over tls"]
+        client.shutdown()
+    finally:
+        receiver.stop()
     receiver = receivers(tls=(str(tmp_path / "server.pem"), str(tmp_path / "server.pem")))
-    sse_server.script("/s", Response(body=[b"id: 1\ndata: over tls\n\n"]), DONE, Response(body=[b"id: 1\ndata: x\n\n"]))
-    client = sse_client_for(make_config(tmp_path, f'url = "{receiver.url("/tls")}"\nverify = "ca.pem"'))
-    drain(client, "c", sse_server.url("/s"))
-    assert [e["data"] for r in receiver.received() for e in r["events"]] == ["over tls"]
-    client.shutdown()
-
-    other = HttpSink()  # the system's CAs do not know the test CA
+    other = HttpSink()  # verify = true: the system's CAs do not know the test CA
     other.sseplug_configure(make_config(tmp_path, f'url = "{receiver.url("/tls")}"'))
     try:
         with pytest.raises(sseplug_http.DeliveryError, match="TLS failed") as caught:
-            other._post(receiver.url("/tls"), b"[]", "application/json", "k", client.connect(
-                "d", SSERequest(sse_server.url("/s")), iterate=False).connection, [])
-        assert caught.value.retryable is False
+            other._post(receiver.url("/tls"), b"[]", "application/json", "k", SimpleNamespace(id="d", stopping=False), [])
+        assert caught.value.retryable is False and receiver.received() == []
     finally:
         other.sseplug_unconfigure()
 
