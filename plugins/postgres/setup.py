@@ -17,7 +17,7 @@ setup(
     long_description_content_type="text/x-rst",
     license="MIT",
     python_requires=">=3.11",
-    py_modules=["sseplug_postgres"],
+    packages=["sseplug_postgres"],
     # psycopg 3.1.14 is the first to wait cooperatively under gevent's patches
     install_requires=["sseplug", "gevent>=23.9", "psycopg[binary]>=3.1.14"],
     # the instance, not the module: each PostgresSink holds its own sessions and checkpoints

@@ -501,7 +501,7 @@ def test_check_validates_without_connecting_and_the_plugin_is_inert_without_its_
     plugin = PostgresSink()
     config = make_config(tmp_path, 'dsn = "postgresql://u:hunter2x@127.0.0.1:1/db"\ndead_letter_table = "d"')
     plugin.sseplug_configure(dataclasses.replace(config, dry_run=True))
-    assert plugin.settings is None and plugin._pool is None and not plugin.sseplug_sink
+    assert plugin.settings is None and plugin._store is None and not plugin.sseplug_sink
     plugin.sseplug_configure(make_config(tmp_path, None))
     assert plugin.settings is None
     plugin.sseplug_configure(None)
