@@ -17,7 +17,7 @@ setup(
     long_description_content_type="text/x-rst",
     license="MIT",
     python_requires=">=3.11",
-    py_modules=["sseplug_http"],
+    packages=["sseplug_http"],
     install_requires=["sseplug", "gevent>=23.9", "urllib3>=2.3"],
     # the instance, not the module: each HttpSink holds its own pool and buffers (tests make fresh ones)
     entry_points={"sseplug": ["http = sseplug_http:plugin"]},
