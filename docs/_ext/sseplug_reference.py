@@ -99,7 +99,8 @@ class Config(_Generated):
                 continue
             out += _title(f"[plugins.{ep.name}]", "-")
             if (Path(__file__).parents[1] / f"{ep.name}.rst").exists():
-                out += [f"From the ``{ep.name}`` plugin ({ep.dist.name if ep.dist else ep.module}); see :doc:`../{ep.name}`.", ""]
+                source = ep.dist.name if ep.dist else ep.module
+                out += [f"From the ``{ep.name}`` plugin ({source}); see :doc:`../{ep.name}`.", ""]
             for key, meaning in settings.items():
                 out += [f"``{key}``", *_indented(meaning), ""]
         return out

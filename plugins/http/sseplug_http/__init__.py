@@ -50,7 +50,9 @@ if TYPE_CHECKING:
     from sseplug.models import SSEResponse
     from sseplug.run.config import Config
 
-__all__ = ["KEYS", "NAME", "SETTINGS", "DeliveryError", "EventRefused", "HttpSettings", "HttpSink", "event_key", "plugin"]
+__all__ = [
+    "KEYS", "NAME", "SETTINGS", "DeliveryError", "EventRefused", "HttpSettings", "HttpSink", "event_key", "plugin",
+]
 
 __version__ = "0.1.0"
 

@@ -301,7 +301,8 @@ class PostgresSink:
         diag = getattr(error, "diag", None)  # PostgreSQL's own words, without the DETAIL holding row values
         first = " ".join(((diag.message_primary if diag is not None else None) or str(error)).split())
         where = f" at {self.settings.shown_dsn}" if self.settings is not None else ""
-        text = f"{doing}{where} failed: {type(error).__name__}: {first}" if doing else f"{type(error).__name__}: {first}"
+        said = f"{type(error).__name__}: {first}"
+        text = f"{doing}{where} failed: {said}" if doing else said
         return scrub(text, self.settings.dsn if self.settings is not None else "")
 
     def _away(self, error: BaseException) -> None:

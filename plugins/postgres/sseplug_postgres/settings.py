@@ -83,7 +83,8 @@ def read_settings(config: Config) -> PostgresSettings:
     try:
         psycopg.conninfo.conninfo_to_dict(str.__str__(dsn))  # parsed by libpq; connects nowhere
     except psycopg.Error as error:
-        raise read.error("dsn", f"not a PostgreSQL connection string ({scrub(str(error), dsn)}); write a URI "
+        said = scrub(str(error), dsn)
+        raise read.error("dsn", f"not a PostgreSQL connection string ({said}); write a URI "
                                 '"postgresql://user:password@host:5432/dbname" or "host=... dbname=..." pairs') from None
     ids = [connection.id for connection in config.connections]
     table = _table(read, "table", DEFAULT_TABLE, ids)
