@@ -166,6 +166,7 @@ class Runner:
         self.scheduled = False  # a plugin (sseplug_schedule) decides which streams run here
         self._aborted = False
         self._winding_down: set[str] = set()  # scheduled streams being stopped: not started again yet
+        self._by_id: tuple[object, dict[str, ConnectionConfig]] = ((), {})  # (connections, id -> one of them)
 
     def run(self) -> int:
         """Run until every stream ended or a stop; returns the exit status."""
@@ -253,11 +254,13 @@ class Runner:
         if self.stopping or connection_id in self.streams or connection_id in self._winding_down:
             return False
         with self._reloading:
-            for connection in self.config.connections:
-                if connection.id == connection_id:
-                    self._start(connection)
-                    return True
-        return False
+            if self._by_id[0] is not self.config.connections:  # indexed once per config (thousands of ids)
+                self._by_id = (self.config.connections, {c.id: c for c in self.config.connections})
+            connection = self._by_id[1].get(connection_id)
+            if connection is None:
+                return False
+            self._start(connection)
+            return True
 
     def stop_scheduled(self, connection_id: str, then: Callable[[], None] | None) -> None:
         """Stop one stream for the scheduling plugin, in the background; then ``then()``."""
@@ -331,7 +334,8 @@ class Runner:
                 log.warning("reload: changes to [runner] and [plugins] take effect at the next start; "
                             "applying the [[connections]] changes only")
             for cid in removed + changed:
-                self._retire(cid)
+                if cid in self.streams:  # a scheduled runner runs only its share
+                    self._retire(cid)
             self.config = dataclasses.replace(self.config, connections=new.connections)
             for cid in added + changed if not self.scheduled else ():  # else the scheduling plugin starts them
                 self._start(fresh[cid])

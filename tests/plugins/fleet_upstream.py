@@ -22,15 +22,16 @@ import gevent.server
 
 __all__ = ["Upstream"]
 
-_select = gevent.monkey.get_original("select", "select")
+_poll = gevent.monkey.get_original("select", "poll")  # select() cannot take descriptors past 1023
 
 
 def _still_there(sock: socket.socket) -> bool:
     """Whether the client of ``sock`` still has its end open (no FIN or reset arrived yet)."""
     if sock.fileno() < 0:
         return False
-    readable, _, _ = _select([sock], [], [], 0)
-    if not readable:
+    poller = _poll()
+    poller.register(sock.fileno(), 1)  # POLLIN
+    if not poller.poll(0):
         return True
     try:
         return sock.recv(1, socket.MSG_PEEK) != b""
@@ -51,6 +52,7 @@ class Upstream:
         self._sockets: set[socket.socket] = set()
         self.server = gevent.server.StreamServer(("127.0.0.1", port), self._serve, backlog=4096)
         self._ticker: gevent.Greenlet[..., Any] | None = None
+        self.dropped_at = 0.0  # monotonic time of the last drop_all()
 
     def start(self, ids: list[str] | None = None) -> Upstream:
         self.server.start()
@@ -84,6 +86,7 @@ class Upstream:
     def drop_all(self) -> int:
         """Close every client connection at once (the upstream restarting); how many."""
         sockets = list(self._sockets)
+        self.dropped_at = time.monotonic()
         for sock in sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -129,14 +132,21 @@ class Upstream:
             method, path, _ = lines[0].split(" ", 2)
             headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
             if path == "/stats":
+                since = [t for t, _, _ in self.connects if t > self.dropped_at]
                 body = json.dumps({"open": self.open_streams(), "connects": len(self.connects),
-                                   "overlaps": len(self.overlaps)}).encode()
+                                   "overlaps": len(self.overlaps), "now": time.monotonic(),
+                                   "connects_since_drop": len(since),
+                                   "peak_per_second_since_drop": self.connects_per_second(self.dropped_at),
+                                   "connect_times_since_drop": since,
+                                   "events": sum(len(log) for log in self.logs.values())}).encode()
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                              + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
                 return
             if path == "/drop":
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                gevent.spawn(self.drop_all)
+                self._sockets.discard(sock)  # not this one: its answer must go out
+                count = self.drop_all()
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                             + json.dumps({"dropped": count}).encode())
                 return
             if method != "GET" or not path.startswith("/s/"):
                 sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -175,9 +185,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--streams", type=int, required=True)
+    parser.add_argument("--first", type=int, default=0, help="the number of the first stream (s<first>)")
     parser.add_argument("--interval", type=float, default=10.0)
     args = parser.parse_args()
-    upstream = Upstream(args.port, interval=args.interval).start([f"s{i}" for i in range(args.streams)])
+    upstream = Upstream(args.port, interval=args.interval).start(
+        [f"s{i}" for i in range(args.first, args.first + args.streams)])
     try:
         gevent.wait()
     finally:

@@ -203,3 +203,37 @@ def test_a_second_runner_joining_takes_half_and_nothing_is_read_twice_or_lost(
         assert got == list(range(got[0], got[0] + len(got))), f"{cid}: gap or duplicate in {got}"
     assert upstream.overlaps == [], "two readers of one stream at once"
     assert db.keys("sseplug:lease:*") == []
+
+
+def test_a_reload_of_a_fleet_starts_added_streams_on_their_owners_and_frees_removed_ones(
+    tmp_path: Path, upstream: Upstream, redis_server: RedisServer, db: redis.Redis
+) -> None:
+    ids = [f"h{i}" for i in range(10)]
+    table = f'url = "{redis_server.url}"\nlease_ttl = {TTL}\nstream = "out:{{connection}}"\n'
+    config = write_config(tmp_path, [(cid, upstream.url(cid)) for cid in ids], table)
+    runners = [Runner(config, "a"), Runner(config, "b")]
+    try:
+        tokens = {runner.token() for runner in runners}
+        wait_until(lambda: set(owners(db, ids).values()) == tokens and upstream.open_streams() == 10, 15,
+                   "the fleet did not settle")
+        kept, removed, added = ids[:8], ids[8:], [f"n{i}" for i in range(4)]
+        changed = kept[0]  # its URL changes: it restarts on its owner, from its checkpoint
+        write_config(tmp_path, [(cid, upstream.url(cid + ("-v2" if cid == changed else ""))) for cid in kept + added],
+                     table)
+        reloaded = time.monotonic()
+        for runner in runners:
+            runner.signal(signal.SIGHUP)
+        now = kept + added
+        wait_until(lambda: set(owners(db, now).values()) == tokens and all(
+            upstream.readers(cid) == 1 for cid in now if cid != changed) and upstream.readers(changed + "-v2") == 1
+            and upstream.readers(changed) == 0 and all(upstream.readers(cid) == 0 for cid in removed), 2 * TTL + 5,
+            lambda: f"not applied: {owners(db, now)}\n{runners[0].stderr[-1500:]}")
+        assert all(db.get(f"sseplug:lease:{cid}") is None for cid in removed)
+        assert sorted(Counter(owners(db, now).values()).values()) == [6, 6]
+        assert [s for t, s, _ in upstream.connects if t > reloaded and s in kept[1:]] == [], "untouched streams restarted"
+        for runner in runners:
+            runner.signal(signal.SIGTERM)
+            assert runner.wait(timeout=10) == 0, runner.stderr[-3000:]
+    finally:
+        for runner in runners:
+            runner.kill()

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from sseplug.run.config import Config, TableReader
     from sseplug.run.streams import StreamControl
 
-__all__ = ["NAME", "RedisLeases", "lease_key", "checkpoint_key", "session_key", "RUNNERS_KEY", "MARKER_KEY",
+__all__ = ["NAME", "SETTINGS", "RedisLeases", "lease_key", "checkpoint_key", "session_key", "RUNNERS_KEY", "MARKER_KEY",
            "plugin"]
 
 __version__ = "0.2.0"
@@ -67,11 +67,28 @@ __version__ = "0.2.0"
 NAME = "redis"
 """The plugin's name: entry point, ``[plugins.redis]`` table, ``runner.plugins.disable`` entry."""
 
-KEYS = ("url", "lease_ttl", "stream", "maxlen", "dead_letter_stream", "on_lost_state", "reconnect_rate")
+SETTINGS: dict[str, str] = {
+    "url": "Required. redis://, rediss:// or unix:// of a standalone Redis (not Cluster); its password is shown "
+           "nowhere.",
+    "lease_ttl": "Seconds >= 1 (default 10): a runner's session lives this long after its last heartbeat (one every "
+                 "lease_ttl / 3); a crashed runner's streams move after about this long.",
+    "stream": 'Optional: XADD every event to this Redis stream ({connection}: the id), e.g. "sseplug:{connection}"; '
+              "events and checkpoint go in one fenced script.",
+    "maxlen": "Optional, with stream: XADD ... MAXLEN ~ maxlen.",
+    "dead_letter_stream": "Optional: XADD the runner's dead letters here (may name {connection}).",
+    "on_lost_state": '"stop" (default) or "resume_from_memory": what runners do when Redis lost the fleet\'s state '
+                     "(restarted empty): stop every stream and exit 1, or resume the streams each held from the "
+                     "last ids it delivered (docs/fleet.rst).",
+    "reconnect_rate": "Optional, integer >= 1: new upstream connections per second for the whole fleet (a token "
+                      "bucket in Redis), at start and after an upstream restart.",
+}
+"""Every key of ``[plugins.redis]`` and its meaning (the docs' config reference lists them)."""
+
+KEYS = tuple(SETTINGS)
 LOST_STATE_POLICIES = ("stop", "resume_from_memory")
 DEFAULT_LEASE_TTL = 10.0
 MIN_LEASE_TTL = 1.0
-MAX_REDIS_CONNECTIONS = 16
+MAX_REDIS_CONNECTIONS = 32  # for the streams' saves and loads (the coordinator has two of its own)
 BATCH = 500  # keys per claim or release script: a few milliseconds of Redis time each
 GUARD = 0.8  # streams stop this share of lease_ttl after the last confirmed heartbeat was sent
 BUDGET_TICK = 0.05  # seconds between the reconnect budget's refills
@@ -91,7 +108,8 @@ class RedisLeases:
         self.dead_letter_stream: str | None = None
         self.on_lost_state = "stop"
         self.reconnect_rate: float | None = None
-        self.redis: redis.Redis | None = None
+        self.redis: redis.Redis | None = None  # the streams' saves and loads
+        self._coordination: redis.Redis | None = None  # heartbeats, claims, releases: a pool of their own
         self.token = uuid.uuid4().hex
         self.epoch = ""  # the fleet marker this runner saw ("" before the first heartbeat)
         self.live: tuple[str, ...] = ()  # tokens of the live runners at the last heartbeat
@@ -109,6 +127,7 @@ class RedisLeases:
         self._saved: dict[str, str] = {}  # id -> last checkpoint written (or read)
         self._down: str | None = None  # why Redis cannot be used now (logged once), or None
         self._released_all = False  # every stream was sent to standby: reload checkpoints once back
+        self._run_id = ""  # Redis's run_id at the last look: another one means it restarted
         self._state_lost = False  # Redis lost the fleet's state once: missing checkpoints are warned
         self._only: set[str] | None = None  # after a loss of state: claim only these until _only_until
         self._only_until = 0.0
@@ -143,6 +162,11 @@ class RedisLeases:
             raise RuntimeError("the redis plugin is not configured")
         return self.redis
 
+    def _ctl(self) -> redis.Redis:
+        if self._coordination is None:
+            raise RuntimeError("the redis plugin is not configured")
+        return self._coordination
+
     # -- configure -------------------------------------------------------------------------------
 
     @hookimpl
@@ -153,16 +177,16 @@ class RedisLeases:
         if config is None or NAME not in config.plugins:
             return
         settings = _settings(config)
-        timeout = max(0.5, min(5.0, settings["lease_ttl"] / 4))
-        try:
-            pool = redis.BlockingConnectionPool.from_url(  # parses the URL; connects nothing yet
+        timeout = max(0.5, min(10.0, settings["lease_ttl"] / 2))  # the guard, not this, bounds the wait
+        try:  # two pools: the heartbeats never wait behind the streams' saves for a connection
+            pool, coordination = (redis.BlockingConnectionPool.from_url(  # parses the URL; connects nothing yet
                 settings["url"],
-                max_connections=MAX_REDIS_CONNECTIONS,
+                max_connections=size,
                 timeout=timeout,  # waiting for a free pool connection
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0),  # a failure must surface now, not after backoffs
-            )
+            ) for size in (MAX_REDIS_CONNECTIONS, 2))
         except ValueError as error:
             raise ConfigError(
                 f"invalid Redis URL: {error}; e.g. url = \"redis://127.0.0.1:6379/0\"",
@@ -170,12 +194,14 @@ class RedisLeases:
             ) from error
         if getattr(config, "dry_run", False):  # sseplug check: validated, and the plugin stays inert
             pool.disconnect()
+            coordination.disconnect()
             return
         for key, value in settings.items():
             setattr(self, key, value)
         self.token = uuid.uuid4().hex
         self._ids = [connection.id for connection in config.connections]
         self.redis = redis.Redis(connection_pool=pool)
+        self._coordination = redis.Redis(connection_pool=coordination)
         self._scripts = {name: self.redis.register_script(source) for name, source in SCRIPTS.items()}
 
     @hookimpl
@@ -209,7 +235,7 @@ class RedisLeases:
             ids = sorted(self.held)
             try:
                 self._release(ids)
-                pipe = self._db().pipeline(transaction=False)
+                pipe = self._ctl().pipeline(transaction=False)
                 pipe.zrem(RUNNERS_KEY, self.token)
                 pipe.delete(session_key(self.token))
                 pipe.execute()
@@ -219,8 +245,9 @@ class RedisLeases:
                 log.warning("redis: could not release %d leases at %s (%s: %s); others take them once this "
                             "runner's session expires, within %.1fs", len(ids), _redacted(self.url),
                             type(error).__name__, error, self.lease_ttl)
-        if self.redis is not None:
-            self.redis.connection_pool.disconnect()
+        for client in (self.redis, self._coordination):
+            if client is not None:
+                client.connection_pool.disconnect()
         self.__init__()  # type: ignore[misc]  # back to inert, nothing of the last run kept
 
     # -- the coordinator -------------------------------------------------------------------------
@@ -302,7 +329,7 @@ class RedisLeases:
         running = self.control.running() if self.control is not None else set()
         fields = ["host", socket.gethostname(), "pid", str(os.getpid()), "started", f"{self._started_at:.3f}",
                   "held", str(len(self.held)), "open", str(len(running & self.held))]
-        reply = self._scripts["heartbeat"](
+        reply = self._scripts["heartbeat"](client=self._ctl(),
             keys=[RUNNERS_KEY, session_key(self.token), MARKER_KEY],
             args=[self.token, self._ttl_ms, mode, self.epoch, uuid.uuid4().hex, SESSION_PREFIX, *fields],
         )
@@ -315,11 +342,11 @@ class RedisLeases:
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
             taken = self._scripts["claim"](keys=[session_key(self.token), *map(lease_key, chunk)],
-                                           args=[self.token, SESSION_PREFIX])
+                                           args=[self.token, SESSION_PREFIX], client=self._ctl())
             won = [cid for cid, flag in zip(chunk, taken) if flag == 1]
             if not won:
                 continue
-            checkpoints = self._db().mget([checkpoint_key(cid) for cid in won])
+            checkpoints = self._ctl().mget([checkpoint_key(cid) for cid in won])
             for cid, value in zip(won, checkpoints):
                 self._loaded[cid] = None if value is None else value.decode("utf-8", "surrogateescape")
             self.held.update(won)
@@ -331,7 +358,8 @@ class RedisLeases:
     def _release(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         for start in range(0, len(ids), BATCH):
-            self._scripts["release"](keys=[lease_key(cid) for cid in ids[start:start + BATCH]], args=[self.token])
+            self._scripts["release"](keys=[lease_key(cid) for cid in ids[start:start + BATCH]], args=[self.token],
+                                     client=self._ctl())
 
     def _hand_over(self, connection_id: str) -> None:
         """Stop the stream, then delete its lease (unless taken back meanwhile): the new holder
@@ -370,7 +398,8 @@ class RedisLeases:
         """Start a new session: every stream held under the old one stops (another runner may hold
         it now), then the share is claimed anew."""
         token = uuid.uuid4().hex
-        log.warning("redis: %s; stopping its %d streams and rejoining the fleet as %s", why, len(self.held), token)
+        level = logging.INFO if self._down is not None else logging.WARNING  # an outage was already reported
+        log.log(level, "redis: %s; stopping its %d streams and rejoining the fleet as %s", why, len(self.held), token)
         for connection_id in sorted(self.held):
             self.held.discard(connection_id)
             self._forget(connection_id)
@@ -407,7 +436,8 @@ class RedisLeases:
         keys = [session_key(self.token)]
         for cid in ids:
             keys += [lease_key(cid), checkpoint_key(cid)]
-        taken = self._scripts["restore"](keys=keys, args=[self.token, SESSION_PREFIX, *(memory[c] for c in ids)])
+        taken = self._scripts["restore"](keys=keys, args=[self.token, SESSION_PREFIX, *(memory[c] for c in ids)],
+                                         client=self._ctl())
         for cid, flag in zip(ids, taken):
             if flag == 1:
                 self.held.add(cid)
@@ -447,17 +477,37 @@ class RedisLeases:
                 connection.release()
 
     def _redis_failed(self, error: Exception) -> None:
-        """Redis did not answer: every held stream goes to standby; logged once until it answers."""
-        self._release_all(f"cannot reach Redis at {_redacted(self.url)} ({type(error).__name__}: {error})")
+        """A Redis call failed (refused, reset, timed out): logged once, and on ``/ready``, until
+        Redis answers again. Streams go on reading until one cannot save (it then waits) or the
+        guard stops them all: a slow answer under load is no reason for a reconnect storm."""
+        if self._down is None:
+            self._down = f"cannot reach Redis at {_redacted(self.url)} ({type(error).__name__}: {error})"
+            log.warning("redis: %s; a stream that cannot save waits, and every stream stops %.1fs after the last "
+                        "heartbeat Redis confirmed, until it answers again", self._down, GUARD * self.lease_ttl)
 
     def _redis_ok(self) -> None:
+        """A heartbeat went through: leave standby. When Redis restarted meanwhile (it may have
+        lost its last second of writes), every held stream reloads its checkpoint from it."""
+        restarted = False
+        try:
+            run_id = str(self._ctl().info("server").get("run_id", "")) if self._down or not self._run_id else None
+        except RedisError:
+            run_id = None
+        if run_id is not None:
+            restarted, self._run_id = bool(self._run_id) and run_id != self._run_id, run_id
         if self._down is not None:
-            log.info("redis: Redis at %s answers again; resuming %d streams from their checkpoints",
-                        _redacted(self.url), len(self.held))
+            log.info("redis: Redis at %s answers again%s; resuming %d streams", _redacted(self.url),
+                     " (restarted: every stream reloads its checkpoint)" if restarted else "", len(self.held))
             self._down = None
-        if self._released_all:  # reload: the checkpoints in Redis may be older than our memory
+        if restarted and not self._released_all:
+            for connection_id in sorted(self.held):
+                connection = self._connections.get(connection_id)
+                if connection is not None:
+                    connection.release()
+        if restarted or self._released_all:  # the checkpoints in Redis are the truth, not our memory
             self._released_all = False
             for connection_id in self.held:
+                self._pending.pop(connection_id, None)
                 self._loaded.pop(connection_id, None)
                 self._saved.pop(connection_id, None)
 
@@ -536,7 +586,8 @@ class RedisLeases:
             try:
                 raw = self._db().get(checkpoint_key(connection_id))
             except RedisError as error:
-                self._redis_failed(error)  # the connection goes back to standby unread
+                self._redis_failed(error)
+                connection.release()  # back to standby unread: it loads again once Redis answers
                 return start
             value = None if raw is None else raw.decode("utf-8", "surrogateescape")
         if value is None and self._state_lost:
@@ -600,8 +651,8 @@ class RedisLeases:
             )
         except RedisError as error:
             self._saved.pop(connection_id, None)
-            self._redis_failed(error)  # every held stream to standby, this one included
-            connection.release()
+            self._redis_failed(error)
+            connection.release()  # unsaved: it waits, then resumes from the checkpoint in Redis
             return
         if written == 1:
             self._saved[connection_id] = last_event_id
