@@ -140,10 +140,12 @@ def test_the_events_taken_deduplicated_by_key_are_exactly_the_streams_through_ev
 @pytest.mark.parametrize("action", ["skip", "stop"])
 def test_a_refused_batch_is_skipped_or_stops_the_connection_as_the_errors_policy_says(
     tmp_path: Path, sse_server: SSEServer, sink: HttpSink, receivers: Callable[..., Receiver],
-    sse_client_for: Callable[..., SSEClient], fast_retry: None, action: str,
+    sse_client_for: Callable[..., SSEClient], fast_retry: None, action: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """The URL holds a credential (user, password, ?token=): the ERROR line shows it hidden."""
     receiver = receivers("--reject-id", "2")
-    config = make_config(tmp_path, f'url = "{receiver.url("/in")}"\nbatch_max = 1', ids=("s",),
+    url = receiver.url("/in?token=tq-hunter2x").replace("://", "://hook:pw-hunter2x@")
+    config = make_config(tmp_path, f'url = "{url}"\nbatch_max = 1', ids=("s",),
                          extra=f'errors = {{ retries = 0, action = "{action}" }}')
     client = sse_client_for(config)
     body = [b"id: 1\ndata: one\n\nid: 2\ndata: two\n\nid: 3\ndata: three\n\n"]
@@ -154,7 +156,10 @@ def test_a_refused_batch_is_skipped_or_stops_the_connection_as_the_errors_policy
         assert [e["id"] for r in receiver.received() for e in r["events"]] == ["1", "1"]  # 1 again, then the stop
         return
     drain(client, "s", sse_server.url("/s"), config)
-    assert [e["id"] for r in receiver.received() for e in r["events"]] == ["1", "1", "3"]  # 1 again: the batch was read again
+    assert [e["id"] for r in receiver.received() for e in r["events"]] == ["1", "1", "3"]  # 1 again: read again
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "sseplug.http" and r.levelno == logging.ERROR]
+    assert f"POST http://127.0.0.1:{receiver.port}/in?token=<redacted> refused a batch of 1 events" in line, line
+    assert "HTTP 400: 'bad batch: event 2 rejected" in line and "hunter2x" not in caplog.text
 
 
 class HubWatch:
