@@ -9,8 +9,9 @@ server, in its own process (so that it can really be restarted), failing on purp
 or ``hang`` (sleeps ``--hang`` seconds, then answers 200 to a client that gave up). A request
 holding an event whose id is ``--reject-id`` gets a 400 with a body echoing its Authorization
 header (the plugin must not show it). ``POST /slow<anything>`` answers 200 after ``--hang``
-seconds; ``POST /dead`` takes one dead letter. Every request that got a 2xx is appended to
-``--log`` as one JSON line (path, Idempotency-Key, Content-Type, events), flushed at once.
+seconds (logging a ``"started": true`` line before its sleep); ``POST /dead`` takes one dead
+letter. Every request that got a 2xx is appended to ``--log`` as one JSON line (path,
+Idempotency-Key, Content-Type, events), flushed at once.
 
 ``Receiver`` starts it on a free loopback port and stops it by pid.
 """
@@ -46,8 +47,8 @@ def app(log_path: Path, fail: list[str], reject_id: str | None, hang: float) -> 
         loaded = json.loads(body)
         return loaded if isinstance(loaded, list) else [loaded]
 
-    def record(received: list[dict[str, Any]]) -> None:
-        line = {"path": request.path, "idempotency_key": request.headers.get("Idempotency-Key"),
+    def record(received: list[dict[str, Any]], started: bool = False) -> None:
+        line = {"path": request.path, "started": started, "idempotency_key": request.headers.get("Idempotency-Key"),
                 "content_type": request.content_type, "authorization": request.headers.get("Authorization"),
                 "events": received}
         with lock, open(log_path, "a", encoding="utf-8") as log:
@@ -59,6 +60,7 @@ def app(log_path: Path, fail: list[str], reject_id: str | None, hang: float) -> 
             record(events())
             return {"taken": 1}
         if rest.startswith("slow"):
+            record([], started=True)  # what the test waits for: the request is in its sleep
             time.sleep(hang)
             record(events())
             return {"taken": True}
