@@ -269,7 +269,8 @@ def test_postgres_away_past_the_retries_with_action_stop_stops_the_connection_ch
     config = make_config(tmp_path, f'dsn = "{pg.dsn}"', ids=("s",),
                          extra='errors = { retries = 2, backoff = 0.05, action = "stop" }')
     client = sse_client_for(config)
-    sse_server.script("/s", Response(body=[b"id: 1\ndata: one\n\n", 0.3, b"id: 2\ndata: two\n\n"]), DONE)
+    # event 2 comes 0.6 s after event 1: PostgreSQL is stopped by then (a fast shutdown takes ~0.1 s)
+    sse_server.script("/s", Response(body=[b"id: 1\ndata: one\n\n", 0.6, b"id: 2\ndata: two\n\n"]), DONE)
     stream = client.connect("s", SSERequest(sse_server.url("/s")), route=config.connections[0].route())
     assert next(stream).id == "1"
     assert checkpoints(db) == {"s": ("1", 1)}
