@@ -192,7 +192,7 @@ def runner_config(tmp_path: Path, server: SSEServer, pg: PostgresServer, ids: li
     config = tmp_path / "run.toml"
     text = '[runner]\nstate_dir = "state"\nshutdown_timeout = 5\n'
     for cid in ids:
-        text += f'[[connections]]\nid = "{cid}"\nurl = "{server.url(f"/feed/{cid}?count={total}&interval=0.0004")}"\n'
+        text += f'[[connections]]\nid = "{cid}"\nurl = "{server.url(f"/feed/{cid}?count={total}&interval=0.0002")}"\n'
     # jsonl alongside: at least once (its lines are flushed before the table commits)
     config.write_text(text + f'[plugins.postgres]\ndsn = "{pg.dsn}"\nbatch_max = 40\n[plugins.jsonl]\npath = "events.jsonl"\n')
     return config
