@@ -272,11 +272,14 @@ def test_tls_with_a_ca_bundle_and_a_client_certificate_delivers_and_an_unverifie
         ('url = "https://h/"\nheaders = { X-Key = "\u00e9\u20achunter2x" }', "headers.X-Key", "not Latin-1"),
         ('url = "https://h/"\nverify = 1', "verify", "CA bundle"),
         ('url = "https://h/"\ncert = ["a"]', "cert", "[certificate, key]"),
+        ('url = "https://h/"\nverify = "missing-ca.pem"', "verify", "cannot load a CA bundle from it"),
+        ('url = "https://h/"\ncert = "missing.pem"', "cert", "cannot load a client certificate"),
         ('url = "https://h/"\ndead_letter_url = "h/dead"', "dead_letter_url", "http:// or https://"),
         ('url = "https://h/"\nheader = {}', "header", "did you mean 'headers'"),
     ],
     ids=["no-url", "ftp-url", "bad-placeholder", "bad-format", "zero-batch", "long-linger", "zero-timeout",
-         "int-header", "newline-header", "non-latin1-header", "bad-verify", "bad-cert", "bad-dead-letter-url", "unknown-key"],
+         "int-header", "newline-header", "non-latin1-header", "bad-verify", "bad-cert", "missing-ca",
+         "missing-cert", "bad-dead-letter-url", "unknown-key"],
 )
 def test_config_errors_name_the_key_and_show_no_secret(tmp_path: Path, table: str, key: str, text: str) -> None:
     plugin = HttpSink()
@@ -289,6 +292,12 @@ def test_config_errors_name_the_key_and_show_no_secret(tmp_path: Path, table: st
 
 
 def test_dry_run_validates_only_inert_without_a_table_and_settings_hide_headers(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    issued = ca.issue_cert("sseplug-client")
+    issued.cert_chain_pems[0].write_to_path(tmp_path / "c")
+    issued.private_key_pem.write_to_path(tmp_path / "k")
     plugin = HttpSink()
     table = f'url = "https://127.0.0.1:1/x"\nheaders = {{ X-Key = "{TOKEN}" }}\nverify = "ca.pem"\ncert = ["c", "k"]'
     plugin.sseplug_configure(dataclasses.replace(make_config(tmp_path, table), dry_run=True))

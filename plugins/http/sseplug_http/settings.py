@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,6 +83,8 @@ def read_settings(config: Config) -> HttpSettings:
             raise ConfigError("the value has characters HTTP cannot carry (not Latin-1; it is not shown)",
                               key=key, path=read.path) from None
     base = config.path.absolute().parent
+    verify, cert = _verify(read, base), _cert(read, base)
+    _check_tls_files(read, verify, cert)
     return HttpSettings(
         url=url,
         headers={name: value if isinstance(value, Secret) else Secret(value) for name, value in headers.items()},
@@ -90,8 +93,8 @@ def read_settings(config: Config) -> HttpSettings:
         format=read.one_of("format", tuple(FORMATS), "json"),
         timeout=read.seconds("timeout", DEFAULT_TIMEOUT, example="10"),
         max_wait=read.seconds("max_wait", DEFAULT_MAX_WAIT, example="30"),
-        verify=_verify(read, base),
-        cert=_cert(read, base),
+        verify=verify,
+        cert=cert,
         dead_letter_url=dead_letter_url,
     )
 
@@ -129,3 +132,19 @@ def _cert(read: TableReader, base: Path) -> str | tuple[str, str] | None:
     if isinstance(value, list) and len(value) == 2 and all(isinstance(item, str) and item for item in value):
         return (str(base / Path(value[0]).expanduser()), str(base / Path(value[1]).expanduser()))
     raise read.error("cert", 'expected a certificate path or [certificate, key] paths; e.g. cert = ["c.pem", "k.pem"]')
+
+
+def _check_tls_files(read: TableReader, verify: bool | str, cert: str | tuple[str, str] | None) -> None:
+    """Load the CA bundle and the client certificate once (local files only): a path that is
+    wrong is a config error now, not a failed request later."""
+    context = ssl.create_default_context()
+    key, what = "verify", "a CA bundle"
+    try:
+        if isinstance(verify, str):
+            context.load_verify_locations(verify)
+        if cert is not None:
+            key, what = "cert", "a client certificate (and its key)"
+            context.load_cert_chain(*(cert if isinstance(cert, tuple) else (cert,)))
+    except (OSError, ssl.SSLError) as error:
+        raise read.error(key, f"cannot load {what} from it: {getattr(error, 'strerror', None) or error}; "
+                              "give the path of a PEM file (relative to the config file)") from None
