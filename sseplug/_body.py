@@ -105,6 +105,7 @@ class Body:
             self._arm(read_timeout, gevent.getcurrent())
 
         def read_body(size: int) -> bytes:
+            """Up to ``size`` bytes: those read along with the head first, then the socket's."""
             nonlocal pending
             if pending:
                 data, pending = pending, b""
@@ -122,6 +123,7 @@ class Body:
         decoder = ChunkedDecoder()
 
         def read_chunked(size: int) -> bytes | None:
+            """The payload of what the socket gave; ``None`` once the last chunk came."""
             if decoder.done:  # the last chunk came: never wait for a keep-alive socket to close
                 return None
             data = read_body(size)
@@ -137,6 +139,7 @@ class Body:
         timer = self._timer = gevent.get_hub().loop.timer(seconds if after is None else after)
 
         def check() -> None:
+            """The timer's callback: fail the read that waited ``seconds``, else check again later."""
             timer.close()
             since = self._since
             waited = 0.0 if since is None else time.monotonic() - since

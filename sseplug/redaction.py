@@ -160,6 +160,7 @@ def hide_credentials(text: str) -> str:
     (a libpq connection string, a URL query), the names and the rest kept; a password written
     as a ``${NAME}`` reference (a config value as written) stays."""
     def hidden(match: re.Match[str]) -> str:
+        """The match with its password replaced, unless it is written as a reference."""
         written = match[0][len(match["head"]):]
         return match[0] if _REFERENCES.fullmatch(written) else match["head"] + REDACTED  # ${VAR} tells nothing
 
