@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--kill", type=int, default=2, help="runners SIGKILLed for the takeover")
     parser.add_argument("--reconnect-rate", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of each wait")
-    parser.add_argument("--streams-per-upstream", type=int, default=10000,
+    parser.add_argument("--streams-per-upstream", type=int, default=5000,
                         help="streams per upstream process (each holds one socket per stream: RLIMIT_NOFILE)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -269,7 +269,13 @@ def main() -> None:
                 proc.kill()
                 proc.wait(timeout=30)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        logs = Path(tempfile.gettempdir()) / "sseplug-fleet-logs"
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir()
+        for err in work.glob("r*.err"):  # kept for a look after the run
+            shutil.copy(err, logs / err.name)
         shutil.rmtree(work, ignore_errors=True)
+        print(f"runner logs: {logs}", flush=True)
 
 
 def _answers(db: redis.Redis) -> bool:

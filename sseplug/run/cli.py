@@ -198,8 +198,8 @@ def _fleet(args: argparse.Namespace) -> int:
     try:
         fleet = importlib.import_module("sseplug_redis.fleet")  # a plugin's module: not a dependency
     except ImportError:
-        raise UsageError("the fleet view comes with the redis plugin: pip install sseplug-redis "
-                         "(from a checkout: pip install -e plugins/redis)") from None
+        raise UsageError("the fleet view comes with the redis plugin, which is not installed: from a checkout, "
+                         "`pip install -e plugins/redis`") from None
     view = fleet.fleet_view(config)
     print(json.dumps(view, indent=2) if args.json else fleet.render(view))
     return 0

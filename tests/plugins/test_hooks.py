@@ -45,7 +45,7 @@ def test_hookspecs_exist() -> None:
             "sseplug_configure", "sseplug_auth_headers", "sseplug_checkpoint_load", "sseplug_connection_opened",
             "sseplug_deserialize", "sseplug_handle_event", "sseplug_checkpoint_save", "sseplug_retry_decision",
             "sseplug_connection_closed", "sseplug_unconfigure", "sseplug_claim", "sseplug_connection_finished",
-            "sseplug_dead_letter",
+            "sseplug_dead_letter", "sseplug_schedule",
         ]
     )
 
@@ -557,6 +557,52 @@ def test_hook_sseplug_claim(sse_server: SSEServer, sse_client: SSEClient, regist
     assert time.monotonic() - started >= 1.0  # False meant: ask again in a second
     assert lease.states[:3] == ["new", "standby", "standby"]  # type: ignore[attr-defined]
     assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == ["10", "20", "21"]
+
+
+def test_hook_sseplug_schedule(sse_server: SSEServer, tmp_path: Any) -> None:
+    """A plugin answering True decides which streams the runner runs (a fleet's lease plugin):
+    the runner starts none by itself, starts and stops what the plugin asks, shows its lease
+    facts on /status and /ready, runs until stopped, and abort() ends it with exit status 1."""
+    from sseplug.plugins import BUILTINS, create_plugin_manager
+    from sseplug.run.config import parse_config
+    from sseplug.run.runner import Runner
+
+    class Scheduler:
+        def __init__(self) -> None:
+            self.control: Any = None
+            self.stopped: list[str] = []
+
+        @hookimpl
+        def sseplug_schedule(self, streams: Any) -> bool:
+            self.control = streams
+            assert streams.ids() == ["a", "b"] and streams.running() == set()
+            streams.report(lease=lambda cid: cid == "a", unready=lambda: None)
+            assert streams.start("a") is True and streams.start("a") is False and streams.start("zz") is False
+            return True
+
+    text = (f'[runner]\nstate_dir = "{tmp_path}/state"\n'
+            f'[[connections]]\nid = "a"\nurl = "{sse_server.url("/feed/a?count=1000&interval=0.01")}"\n'
+            f'[[connections]]\nid = "b"\nurl = "{sse_server.url("/feed/b?count=3")}"\n')
+    for abort in (False, True):
+        scheduler = Scheduler()
+        pm = create_plugin_manager(builtins=BUILTINS, load_entry_points=False, extra=[("scheduler", scheduler)])
+        runner = Runner(parse_config(text, path=tmp_path / "run.toml"), plugin_manager=pm)
+        done = gevent.spawn(runner.run)
+        with gevent.Timeout(10):
+            while "a" not in runner.streams or runner.streams["a"].connection.events_total < 3:
+                gevent.sleep(0.02)
+        assert scheduler.control.running() == {"a"} and sse_server.requests_for("/feed/b") == []
+        if abort:
+            scheduler.control.abort("the scheduler gave up")
+            assert done.get(timeout=10) == 1
+            continue
+        scheduler.control.stop("a", then=lambda: scheduler.stopped.append("a"))
+        with gevent.Timeout(10):
+            while scheduler.stopped != ["a"]:
+                gevent.sleep(0.02)
+        assert scheduler.control.running() == set() and not done.ready()  # runs on until stopped
+        runner.stop()
+        assert done.get(timeout=10) == 0
 
 
 def test_hook_sseplug_connection_finished(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:

@@ -121,6 +121,7 @@ class RedisLeases:
         self._share_for: tuple[str, tuple[str, ...], list[str]] | None = None  # (token, live, ids) of ``share``
         self._joined = False  # the first heartbeat of this process went through
         self._seen: tuple[str, ...] = ()  # the live runners at the previous heartbeat
+        self._next_look = self.lease_ttl / 3  # seconds until the next heartbeat
         self._connections: dict[str, Connection] = {}  # id -> the connection that last claimed
         self._loaded: dict[str, str | None] = {}  # id -> checkpoint read when its lease was taken
         self._pending: dict[str, list[bytes]] = {}  # id -> (id, event, data) of the unsaved batch
@@ -258,7 +259,7 @@ class RedisLeases:
                 self.tick()
             except Exception:  # a bug must not end the coordinator: the guard would stop every stream
                 log.exception("redis: a coordination round failed")
-            if self._stop.wait(self.interval):
+            if self._stop.wait(self._next_look):
                 return
 
     def tick(self) -> None:
@@ -334,7 +335,12 @@ class RedisLeases:
             args=[self.token, self._ttl_ms, mode, self.epoch, uuid.uuid4().hex, SESSION_PREFIX, *fields],
         )
         words = [value.decode() for value in reply]
-        return words[0], words[1], words[2:]
+        peers = dict(zip(words[2::2], (int(float(ms)) / 1000 for ms in words[3::2])))
+        # a peer that missed its heartbeats: look again right after its session expires, so that
+        # its streams are taken over then and not up to a heartbeat interval later
+        lapsing = [left for token, left in peers.items() if token != self.token and left < self.interval]
+        self._next_look = min([self.interval, *(max(0.05, left + 0.05) for left in lapsing)])
+        return words[0], words[1], list(peers)
 
     def _claim(self, ids: list[str]) -> None:
         """Take the leases of ``ids`` that are free (or whose holder is gone), many per script;

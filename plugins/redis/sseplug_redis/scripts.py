@@ -44,7 +44,8 @@ def session_key(token: str) -> str:
 # prefix, then field, value pairs for the session hash. The live runners are those whose session
 # exists (the sorted set only lists them). {'lost', marker} when the marker is not the one we know (Redis lost
 # the fleet's state); {'expired', marker} when renewing a session that is gone (we were away
-# longer than the lease time); else {'ok', marker, live tokens...}.
+# longer than the lease time); else {'ok', marker, then (token, ms until its session expires) for
+# each live runner}.
 HEARTBEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -61,9 +62,15 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
 local reply = {'ok', marker}
-for _, token in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if redis.call('EXISTS', ARGV[6] .. token) == 1 then reply[#reply + 1] = token
-  else redis.call('ZREM', KEYS[1], token) end
+local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #members, 2 do
+  local token = members[i]
+  if redis.call('EXISTS', ARGV[6] .. token) == 1 then
+    reply[#reply + 1] = token
+    reply[#reply + 1] = tostring(tonumber(members[i + 1]) + ttl - now)
+  else
+    redis.call('ZREM', KEYS[1], token)
+  end
 end
 return reply
 """
