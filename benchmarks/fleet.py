@@ -50,11 +50,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(condition: Any, timeout: float, what: str, step: float = 0.5) -> float:
+def wait_until(condition: Any, timeout: float, what: str, step: float = 0.5, detail: Any = None) -> float:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise SystemExit(f"benchmark failed: {what} within {timeout:.0f}s")
+            raise SystemExit(f"benchmark failed: {what} within {timeout:.0f}s{detail() if detail else ''}")
         time.sleep(step)
     return time.monotonic()
 
@@ -62,7 +62,7 @@ def wait_until(condition: Any, timeout: float, what: str, step: float = 0.5) -> 
 def stats(ports: list[int]) -> dict[str, Any]:
     """The upstream processes' /stats, summed; the connects since the last drop merged (their
     monotonic clocks are the same clock)."""
-    total: dict[str, Any] = {"open": 0, "overlaps": 0, "connects": 0, "connect_times_since_drop": []}
+    total: dict[str, Any] = {"open": 0, "overlaps": 0, "connects": 0, "connect_times_since_drop": [], "unread": []}
     for port in ports:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=60) as response:
             one = json.loads(response.read())
@@ -231,7 +231,8 @@ def main() -> None:
 
         def taken_over() -> bool:
             return not dead & set(owners(db, sorted(orphans))) and stats(upstream_ports)["open"] == args.streams
-        taken = wait_until(taken_over, args.timeout, "the killed runners' streams taken over")
+        taken = wait_until(taken_over, args.timeout, "the killed runners' streams taken over",
+                           detail=lambda: f"; streams not read: {stats(upstream_ports)['unread']}")
         result.update(takeover_s=round(taken - killed_at, 1), takeover_streams=len(orphans),
                       takeover_overlaps=stats(upstream_ports)["overlaps"] - overlaps_before)
         say(f"SIGKILL of {len(victims)} runners: their {len(orphans)} streams owned and open again after "

@@ -217,7 +217,9 @@ class Runner:
         failed_plugins = [name for name, _ in self.plugins.shutdown_errors]
         if failed_plugins:
             log.error("exit status %d: plugin(s) failed while shutting down: %s", EXIT_FAILED, failed_plugins)
-        return EXIT_FAILED if failed or self._crashed or self._aborted or failed_plugins else EXIT_OK
+        status = EXIT_FAILED if failed or self._crashed or self._aborted or failed_plugins else EXIT_OK
+        log.info("done: exit status %d", status)
+        return status
 
     def _spawn(self, function: Callable[..., None], *args: Any) -> gevent.Greenlet[..., None]:
         """``function`` in a greenlet whose unexpected death is logged and fails the run."""

@@ -55,6 +55,7 @@ class Upstream:
         self.dropped_at = 0.0  # monotonic time of the last drop_all()
 
     def start(self, ids: list[str] | None = None) -> Upstream:
+        self.ids = list(ids or ())
         self.server.start()
         if ids and self.interval > 0:
             self._ticker = gevent.spawn(self._tick, ids)
@@ -138,6 +139,7 @@ class Upstream:
                                    "connects_since_drop": len(since),
                                    "peak_per_second_since_drop": self.connects_per_second(self.dropped_at),
                                    "connect_times_since_drop": since,
+                                   "unread": [s for s in self.ids if self.readers(s) == 0][:10],
                                    "events": sum(len(log) for log in self.logs.values())}).encode()
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                              + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)

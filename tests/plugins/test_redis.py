@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import gevent
 import pytest
 import redis
 
@@ -123,6 +124,13 @@ def make_plugin(tmp_path: Path, redis_server: RedisServer, db: redis.Redis) -> I
         plugin.sseplug_unconfigure()
 
 
+def tick(*plugins: RedisLeases) -> None:
+    """One coordination round of each plugin, then a turn for the streams they start (paced)."""
+    for plugin in plugins:
+        plugin.tick()
+    gevent.sleep(0.01)
+
+
 def event(event_id: str, data: Any) -> Any:
     return SimpleNamespace(id=event_id, event="tick", data=data)
 
@@ -158,11 +166,11 @@ def test_a_runner_claims_its_share_in_batches_and_starts_only_those_streams(
     make_plugin: Any, db: redis.Redis
 ) -> None:
     first, second = make_plugin(streams=10), make_plugin(streams=10)
-    first.tick(), second.tick()  # join: nobody claims in the round it joins
+    tick(first, second)  # join: nobody claims in the round it joins
     assert db.keys("sseplug:lease:*") == [] and first.control.started == []
-    first.tick(), second.tick()  # the first saw a runner join: it waits a round; the second claims
+    tick(first, second)  # the first saw a runner join: it waits a round; the second claims
     assert first.held == set() and len(second.held) == 5
-    first.tick(), second.tick()
+    tick(first, second)
     assert set(first.live) == set(second.live) == {first.token, second.token}
     assert sorted(first.share + second.share) == sorted(f"c{i}" for i in range(10))
     assert len(first.share) == len(second.share) == 5
@@ -176,7 +184,7 @@ def test_a_runner_claims_its_share_in_batches_and_starts_only_those_streams(
 
     calls = db.info("commandstats")
     for _ in range(5):
-        first.tick(), second.tick()  # steady state: one script per runner per round, no claims
+        tick(first, second)  # steady state: one script per runner per round, no claims
     after = db.info("commandstats")
     assert after["cmdstat_evalsha"]["calls"] - calls["cmdstat_evalsha"]["calls"] == 10
     assert "cmdstat_get" not in after or after["cmdstat_get"]["calls"] - calls.get(
@@ -186,7 +194,7 @@ def test_a_runner_claims_its_share_in_batches_and_starts_only_those_streams(
 
 def test_a_runner_that_lost_its_session_writes_nothing_and_rejoins(make_plugin: Any, db: redis.Redis) -> None:
     stale, other = make_plugin(extra='stream = "out:{connection}"'), make_plugin(extra='stream = "out:{connection}"')
-    stale.tick(), stale.tick()
+    tick(stale, stale)
     assert stale.held == {"c0"}
     old = FakeConnection("c0")
     assert stale.sseplug_claim(connection=old) is True
@@ -196,7 +204,7 @@ def test_a_runner_that_lost_its_session_writes_nothing_and_rejoins(make_plugin: 
     assert db.get(checkpoint_key("c0")) == b"5" and stream_ids(db, "out:c0") == [5]
 
     db.delete(session_key(stale.token))  # its session expired (a frozen process) ...
-    other.tick(), other.tick()  # ... so another runner takes the stream (the stale one is not live)
+    tick(other, other)  # ... so another runner takes the stream (the stale one is not live)
     assert other.held == {"c0"} and db.get(lease_key("c0")) == other.token.encode()
     new = FakeConnection("c0")
     assert other.sseplug_checkpoint_load(connection=new) == "5"  # read with the claim
@@ -210,7 +218,7 @@ def test_a_runner_that_lost_its_session_writes_nothing_and_rejoins(make_plugin: 
     assert stale.control.stopped == ["c0"] and "c0" not in stale.held
 
     old_token = stale.token
-    stale.tick()  # its renewal finds the session gone: a new token, the share claimed anew
+    tick(stale)  # its renewal finds the session gone: a new token, the share claimed anew
     assert stale.token != old_token and db.zscore(RUNNERS_KEY, stale.token) is not None
     assert db.get(lease_key("c0")) == other.token.encode()  # not taken from a live holder
 
@@ -219,7 +227,7 @@ def test_the_guard_sends_every_stream_to_standby_before_the_session_could_expire
     make_plugin: Any, db: redis.Redis
 ) -> None:
     plugin = make_plugin(streams=3)
-    plugin.tick(), plugin.tick()
+    tick(plugin, plugin)
     connections = [FakeConnection(f"c{i}") for i in range(3)]
     assert [plugin.sseplug_claim(connection=c) for c in connections] == [True] * 3
     plugin.confirmed_until = 0.0  # no heartbeat confirmed for GUARD x lease_ttl
@@ -227,31 +235,31 @@ def test_the_guard_sends_every_stream_to_standby_before_the_session_could_expire
     assert [c.released for c in connections] == [1, 1, 1] and plugin.held == {"c0", "c1", "c2"}
     assert isinstance(plugin.sseplug_claim(connection=connections[0]), float)  # standby until confirmed
     assert "cannot confirm" in plugin.control.unready()
-    plugin.tick()  # Redis answers: the same session, the streams go on (they reload their checkpoints)
+    tick(plugin)  # Redis answers: the same session, the streams go on (they reload their checkpoints)
     assert plugin.control.unready() is None and plugin.sseplug_claim(connection=connections[0]) is True
 
 
 def test_handing_over_deletes_the_lease_only_after_the_stream_stopped(make_plugin: Any, db: redis.Redis) -> None:
     first = make_plugin(streams=4)
-    first.tick(), first.tick()
+    tick(first, first)
     assert first.held == {"c0", "c1", "c2", "c3"}
     second = make_plugin(streams=4)
     stopped: list[Any] = []
     first.control.stop = lambda cid, then=None: stopped.append((cid, then))  # type: ignore[method-assign]
-    second.tick(), first.tick()
+    tick(second, first)
     assert len(stopped) == 2 and len(first.held) == 2
     for cid, _ in stopped:
         assert db.get(lease_key(cid)) == first.token.encode()  # still ours while it reads
     for _, then in stopped:
         then()
     assert [db.get(lease_key(cid)) for cid, _ in stopped] == [None, None]
-    second.tick()
+    tick(second)
     assert second.held == {cid for cid, _ in stopped}
 
 
 def test_maxlen_trims_the_stream_and_unconfigure_frees_leases_and_session(make_plugin: Any, db: redis.Redis) -> None:
     plugin = make_plugin(streams=2, extra='stream = "out:{connection}"\nmaxlen = 10')
-    plugin.tick(), plugin.tick()
+    tick(plugin, plugin)
     first = FakeConnection("c0")
     for batch in range(3):
         for n in range(batch * 100 + 1, batch * 100 + 101):
@@ -269,9 +277,9 @@ def test_a_redis_that_lost_its_state_stops_the_runner_or_resumes_from_memory(
     make_plugin: Any, db: redis.Redis
 ) -> None:
     stopping = make_plugin(streams=2)
-    stopping.tick(), stopping.tick()
+    tick(stopping, stopping)
     db.flushall()  # restarted empty
-    stopping.tick()
+    tick(stopping)
     (message,) = stopping.control.aborted
     assert "lost the fleet's state" in message and 'on_lost_state = "stop"' in message
     assert sorted(stopping.control.stopped) == ["c0", "c1"] and stopping.held == set()
@@ -279,13 +287,13 @@ def test_a_redis_that_lost_its_state_stops_the_runner_or_resumes_from_memory(
 
     db.flushall()
     resuming = make_plugin(streams=2, extra='on_lost_state = "resume_from_memory"')
-    resuming.tick(), resuming.tick()
+    tick(resuming, resuming)
     connection = FakeConnection("c0")
     resuming.sseplug_claim(connection=connection)
     resuming.sseplug_checkpoint_load(connection=connection)
     resuming.sseplug_checkpoint_save(connection=connection, last_event_id="41")
     db.flushall()
-    resuming.tick()
+    tick(resuming)
     assert resuming.control.aborted == [] and connection.released == 1
     assert db.get(checkpoint_key("c0")) == b"41" and db.get(lease_key("c0")) == resuming.token.encode()
     assert resuming.sseplug_checkpoint_load(connection=connection) == "41"
@@ -371,7 +379,7 @@ def test_sseplug_claim_is_inert_without_a_table_and_waits_while_redis_is_down(tm
     plugin.sseplug_configure(make_config(tmp_path, f'url = "redis://127.0.0.1:{closed_port}/0"\nlease_ttl = 3'))
     plugin.control = FakeControl(["c0"])
     try:
-        plugin.tick()  # no answer: logged, nothing held, the runner reports why it is not ready
+        tick(plugin)  # no answer: logged, nothing held, the runner reports why it is not ready
         assert plugin.sseplug_claim(connection=connection) == TTL / 6 and plugin.held == set()
         assert plugin._down is not None and f"cannot reach Redis at redis://127.0.0.1:{closed_port}/0" in plugin._down
     finally:

@@ -50,7 +50,8 @@ from sseplug.errors import ConfigError
 from sseplug.hookspecs import hookimpl
 
 from .assign import share_of
-from .scripts import (BUDGET_KEY, MARKER_KEY, RUNNERS_KEY, SCRIPTS, SESSION_PREFIX, checkpoint_key, lease_key,
+from .budget import ReconnectBudget
+from .scripts import (MARKER_KEY, RUNNERS_KEY, SCRIPTS, SESSION_PREFIX, checkpoint_key, lease_key,
                       session_key)
 
 if TYPE_CHECKING:
@@ -90,9 +91,9 @@ DEFAULT_LEASE_TTL = 10.0
 MIN_LEASE_TTL = 1.0
 MAX_REDIS_CONNECTIONS = 32  # for the streams' saves and loads (the coordinator has two of its own)
 BATCH = 500  # keys per claim or release script: a few milliseconds of Redis time each
+START_BATCH = 50  # streams started at once, then a pause for the hub (1,000 a second at most)
+START_PAUSE = 0.05
 GUARD = 0.8  # streams stop this share of lease_ttl after the last confirmed heartbeat was sent
-BUDGET_TICK = 0.05  # seconds between the reconnect budget's refills
-BUDGET_BURST = 0.05  # tokens the bucket holds, in seconds of reconnect_rate: any 1 s window gets <= 1.05 x rate
 
 log = logging.getLogger("sseplug.redis")
 
@@ -135,8 +136,10 @@ class RedisLeases:
         self._scripts: dict[str, Any] = {}
         self._stop = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet[..., Any]] = []
-        self._budget_queue: deque[str] = deque()  # ids waiting for a reconnect token, in order
-        self._budget_waiters: dict[str, gevent.event.Event] = {}
+        self._budget: ReconnectBudget | None = None  # with reconnect_rate
+        self._to_start: deque[str] = deque()  # held streams to start, in order
+        self._starting: set[str] = set()  # the same, as a set
+        self._starter: gevent.Greenlet[..., Any] | None = None
         self._started_at = time.time()
 
     def __repr__(self) -> str:
@@ -219,7 +222,8 @@ class RedisLeases:
                  "" if self.reconnect_rate is None else f", reconnect_rate {self.reconnect_rate:g}/s")
         loops: list[Callable[[], None]] = [self._coordinate, self._guard]
         if self.reconnect_rate is not None:
-            loops.append(self._dispense)
+            self._budget = ReconnectBudget(self.reconnect_rate, self._scripts["budget"], self._ctl())
+            loops.append(lambda: self._budget.dispense(self._stop) if self._budget is not None else None)
         for loop in loops:
             greenlet = gevent.spawn(loop)
             greenlet.link_exception(_died)
@@ -230,7 +234,7 @@ class RedisLeases:
     def sseplug_unconfigure(self) -> None:
         """Stop the coordinator, delete our leases and our session so others take over at once; go inert."""
         self._stop.set()
-        greenlets, self._greenlets = self._greenlets, []
+        greenlets, self._greenlets = [*self._greenlets, *([self._starter] if self._starter else [])], []
         gevent.killall(greenlets, block=True, timeout=self.interval)
         if self.redis is not None and self.control is not None:
             ids = sorted(self.held)
@@ -322,9 +326,24 @@ class RedisLeases:
         except RedisError as error:
             self._redis_failed(error)
             return
-        for connection_id in self.share:
-            if connection_id in self.held:
-                self.control.start(connection_id)
+        running = self.control.running()
+        waiting = [cid for cid in self.share if cid in self.held and cid not in running and cid not in self._starting]
+        self._starting.update(waiting)
+        self._to_start.extend(waiting)
+        if self._to_start and (self._starter is None or self._starter.dead):
+            self._starter = gevent.spawn(self._start_paced)
+            self._starter.link_exception(_died)
+
+    def _start_paced(self) -> None:
+        """Start the held streams that are not running, ``START_BATCH`` at a time: thousands of
+        connections starting at once would keep the hub from the heartbeat for seconds."""
+        while self._to_start and self.control is not None:
+            for _ in range(min(START_BATCH, len(self._to_start))):
+                connection_id = self._to_start.popleft()
+                self._starting.discard(connection_id)
+                if connection_id in self.held:
+                    self.control.start(connection_id)
+            gevent.sleep(START_PAUSE)
 
     def _heartbeat(self, mode: str) -> tuple[str, str, list[str]]:
         running = self.control.running() if self.control is not None else set()
@@ -533,46 +552,21 @@ class RedisLeases:
         self._connections[connection_id] = connection
         if connection_id not in self.held or self._down is not None or time.monotonic() >= self.confirmed_until:
             return self.interval / 2
-        if self.reconnect_rate is not None and not self._budget(connection):
-            return 0.0
+        if self._budget is not None and not (self._budget.take(connection_id) and not connection.stopping):
+            return 0.0  # no token within a second: the connection asks again (and sees a stop)
         return True
-
-    def _budget(self, connection: Connection) -> bool:
-        """Wait (up to a second) for a token of the fleet-wide reconnect budget."""
-        waiter = self._budget_waiters.get(connection.id)
-        if waiter is None:
-            waiter = self._budget_waiters[connection.id] = gevent.event.Event()
-            self._budget_queue.append(connection.id)
-        if not waiter.wait(1.0) or connection.stopping:
-            return False
-        self._budget_waiters.pop(connection.id, None)
-        return True
-
-    def _dispense(self) -> None:
-        """Grant reconnect tokens from the bucket in Redis to the waiting connections, in order."""
-        assert self.reconnect_rate is not None
-        capacity = max(1.0, self.reconnect_rate * BUDGET_BURST)
-        while not self._stop.wait(BUDGET_TICK):
-            queue = self._budget_queue
-            while queue and queue[0] not in self._budget_waiters:
-                queue.popleft()
-            if not queue:
-                continue
-            try:
-                granted = int(self._scripts["budget"](keys=[BUDGET_KEY],
-                                                      args=[self.reconnect_rate, capacity, len(queue)]))
-            except RedisError:
-                continue  # the coordinator reports Redis's state
-            for _ in range(min(granted, len(queue))):
-                waiter = self._budget_waiters.get(queue.popleft())
-                if waiter is not None:
-                    waiter.set()
 
     @hookimpl
     def sseplug_connection_closed(self, connection: Connection) -> None:
         """A response ended: forget its unsaved batch."""
         if self.url is not None:
             self._pending.pop(connection.id, None)
+
+    @hookimpl
+    def sseplug_connection_finished(self, connection: Connection) -> None:
+        """The connection ended here (stopped, handed over, done): it waits for no reconnect token."""
+        if self._budget is not None:
+            self._budget.forget(connection.id)
 
     # -- checkpoints and sink --------------------------------------------------------------------
 
