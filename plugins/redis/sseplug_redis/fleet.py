@@ -23,7 +23,7 @@ CHUNK = 1000
 
 def fleet_view(config: Config) -> dict[str, Any]:
     """The fleet of ``config`` as a JSON-able dict: ``streams``, ``runners``, ``unowned``, ``standby``."""
-    from . import _redacted, _settings
+    from .settings import redacted as _redacted, settings as _settings
 
     settings = _settings(config)
     client = redis.Redis.from_url(settings["url"], socket_timeout=5, socket_connect_timeout=5)
