@@ -116,6 +116,10 @@ class EventHooks(NamedTuple):
     checkpoint_save: Any
 
 
+_NO_HOOKS = EventHooks(-1, None, None, None, None)  # shared until a first lookup: thousands of idle connections
+_NO_CHAIN: tuple[int, list[tuple[str, Handler]]] = (-1, [])  # replaced, never changed in place
+
+
 class Owner(Protocol):
     """The connection as the dispatcher sees it: what errors name, and the id to resume from."""
 
@@ -127,6 +131,9 @@ class Owner(Protocol):
 class Dispatcher:
     """Runs the events of ``connection`` through the plugins of ``route``; ``deliver`` (if any)
     receives each batch after the handlers and the checkpoint."""
+
+    __slots__ = ("_chain", "_clock", "_deliver", "_hooks", "_plugins", "_sleep", "connection", "request", "route",
+                 "stats")
 
     def __init__(
         self,
@@ -147,8 +154,8 @@ class Dispatcher:
         self._deliver = deliver
         self._sleep = sleep
         self._clock = clock
-        self._hooks = EventHooks(-1, None, None, None, None)
-        self._chain: tuple[int, list[tuple[str, Handler]]] = (-1, [])
+        self._hooks = _NO_HOOKS
+        self._chain: tuple[int, list[tuple[str, Handler]]] = _NO_CHAIN
 
     # -- hook callers ----------------------------------------------------------------------------
 

@@ -20,7 +20,9 @@ from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import parse_url
 
-from .errors import CertificateError, ContentTypeError, HTTPStatusError, NetworkError, PluginError, RedirectError
+from .errors import (
+    CertificateError, ContentTypeError, HTTPStatusError, NetworkError, PluginError, RedirectError, SSEError,
+)
 from .models import SSERequest, header_problem
 from .redaction import CREDENTIAL_HEADERS, Secret
 
@@ -148,35 +150,14 @@ def open_response(
     http_for: HttpFor, request: SSERequest, headers: HTTPHeaderDict, credentials: set[str], *,
     resuming: bool = False, connection_id: str | None = None,
 ) -> urllib3.BaseHTTPResponse:
-    """Send the request, following redirects; the response is not read yet. ``resuming``: GET
-    ``resume_url`` instead of sending the request again (never re-POST).
+    """Send the request and follow its redirects by ``next_hop``; the response is not read yet.
+    ``resuming``: GET ``resume_url`` instead of sending the request again (never re-POST).
 
     The whole exchange up to a complete response head (every hop) must fit in
     ``head_timeout``: neither a silent server nor one dripping its head byte by byte can
-    hold the connection in ``connecting``.
+    hold the connection in ``connecting``. (One frame for the loop and the urlopen call: an idle
+    stream's greenlet keeps the memory its deepest stack touched.)
     """
-    deadline = request.head_timeout
-    timer = gevent.Timeout(deadline)
-    timer.start()
-    try:
-        return _follow(http_for, request, headers, credentials, resuming, connection_id)
-    except gevent.Timeout as error:
-        if error is not timer:
-            raise
-        raise NetworkError(
-            f"no complete response head within head_timeout ({deadline:g} s): the server accepted "
-            "the connection but did not answer in time; raise head_timeout if it is slow to start",
-            connection_id=connection_id, url=request.url,
-        ) from None
-    finally:
-        timer.close()
-
-
-def _follow(
-    http_for: HttpFor, request: SSERequest, headers: HTTPHeaderDict, credentials: set[str], resuming: bool,
-    connection_id: str | None,
-) -> urllib3.BaseHTTPResponse:
-    """Send the request and follow its redirects, by ``next_hop``."""
     if request.resume_url is not None and resuming:
         method, url, body = "GET", request.resume_url, None
     else:
@@ -185,46 +166,57 @@ def _follow(
         headers["Content-Type"] = str(getattr(request.content_type, "value", request.content_type))
     timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=request.read_timeout)
     tls = request.tls_options()
-    for _ in range(MAX_REDIRECTS + 1):
-        response = _urlopen(http_for, url, tls, method, body, headers, timeout, connection_id)
-        if response.status not in REDIRECTS:
-            return response
-        location = response.headers.get("Location", "").strip()
-        response.close()
-        response.release_conn()
-        hop = next_hop(response.status, method, url, location, headers, credentials, connection_id=connection_id)
-        method, url, headers = hop.method, hop.url, hop.headers
-        if not hop.keeps_body:
-            body = None
+    timer = gevent.Timeout(request.head_timeout)
+    timer.start()
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                http = http_for(url)
+                pool: urllib3.PoolManager | urllib3.HTTPConnectionPool = http
+                target = url
+                if tls and url.startswith("https:"):  # a pool of its own for these TLS options
+                    pool, target = http.connection_from_url(url, pool_kwargs=tls), parse_url(url).request_uri
+                response = pool.urlopen(
+                    method, target, body=body, headers=headers, timeout=timeout, retries=False,
+                    redirect=False, preload_content=False, decode_content=True,
+                )
+            except (Urllib3Error, OSError) as error:
+                raise _cannot_connect(error, connection_id, url) from error
+            if response.status not in REDIRECTS:
+                return response
+            location = response.headers.get("Location", "").strip()
+            response.close()
+            response.release_conn()
+            hop = next_hop(response.status, method, url, location, headers, credentials, connection_id=connection_id)
+            method, url, headers = hop.method, hop.url, hop.headers
+            if not hop.keeps_body:
+                body = None
+    except gevent.Timeout as error:
+        if error is not timer:
+            raise
+        raise NetworkError(
+            f"no complete response head within head_timeout ({request.head_timeout:g} s): the server accepted "
+            "the connection but did not answer in time; raise head_timeout if it is slow to start",
+            connection_id=connection_id, url=request.url,
+        ) from None
+    finally:
+        timer.close()
     raise RedirectError(
         f"more than {MAX_REDIRECTS} redirects; the server is redirecting in a loop",
         connection_id=connection_id, url=request.url,
     )
 
 
-def _urlopen(
-    http_for: HttpFor, url: str, tls: dict[str, Any], method: str, body: bytes | None, headers: HTTPHeaderDict,
-    timeout: urllib3.Timeout, connection_id: str | None,
-) -> urllib3.BaseHTTPResponse:
-    """One request, not following redirects; a ``NetworkError`` (``CertificateError``) if it fails."""
-    try:
-        http = http_for(url)
-        pool: urllib3.PoolManager | urllib3.HTTPConnectionPool = http
-        target = url
-        if tls and url.startswith("https:"):  # a pool of its own for these TLS options
-            pool, target = http.connection_from_url(url, pool_kwargs=tls), parse_url(url).request_uri
-        return pool.urlopen(
-            method, target, body=body, headers=headers, timeout=timeout, retries=False,
-            redirect=False, preload_content=False, decode_content=True,
+def _cannot_connect(error: BaseException, connection_id: str | None, url: str) -> SSEError:
+    """The error for a request that failed before a response: ``CertificateError`` when the
+    server's certificate was refused."""
+    if certificate_refused(error):
+        return CertificateError(
+            f"the server's TLS certificate failed verification: {error}; give the CA bundle "
+            "that signed it with verify (--cacert), or verify=False for a test server",
+            connection_id=connection_id, url=url,
         )
-    except (Urllib3Error, OSError) as error:
-        if certificate_refused(error):
-            raise CertificateError(
-                f"the server's TLS certificate failed verification: {error}; give the CA bundle "
-                "that signed it with verify (--cacert), or verify=False for a test server",
-                connection_id=connection_id, url=url,
-            ) from error
-        raise NetworkError(f"cannot connect: {error}", connection_id=connection_id, url=url) from error
+    return NetworkError(f"cannot connect: {error}", connection_id=connection_id, url=url)
 
 
 def certificate_refused(error: BaseException) -> bool:

@@ -90,6 +90,7 @@ class Interrupt(enum.Enum):
 
 
 _RANKS = {Interrupt.RESTART: 0, Interrupt.RELEASE: 1, Interrupt.STOP: 2}
+_START = Backoff()
 
 
 class Lifecycle:
@@ -185,7 +186,7 @@ class Connection(Counted, Lifecycle):
         self.route = route
         self.url = request.url
         self.last_event_id = request.last_event_id
-        self.backoff = Backoff()
+        self.backoff = _START  # a value: shared until the first reconnect replaces it
         self.error: SSEError | None = None  # what failed the stream, once it failed for good
         self.last_error: SSEError | None = None  # the latest failure, also one reconnected after
         self._http_for = http_for
@@ -341,15 +342,12 @@ class Connection(Counted, Lifecycle):
     def _consume_once(self) -> bool:
         """One request and its response; True when the stream is over (204, an end event)."""
         self._enter(ConnectionState.CONNECTING)
-        call = self._events.call
-        try:
-            auth = call("sseplug_auth_headers", connection=self, request=self.request)
-            headers, credentials = _http.request_headers(
-                self.request, _http.check_auth_headers(auth, connection_id=self.id, url=self.url), self.last_event_id)
-            response = _http.open_response(self._http_for, self.request, headers, credentials,
+        try:  # not in a method of its own: an idle stream keeps the memory its deepest stack touched
+            response = _http.open_response(self._http_for, self.request, *self._request_headers(),
                                            resuming=self.stats.events_total > 0, connection_id=self.id)
         except SSEError as error:
-            call("sseplug_connection_closed", connection=self, reason=f"{type(error).__name__}: {error.message}")
+            self._events.call("sseplug_connection_closed", connection=self,
+                              reason=f"{type(error).__name__}: {error.message}")
             raise
         self._response = response
         opened_at, reason = None, "eof"
@@ -358,8 +356,8 @@ class Connection(Counted, Lifecycle):
                 reason = "204"
                 return True
             _http.check_response(response, connection_id=self.id, url=self.url)
-            call("sseplug_connection_opened", connection=self, status=response.status,
-                 headers=HTTPHeaderDict(response.headers))  # a copy; names case-insensitive
+            self._events.call("sseplug_connection_opened", connection=self, status=response.status,
+                              headers=HTTPHeaderDict(response.headers))  # a copy; names case-insensitive
             self._enter(ConnectionState.OPEN)
             opened_at = time.monotonic()
             if self._read(response):
@@ -369,8 +367,7 @@ class Connection(Counted, Lifecycle):
                 reason = self._interrupt.value
             return False
         except SSEError as error:
-            interrupt = self._interrupt
-            reason = interrupt.value if interrupt is not None else f"{type(error).__name__}: {error.message}"
+            reason = self._interrupt.value if self._interrupt is not None else f"{type(error).__name__}: {error.message}"
             raise
         finally:
             if opened_at is not None and time.monotonic() - opened_at >= HEALTHY_AFTER:
@@ -378,7 +375,13 @@ class Connection(Counted, Lifecycle):
             self._response = None
             response.close()
             response.release_conn()
-            call("sseplug_connection_closed", connection=self, reason=reason)
+            self._events.call("sseplug_connection_closed", connection=self, reason=reason)
+
+    def _request_headers(self) -> tuple[HTTPHeaderDict, set[str]]:
+        """The next request's headers, with the auth plugins' (checked), and the credentials' names."""
+        auth = self._events.call("sseplug_auth_headers", connection=self, request=self.request)
+        checked = _http.check_auth_headers(auth, connection_id=self.id, url=self.url)
+        return _http.request_headers(self.request, checked, self.last_event_id)
 
     def _read(self, response: urllib3.BaseHTTPResponse) -> bool:
         """Read the stream until EOF, dispatching every batch of events; True when an end event
