@@ -28,7 +28,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,15 +58,20 @@ def wait_until(condition: Any, timeout: float, what: str, step: float = 0.5, det
     return time.monotonic()
 
 
-def stats(ports: list[int]) -> dict[str, Any]:
+def stats(ports: list[int], since: float | None = None) -> dict[str, Any]:
     """The upstream processes' /stats, summed; the connects since the last drop merged (their
-    monotonic clocks are the same clock)."""
-    total: dict[str, Any] = {"open": 0, "overlaps": 0, "connects": 0, "connect_times_since_drop": [], "unread": []}
+    monotonic clocks are the same clock); with ``since``, the streams connected since then."""
+    total: dict[str, Any] = {"open": 0, "overlaps": 0, "connects": 0, "connect_times_since_drop": [], "unread": [],
+                             "connected_since": {}}
     for port in ports:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=60) as response:
+        query = "" if since is None else f"?since={since}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats{query}", timeout=60) as response:
             one = json.loads(response.read())
         for key in total:
-            total[key] += one[key]
+            if key == "connected_since":
+                total[key].update(one.get(key, {}))
+            else:
+                total[key] += one[key]
     times = sorted(total["connect_times_since_drop"])
     best, start = 0, 0
     for end, moment in enumerate(times):
@@ -123,7 +127,7 @@ def main() -> None:
 
     try:
         redis_port = free_port()
-        slices = [ids_slice for ids_slice in _slices(args.streams, args.streams_per_upstream)]
+        slices = _slices(args.streams, args.streams_per_upstream)
         upstream_ports = [free_port() for _ in slices]
         procs.append(subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(redis_port),
                                        "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -229,8 +233,11 @@ def main() -> None:
             proc.kill()
         dead = {tokens_by_pid.get(v.pid, ("?",))[0] for v in victims}
 
-        def taken_over() -> bool:
-            return not dead & set(owners(db, sorted(orphans))) and stats(upstream_ports)["open"] == args.streams
+        def taken_over() -> bool:  # owned by a live runner, and asked for again at the upstream since the kill
+            if dead & set(owners(db, sorted(orphans))):
+                return False
+            resumed = set(stats(upstream_ports, since=killed_at)["connected_since"])
+            return orphans <= resumed
         taken = wait_until(taken_over, args.timeout, "the killed runners' streams taken over",
                            detail=lambda: f"; streams not read: {stats(upstream_ports)['unread']}")
         result.update(takeover_s=round(taken - killed_at, 1), takeover_streams=len(orphans),
@@ -243,8 +250,9 @@ def main() -> None:
         for port in upstream_ports:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/drop", timeout=30).read()
         dropped = time.monotonic()
-        back = wait_until(lambda: stats(upstream_ports)["open"] == args.streams, args.timeout,
-                          "every stream back after the drop")
+        back = wait_until(lambda: len(stats(upstream_ports, since=dropped)["connected_since"]) == args.streams,
+                          args.timeout, "every stream back after the drop",
+                          detail=lambda: f"; streams not read: {stats(upstream_ports)['unread']}")
         storm = stats(upstream_ports)
         result.update(storm_back_s=round(back - dropped, 1), storm_peak_per_s=storm["peak_per_second_since_drop"],
                       storm_connects=storm["connects_since_drop"])

@@ -132,7 +132,8 @@ class Upstream:
             lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
             method, path, _ = lines[0].split(" ", 2)
             headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-            if path == "/stats":
+            if path.startswith("/stats"):
+                after = float(path.partition("?since=")[2] or "inf")
                 since = [t for t, _, _ in self.connects if t > self.dropped_at]
                 body = json.dumps({"open": self.open_streams(), "connects": len(self.connects),
                                    "overlaps": len(self.overlaps), "now": time.monotonic(),
@@ -140,6 +141,7 @@ class Upstream:
                                    "peak_per_second_since_drop": self.connects_per_second(self.dropped_at),
                                    "connect_times_since_drop": since,
                                    "unread": [s for s in self.ids if self.readers(s) == 0][:10],
+                                   "connected_since": {s: t for t, s, _ in self.connects if t > after},
                                    "events": sum(len(log) for log in self.logs.values())}).encode()
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                              + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)

@@ -244,7 +244,7 @@ def test_a_reconnect_storm_and_a_fleet_start_stay_under_the_fleet_wide_reconnect
         assert upstream.connects_per_second(started) <= rate * 1.1, upstream.connects_per_second(started)
         assert len(set(owners(db, ids).values())) == 2
         dropped_at = time.monotonic()
-        assert upstream.drop_all() == streams
+        assert upstream.drop_all() >= streams  # and the sockets of hand-overs it has not noticed closed yet
         back = wait_until(lambda: upstream.open_streams() == streams and
                           len([1 for t, _, _ in upstream.connects if t > dropped_at]) >= streams,
                           streams / rate + 10, "not all back")

@@ -66,7 +66,7 @@ __all__ = ["NAME", "SETTINGS", "KEYS", "RedisLeases", "lease_key", "checkpoint_k
 __version__ = "0.2.0"
 
 
-MAX_REDIS_CONNECTIONS = 32  # for the streams' saves and loads (the coordinator has two of its own)
+MAX_REDIS_CONNECTIONS = 64  # for the streams' saves and loads (the coordinator has two of its own)
 BATCH = 500  # keys per claim or release script: a few milliseconds of Redis time each
 START_BATCH = 50  # streams started at once, then a pause for the hub (1,000 a second at most)
 START_PAUSE = 0.05
@@ -163,11 +163,11 @@ class RedisLeases:
             pool, coordination = (redis.BlockingConnectionPool.from_url(  # parses the URL; connects nothing yet
                 settings["url"],
                 max_connections=size,
-                timeout=timeout,  # waiting for a free pool connection
+                timeout=wait,  # for a free pool connection: a save waits its turn (backpressure) up to lease_ttl
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0),  # a failure must surface now, not after backoffs
-            ) for size in (MAX_REDIS_CONNECTIONS, 2))
+            ) for size, wait in ((MAX_REDIS_CONNECTIONS, settings["lease_ttl"]), (2, timeout)))
         except ValueError as error:
             raise ConfigError(
                 f"invalid Redis URL: {error}; e.g. url = \"redis://127.0.0.1:6379/0\"",
