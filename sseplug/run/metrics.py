@@ -17,7 +17,7 @@ from .streams import StreamControl
 
 __all__ = ["MetricsServer", "status"]
 
-# (metric name, help, Connection attribute): one counter per connection each
+# (metric name, help, ConnectionStats field): one counter per connection each
 _COUNTERS = (
     ("sseplug_events", "Events through the handlers (filtered ones too)", "events_total"),
     ("sseplug_bytes", "Bytes read from the stream", "bytes_total"),
@@ -32,21 +32,21 @@ _COUNTERS = (
 def status(connection: Connection, control: StreamControl | None = None) -> dict[str, Any]:
     """What ``/status`` says about one connection (no credential: the URL is ``public_url``'s);
     ``lease`` (whether this runner holds the stream's lease) when a scheduling plugin tells."""
-    error = connection.last_error
+    error, stats = connection.last_error, connection.stats
     lease = None if control is None or control.lease is None else control.lease(connection.id)
     return {
         "id": connection.id,
         "state": str(connection.state),
         "url": public_url(connection.url),
         "last_event_id": connection.last_event_id,
-        "last_event_time": connection.last_event_at,
-        "events": connection.events_total,
-        "bytes": connection.bytes_total,
-        "reconnects": connection.reconnects_total,
-        "handler_errors": connection.handler_errors,
-        "dead_letters": connection.dead_letters,
-        "skipped": connection.events_skipped,
-        "filtered": connection.events_filtered,
+        "last_event_time": stats.last_event_at,
+        "events": stats.events_total,
+        "bytes": stats.bytes_total,
+        "reconnects": stats.reconnects_total,
+        "handler_errors": stats.handler_errors,
+        "dead_letters": stats.dead_letters,
+        "skipped": stats.events_skipped,
+        "filtered": stats.events_filtered,
         "last_error": None if error is None else f"{type(error).__name__}: {public_error(error)}",
         "lease": lease,
     }
@@ -88,7 +88,7 @@ class MetricsServer(Collector):  # a Protocol since prometheus-client 0.24, an A
         for name, text, attribute in _COUNTERS:
             family = CounterMetricFamily(name, text, labels=["connection"])
             for connection in connections:
-                family.add_metric([connection.id], getattr(connection, attribute))
+                family.add_metric([connection.id], getattr(connection.stats, attribute))
             yield family
         last = GaugeMetricFamily("sseplug_last_event_timestamp_seconds", "When the last event was handled (Unix time)",
                                  labels=["connection"])
@@ -96,8 +96,8 @@ class MetricsServer(Collector):  # a Protocol since prometheus-client 0.24, an A
                                   labels=["connection", "state"])
         totals = GaugeMetricFamily("sseplug_connections", "Connections per state", labels=["state"])
         for connection in connections:
-            if connection.last_event_at is not None:
-                last.add_metric([connection.id], connection.last_event_at)
+            if connection.stats.last_event_at is not None:
+                last.add_metric([connection.id], connection.stats.last_event_at)
             for value in ConnectionState:
                 state.add_metric([connection.id, value.value], float(connection.state is value))
         for value in ConnectionState:
