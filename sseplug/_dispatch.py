@@ -68,6 +68,7 @@ class Counted:
 
     @events_total.setter
     def events_total(self, value: int) -> None:
+        """Set the count (a test or a tool starting from a known figure)."""
         self.stats.events_total = value
 
     @property

@@ -243,6 +243,7 @@ class Connection(Counted, Lifecycle):
         self._callback("on_done")
 
     def _run(self) -> None:
+        """The loop: claim, resume, one response, then what the interrupt or the backoff says."""
         resume = True  # load the checkpoint before the next request
         while self._claim():
             if self._take(Interrupt.RELEASE):  # released while not streaming (waiting to reconnect)
@@ -323,12 +324,14 @@ class Connection(Counted, Lifecycle):
             self._take(Interrupt.RESTART)  # restart() cut the wait short: it is done
 
     def _finished(self, error: SSEError | None) -> None:
+        """Tell ``sseplug_connection_finished``; an implementation that raises is only logged."""
         try:
             self._plugins.hook.sseplug_connection_finished(connection=self, error=error)
         except Exception:
             log.exception("connection %r: a sseplug_connection_finished implementation raised", self.id)
 
     def _callback(self, name: str, *args: Any) -> None:
+        """Call the request's callback ``name`` if it has one; one that raises is only logged."""
         callback = getattr(self.request, name)
         if callback is None:
             return
@@ -393,6 +396,7 @@ class Connection(Counted, Lifecycle):
             body.close()
 
     def _read_from(self, read: Callable[[int], bytes | None]) -> bool:
+        """Read, parse and dispatch until EOF (False), an end event (True) or an interrupt (False)."""
         request, events_ = self.request, self._events
         parser = EventParser(self.last_event_id, request.max_event_size)
         if request.on_comment is None:  # the hot path: events only
