@@ -247,18 +247,20 @@ def main() -> None:
             f"{result['takeover_overlaps']}")
 
         time.sleep(args.lease_ttl / 3 * 2)  # one more renewal: the survivors' spread settles
+        dropped = time.monotonic()  # before the first drop: its streams reconnect while the others drop
         for port in upstream_ports:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/drop", timeout=30).read()
-        dropped = time.monotonic()
         back = wait_until(lambda: len(stats(upstream_ports, since=dropped)["connected_since"]) == args.streams,
                           args.timeout, "every stream back after the drop",
                           detail=lambda: f"; streams not read: {stats(upstream_ports)['unread']}")
         storm = stats(upstream_ports)
+        granted = [int(db.get(key) or 0) for key in db.scan_iter("sseplug:reconnect-budget:*", count=1000)]
         result.update(storm_back_s=round(back - dropped, 1), storm_peak_per_s=storm["peak_per_second_since_drop"],
-                      storm_connects=storm["connects_since_drop"])
+                      storm_connects=storm["connects_since_drop"], budget_peak_granted_per_s=max(granted, default=None))
         say(f"storm: all {args.streams} back {result['storm_back_s']}s after the upstream dropped them; at most "
             f"{result['storm_peak_per_s']} new connections in any 1 s ({storm['connects_since_drop']} in all; "
-            f"reconnect_rate {args.reconnect_rate})")
+            f"reconnect_rate {args.reconnect_rate}: at most {result['budget_peak_granted_per_s']} tokens granted in "
+            "a second of Redis time, start included)")
 
         survivors = runners[args.kill:]
         termed = time.monotonic()

@@ -10,7 +10,8 @@ Keys (standalone Redis; the scripts build session key names, so not Redis Cluste
 - ``sseplug:checkpoint:ID``: the last event id written for ``ID`` (fenced, with its events);
 - ``sseplug:fleet``: the fleet's marker, a random epoch set by the first runner. A runner that
   saw it and finds it gone or changed knows Redis lost the fleet's state (restarted empty);
-- ``sseplug:reconnect-budget``: hash (tokens, at) of the fleet-wide reconnect token bucket.
+- ``sseplug:reconnect-budget``: hash (tokens, at) of the fleet-wide reconnect token bucket, and
+  ``sseplug:reconnect-budget:SECOND``: the tokens it granted in that second (Unix time, kept 5 min).
 """
 
 from __future__ import annotations
@@ -156,6 +157,11 @@ tokens = math.min(capacity, tokens + math.max(0, now - at) * rate / 1000)
 local granted = math.min(tonumber(ARGV[3]), math.floor(tokens))
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - granted), 'at', now)
 redis.call('PEXPIRE', KEYS[1], 60000)
+if granted > 0 then  -- tokens granted per second of Redis time, kept 5 minutes: what the fleet was allowed
+  local second = KEYS[1] .. ':' .. math.floor(now / 1000)
+  redis.call('INCRBY', second, granted)
+  redis.call('EXPIRE', second, 300)
+end
 return granted
 """
 
