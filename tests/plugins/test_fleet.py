@@ -102,7 +102,7 @@ def test_four_runners_on_500_streams_assign_spread_deliver_take_over_and_leave(
         # Redis load in steady state: heartbeats only, far below one command per stream per lease_ttl
         before = db.info("commandstats")
         window_start = time.monotonic()
-        time.sleep(2 * TTL)  # the measurement window itself (not a wait for a condition)
+        time.sleep(TTL)  # the measurement window itself (not a wait for a condition)
         after = db.info("commandstats")
         window = time.monotonic() - window_start
         calls = sum(after[k]["calls"] - before.get(k, {"calls": 0})["calls"] for k in after
@@ -220,6 +220,7 @@ def test_a_reload_of_a_fleet_starts_added_streams_on_their_owners_and_frees_remo
         changed = kept[0]  # its URL changes: it restarts on its owner, from its checkpoint
         write_config(tmp_path, [(cid, upstream.url(cid + ("-v2" if cid == changed else ""))) for cid in kept + added],
                      table)
+        before = owners(db, ids)
         reloaded = time.monotonic()
         for runner in runners:
             runner.signal(signal.SIGHUP)
@@ -230,7 +231,8 @@ def test_a_reload_of_a_fleet_starts_added_streams_on_their_owners_and_frees_remo
             lambda: f"not applied: {owners(db, now)}\n{runners[0].stderr[-1500:]}")
         assert all(db.get(f"sseplug:lease:{cid}") is None for cid in removed)
         assert sorted(Counter(owners(db, now).values()).values()) == [6, 6]
-        assert [s for t, s, _ in upstream.connects if t > reloaded and s in kept[1:]] == [], "untouched streams restarted"
+        stayed = [cid for cid in kept[1:] if owners(db, [cid])[cid] == before[cid]]  # the others moved (a hand-over)
+        assert [s for t, s, _ in upstream.connects if t > reloaded and s in stayed] == [], "untouched streams restarted"
         for runner in runners:
             runner.signal(signal.SIGTERM)
             assert runner.wait(timeout=10) == 0, runner.stderr[-3000:]

@@ -227,7 +227,7 @@ def test_a_network_cut_between_a_runner_and_redis_hands_its_streams_over_and_it_
 
 
 def test_a_reconnect_storm_and_a_fleet_start_stay_under_the_fleet_wide_reconnect_rate(tmp_path: Path) -> None:
-    streams, rate = 200, 50
+    streams, rate = 120, 40
     ids = [f"r{i}" for i in range(streams)]
     upstream = Upstream().start()
     server = RedisServer(tmp_path / "redis").start()

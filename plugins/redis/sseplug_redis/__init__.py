@@ -626,13 +626,16 @@ class RedisLeases:
                 args=[self.token, _utf8(last_event_id), "" if self.maxlen is None else self.maxlen,
                       connection_id, *(pending or ())],
             )
-        except RedisError as error:
-            self._saved.pop(connection_id, None)
+        except RedisError as error:  # _saved keeps the last id written: the memory on_lost_state may need
             self._redis_failed(error)
             connection.release()  # unsaved: it waits, then resumes from the checkpoint in Redis
             return
         if written == 1:
             self._saved[connection_id] = last_event_id
+            return
+        if written == -1 and connection_id in self.held:  # lease or session gone: the next heartbeat decides
+            self._down = self._down or "a lease or this runner's session is gone from Redis"
+            connection.release()
             return
         self._saved.pop(connection_id, None)
         if connection_id in self.held:

@@ -107,10 +107,13 @@ return n
 
 # KEYS[1] lease, KEYS[2] checkpoint, KEYS[3] Redis stream (ignored without events), KEYS[4] our
 # session; ARGV[1] token, ARGV[2] last event id, ARGV[3] maxlen ('' none), ARGV[4] connection id,
-# then (id, event, data) per event. 1 when written; 0 (nothing written) when the lease is not ours
-# or our session is gone (another runner may hold the stream): the fence.
+# then (id, event, data) per event. 1 when written; nothing written (the fence) and 0 when another
+# runner holds the lease, -1 when the lease or our session is gone (expired, or Redis lost its
+# data: the coordinator's next heartbeat tells which).
 SAVE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+if not owner or redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 local maxlen = ARGV[3]
 for i = 5, #ARGV, 3 do
   if maxlen == '' then
