@@ -25,7 +25,7 @@ setup(
     # the parser's bulk path in C: optional (without a compiler the pure-Python parser is used)
     ext_modules=[Extension("sseplug._cparser", ["sseplug/_cparser.c"], optional=True)]
     if platform.python_implementation() == "CPython" else [],
-    install_requires=["gevent>=23.9", "urllib3>=2.3", "pluggy>=1.5", "jmespath>=1.0", "rich>=13",
+    install_requires=["gevent>=25.4.2", "urllib3>=2.3", "pluggy>=1.5", "jmespath>=1.0", "rich>=13",
                       "prometheus-client>=0.17", "orjson>=3.9"],
     extras_require={
         "fast": [],  # kept for old install commands: orjson is a dependency now
