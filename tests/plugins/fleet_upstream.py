@@ -120,6 +120,7 @@ class Upstream:
                 gevent.sleep(step)
 
     def _serve(self, sock: socket.socket, _address: Any) -> None:
+        accepted = time.monotonic()  # a connect counts from its accept, not from when its request was read
         self._sockets.add(sock)
         stream = None
         try:
@@ -157,7 +158,7 @@ class Upstream:
                 return
             stream = path[3:]
             last = headers.get("last-event-id", "")
-            self.connects.append((time.monotonic(), stream, last))
+            self.connects.append((accepted, stream, last))
             if self.readers(stream) > 0:
                 self.overlaps.append((time.monotonic(), stream))
             self.responses[stream].add(sock)

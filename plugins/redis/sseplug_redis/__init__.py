@@ -212,6 +212,7 @@ class RedisLeases:
         """Stop the coordinator, delete our leases and our session so others take over at once; go inert."""
         self._stop.set()
         greenlets, self._greenlets = [*self._greenlets, *([self._starter] if self._starter else [])], []
+        gevent.joinall(greenlets, timeout=self.interval)  # a round in progress ends: the leases it took are held
         gevent.killall(greenlets, block=True, timeout=self.interval)
         if self.redis is not None and self.control is not None:
             ids = sorted(self.held)
@@ -314,7 +315,7 @@ class RedisLeases:
     def _start_paced(self) -> None:
         """Start the held streams that are not running, ``START_BATCH`` at a time: thousands of
         connections starting at once would keep the hub from the heartbeat for seconds."""
-        while self._to_start and self.control is not None:
+        while self._to_start and self.control is not None and not self._stop.is_set():
             for _ in range(min(START_BATCH, len(self._to_start))):
                 connection_id = self._to_start.popleft()
                 self._starting.discard(connection_id)
