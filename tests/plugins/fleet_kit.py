@@ -1,5 +1,5 @@
-"""What the fleet tests share: an upstream that sees two readers of one stream, ``sseplug run``
-subprocesses, a TCP proxy that can cut a runner off Redis, and bounded waits."""
+"""What the fleet tests share: ``sseplug run`` subprocesses, Redis readers, a TCP proxy that can
+cut a runner off Redis, and bounded waits (the upstream is fleet_upstream.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,73 +19,12 @@ import gevent.monkey
 import gevent.server
 import redis
 
-from sseplug.server import SSEServer
 from sseplug_redis import checkpoint_key, lease_key
 
 from ..integration import runner_process as rp
 from .redis_server import free_port
 
 TOKEN = re.compile(r"runner token ([0-9a-f]{32})")
-
-_select = gevent.monkey.get_original("select", "select")
-
-
-def client_still_there(sock: socket.socket) -> bool:
-    """Whether the client of ``sock`` still has its end open (no FIN or reset arrived yet)."""
-    if sock.fileno() < 0:
-        return False
-    readable, _, _ = _select([sock], [], [], 0)
-    if not readable:
-        return True
-    try:
-        return sock.recv(1, socket.MSG_PEEK) != b""
-    except OSError:
-        return False
-
-
-class CountingServer(SSEServer):
-    """The embedded SSE server, recording every event stream that opened while another response on
-    the same path still had its client: two consumers at once. (``open_streams`` counts a response
-    until the server's next write fails; a client that closed its socket first is no consumer.)"""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.overlaps: list[tuple[str, float]] = []  # (path, monotonic time)
-        self._socket_of: dict[Any, socket.socket] = {}  # serving greenlet -> its client socket
-        self._reading: defaultdict[str, set[socket.socket]] = defaultdict(set)
-
-    def _handle(self, sock: socket.socket, address: tuple[str, int]) -> None:
-        self._socket_of[gevent.getcurrent()] = sock
-        try:
-            super()._handle(sock, address)
-        finally:
-            del self._socket_of[gevent.getcurrent()]
-            for sockets in self._reading.values():
-                sockets.discard(sock)
-
-    def _route(self, request: Any) -> Any:
-        response, body = super()._route(request)
-        if response.status == 200:
-            sockets = self._reading[request.path]
-            if any(client_still_there(other) for other in sockets):
-                self.overlaps.append((request.path, time.monotonic()))
-            sockets.add(self._socket_of[gevent.getcurrent()])
-        return response, body
-
-    def reading(self, path: str) -> bool:
-        """Whether a client still has a response of ``path`` open."""
-        return any(client_still_there(sock) for sock in self._reading.get(path, ()))
-
-    def drop_all(self) -> int:
-        """Close every client socket at once (the upstream restarting); the number closed."""
-        sockets = list(self._socket_of.values())
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        return len(sockets)
-
 
 def write_config(tmp_path: Path, connections: Iterable[tuple[str, str]], redis_table: str,
                  runner: str = "") -> Path:
@@ -183,11 +121,6 @@ def wait_until(condition: Callable[[], Any], timeout: float, message: Any, step:
             raise AssertionError(message() if callable(message) else message)
         gevent.sleep(step)
     return time.monotonic()
-
-
-def first_request_after(server: SSEServer, path: str, moment: float) -> float | None:
-    times = [request.received_at for request in server.requests_for(path) if request.received_at > moment]
-    return min(times) if times else None
 
 
 def stream_ids(client: redis.Redis, key: str) -> list[int]:

@@ -13,6 +13,7 @@ import json
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import gevent
@@ -20,7 +21,7 @@ import gevent.event
 import gevent.monkey
 import gevent.server
 
-__all__ = ["Upstream"]
+__all__ = ["Upstream", "peak_per_second"]
 
 _poll = gevent.monkey.get_original("select", "poll")  # select() cannot take descriptors past 1023
 
@@ -37,6 +38,17 @@ def _still_there(sock: socket.socket) -> bool:
         return sock.recv(1, socket.MSG_PEEK) != b""
     except OSError:
         return False
+
+
+def peak_per_second(moments: Iterable[float]) -> int:
+    """The most of ``moments`` (seconds) in any window of 1 s."""
+    times = sorted(moments)
+    best, start = 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] > 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 class Upstream:
@@ -97,13 +109,7 @@ class Upstream:
 
     def connects_per_second(self, since: float) -> int:
         """The most connects seen in any 1 s window after ``since``."""
-        times = sorted(t for t, _, _ in self.connects if t >= since)
-        best, start = 0, 0
-        for end, moment in enumerate(times):
-            while moment - times[start] > 1.0:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return peak_per_second(t for t, _, _ in self.connects if t >= since)
 
     def readers(self, stream: str) -> int:
         """Clients reading ``stream`` now (a response whose client closed its end is not counted)."""
@@ -139,7 +145,6 @@ class Upstream:
                 body = json.dumps({"open": self.open_streams(), "connects": len(self.connects),
                                    "overlaps": len(self.overlaps), "now": time.monotonic(),
                                    "connects_since_drop": len(since),
-                                   "peak_per_second_since_drop": self.connects_per_second(self.dropped_at),
                                    "connect_times_since_drop": since,
                                    "unread": [s for s in self.ids if self.readers(s) == 0][:10],
                                    "connected_since": {s: t for t, s, _ in self.connects if t > after},

@@ -24,6 +24,8 @@ import gevent
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from ..integration.thirdparty import free_port
+
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -52,13 +54,6 @@ def tansu_binary() -> str:
             pytrace=False,
         )
     return str(binary)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class TansuBroker:

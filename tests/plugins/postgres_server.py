@@ -16,7 +16,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 import gevent
 import psycopg
 import pytest
+
+from ..integration.thirdparty import free_port
 
 HOST = "127.0.0.1"
 USER = "sseplug"
@@ -37,13 +38,6 @@ MISSING = (
     "need a real server: run the test suite's set-up, tests/install.sh (it installs Debian's postgresql; "
     ".ci/run runs it), or `apt-get install -y postgresql`"
 )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def binary(name: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +12,8 @@ import gevent
 import pytest
 import redis
 
+from ..integration.thirdparty import free_port
+
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
 MISSING = (
@@ -20,13 +21,6 @@ MISSING = (
     "set-up, tests/install.sh (it installs Debian's redis-server; .ci/run runs it), "
     "or `apt-get install -y redis-server`"
 )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

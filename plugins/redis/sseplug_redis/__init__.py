@@ -47,9 +47,10 @@ from redis.retry import Retry
 from sseplug.builtin.deadletter import letter
 from sseplug.errors import ConfigError
 from sseplug.hookspecs import hookimpl
+from sseplug.redaction import public_url
 
 from .assign import share_of
-from .settings import DEFAULT_LEASE_TTL, KEYS, NAME, SETTINGS, redacted as _redacted, settings as _settings
+from .settings import DEFAULT_LEASE_TTL, KEYS, NAME, SETTINGS, settings as _settings
 from .budget import ReconnectBudget
 from .scripts import (MARKER_KEY, RUNNERS_KEY, SCRIPTS, SESSION_PREFIX, checkpoint_key, lease_key,
                       session_key)
@@ -120,7 +121,7 @@ class RedisLeases:
         self._started_at = time.time()
 
     def __repr__(self) -> str:
-        where = _redacted(self.url) if self.url else "inactive"
+        where = self._shown_url if self.url else "inactive"
         return f"<RedisLeases {where} holding {len(self.held)}>"
 
     @property
@@ -132,6 +133,11 @@ class RedisLeases:
     def sseplug_checkpoint_store(self) -> bool:
         """Checkpoints live in Redis while configured: the runner's local store steps aside."""
         return self.url is not None
+
+    @property
+    def _shown_url(self) -> str:
+        """The Redis URL for logs and errors: credentials hidden (``sseplug.redaction.public_url``)."""
+        return public_url(self.url) if self.url else "(no url)"
 
     @property
     def interval(self) -> float:
@@ -195,7 +201,7 @@ class RedisLeases:
         streams.report(lease=self.held.__contains__, unready=lambda: self._down)
         self._stop.clear()
         log.info("redis: runner token %s, leases in %s (lease_ttl %.1fs, %d streams, on_lost_state %s%s)",
-                 self.token, _redacted(self.url), self.lease_ttl, len(self._ids), self.on_lost_state,
+                 self.token, self._shown_url, self.lease_ttl, len(self._ids), self.on_lost_state,
                  "" if self.reconnect_rate is None else f", reconnect_rate {self.reconnect_rate:g}/s")
         loops: list[Callable[[], None]] = [self._coordinate, self._guard]
         if self.reconnect_rate is not None:
@@ -223,10 +229,10 @@ class RedisLeases:
                 pipe.delete(session_key(self.token))
                 pipe.execute()
                 if ids:
-                    log.info("redis: released the leases of %d streams at %s", len(ids), _redacted(self.url))
+                    log.info("redis: released the leases of %d streams at %s", len(ids), self._shown_url)
             except RedisError as error:
                 log.warning("redis: could not release %d leases at %s (%s: %s); others take them once this "
-                            "runner's session expires, within %.1fs", len(ids), _redacted(self.url),
+                            "runner's session expires, within %.1fs", len(ids), self._shown_url,
                             type(error).__name__, error, self.lease_ttl)
         for client in (self.redis, self._coordination):
             if client is not None:
@@ -413,7 +419,7 @@ class RedisLeases:
     def _lost_state(self, marker: str) -> None:
         """Redis lost the fleet's state (the marker is gone or another): checkpoints are gone too."""
         assert self.control is not None
-        cause = (f"Redis at {_redacted(self.url)} lost the fleet's state: the marker key {MARKER_KEY} "
+        cause = (f"Redis at {self._shown_url} lost the fleet's state: the marker key {MARKER_KEY} "
                  f"{'is gone' if not marker else 'changed'} (restarted without persistence, or flushed), "
                  "so the checkpoints are gone too")
         if self.on_lost_state == "stop":
@@ -463,7 +469,7 @@ class RedisLeases:
         seconds until the next look."""
         left = self.confirmed_until - time.monotonic()
         if left <= 0 and self.held and not self._released_all:
-            self._release_all(f"cannot confirm this runner's leases with Redis at {_redacted(self.url)} "
+            self._release_all(f"cannot confirm this runner's leases with Redis at {self._shown_url} "
                               f"for {GUARD * self.lease_ttl:.1f}s")
         return min(left, self.interval) if left > 0.05 else self.interval / 4
 
@@ -484,7 +490,7 @@ class RedisLeases:
         Redis answers again. Streams go on reading until one cannot save (it then waits) or the
         guard stops them all: a slow answer under load is no reason for a reconnect storm."""
         if self._down is None:
-            self._down = f"cannot reach Redis at {_redacted(self.url)} ({type(error).__name__}: {error})"
+            self._down = f"cannot reach Redis at {self._shown_url} ({type(error).__name__}: {error})"
             log.warning("redis: %s; a stream that cannot save waits, and every stream stops %.1fs after the last "
                         "heartbeat Redis confirmed, until it answers again", self._down, GUARD * self.lease_ttl)
 
@@ -499,7 +505,7 @@ class RedisLeases:
         if run_id is not None:
             restarted, self._run_id = bool(self._run_id) and run_id != self._run_id, run_id
         if self._down is not None:
-            log.info("redis: Redis at %s answers again%s; resuming %d streams", _redacted(self.url),
+            log.info("redis: Redis at %s answers again%s; resuming %d streams", self._shown_url,
                      " (restarted: every stream reloads its checkpoint)" if restarted else "", len(self.held))
             self._down = None
         if restarted and not self._released_all:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from sseplug.redaction import public_url
+
 from .scripts import RUNNERS_KEY, lease_key, session_key
 
 if TYPE_CHECKING:
@@ -23,7 +25,7 @@ CHUNK = 1000
 
 def fleet_view(config: Config) -> dict[str, Any]:
     """The fleet of ``config`` as a JSON-able dict: ``streams``, ``runners``, ``unowned``, ``standby``."""
-    from .settings import redacted as _redacted, settings as _settings
+    from .settings import settings as _settings
 
     settings = _settings(config)
     client = redis.Redis.from_url(settings["url"], socket_timeout=5, socket_connect_timeout=5)
@@ -49,11 +51,11 @@ def fleet_view(config: Config) -> dict[str, Any]:
                 if owner is None or owner.decode() not in live:
                     unowned.append(cid)
     except redis.RedisError as error:
-        raise SystemExit(f"sseplug fleet: error: cannot read the fleet from Redis at {_redacted(settings['url'])}: "
+        raise SystemExit(f"sseplug fleet: error: cannot read the fleet from Redis at {public_url(settings['url'])}: "
                          f"{type(error).__name__}: {error}") from None
     finally:
         client.close()
-    return {"redis": _redacted(settings["url"]), "streams": len(ids), "runners": runners, "unowned": unowned,
+    return {"redis": public_url(settings["url"]), "streams": len(ids), "runners": runners, "unowned": unowned,
             "standby": sum(runner["standby"] for runner in runners), "read_at": time.time()}
 
 

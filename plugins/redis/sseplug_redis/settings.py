@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from sseplug.run.config import Config, TableReader
 
-__all__ = ["NAME", "SETTINGS", "KEYS", "settings", "redacted"]
+__all__ = ["NAME", "SETTINGS", "KEYS", "settings"]
 
 NAME = "redis"
 """The plugin's name: entry point, ``[plugins.redis]`` table, ``runner.plugins.disable`` entry."""
@@ -65,16 +65,3 @@ def _key_pattern(read: TableReader, key: str, example: str) -> str | None:
     if pattern == "":
         raise read.error(key, f'expected a key pattern, got ""; e.g. {key} = {example}')
     return pattern
-
-
-def redacted(url: str | None) -> str:
-    """The URL without its password, for logs."""
-    if not url:
-        return "(no url)"
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
-
