@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from ..connection import Connection, ConnectionState
 from ..redaction import public_error, public_url
+from .states import StateCounts
 from .streams import StreamControl
 
 __all__ = ["MetricsServer", "status"]
@@ -52,11 +53,6 @@ def status(connection: Connection, control: StreamControl | None = None) -> dict
     }
 
 
-def _waiting(connection: Connection) -> bool:
-    """Not ready: failed for good, or not open (yet, or again) while it has not ended cleanly."""
-    return connection.state is not ConnectionState.OPEN and connection.state is not ConnectionState.ENDED
-
-
 class MetricsServer(Collector):  # a Protocol since prometheus-client 0.24, an ABC before
     """Serves the counters of ``connections()`` on ``(host, port)`` in a gevent WSGI server."""
 
@@ -84,7 +80,8 @@ class MetricsServer(Collector):  # a Protocol since prometheus-client 0.24, an A
     def collect(self) -> Iterator[Metric]:
         """The metric families, read from the connections at scrape time (label values are
         escaped by prometheus_client: connection ids are user text)."""
-        connections = list(self._connections())
+        tally = StateCounts(self._connections())
+        connections = [connection for connection, _ in tally.entries]
         for name, text, attribute in _COUNTERS:
             family = CounterMetricFamily(name, text, labels=["connection"])
             for connection in connections:
@@ -95,13 +92,13 @@ class MetricsServer(Collector):  # a Protocol since prometheus-client 0.24, an A
         state = GaugeMetricFamily("sseplug_connection_state", "1 for the state each connection is in",
                                   labels=["connection", "state"])
         totals = GaugeMetricFamily("sseplug_connections", "Connections per state", labels=["state"])
-        for connection in connections:
+        for connection, current in tally.entries:
             if connection.stats.last_event_at is not None:
                 last.add_metric([connection.id], connection.stats.last_event_at)
             for value in ConnectionState:
-                state.add_metric([connection.id, value.value], float(connection.state is value))
-        for value in ConnectionState:
-            totals.add_metric([value.value], sum(connection.state is value for connection in connections))
+                state.add_metric([connection.id, value.value], float(current is value))
+        for value, count in tally.per_state().items():
+            totals.add_metric([value.value], count)
         yield from (last, state, totals)
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -112,8 +109,8 @@ class MetricsServer(Collector):  # a Protocol since prometheus-client 0.24, an A
             body, status_line, kind = b"ok\n", "200 OK", "text/plain"
         elif path == "/ready":
             waiting = [
-                {"id": c.id, "state": str(c.state), "error": None if c.error is None else public_error(c.error)}
-                for c in self._connections() if _waiting(c)
+                {"id": c.id, "state": str(state), "error": None if c.error is None else public_error(c.error)}
+                for c, state in StateCounts(self._connections()).not_ready()
             ]
             reason = None if self._control is None else self._control.unready()
             ready = not waiting and reason is None

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import os
 import signal
-import sys
 import time
-import traceback
-from pathlib import Path
-from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -20,128 +16,27 @@ import gevent.event
 import gevent.lock
 
 from ..client import EventStream, SSEClient
-from ..connection import ConnectionState as State
-from ..errors import ConfigError, PluginError
-from ..plugins import BUILTINS, PluginManager, create_plugin_manager, known_plugin_names
-from .config import Config, ConnectionConfig, load_config
+from ..errors import ConfigError
+from ..plugins import PluginManager, known_plugin_names
 from ..redaction import public_error
+from .assembly import EventSinks, default_sinks, keep_one_checkpoint_store, runner_plugins
+from .assembly import check_routes, inactive_plugins, keep_stdout_only_without_other_sinks
+from .config import Config, ConnectionConfig, load_config
 from .metrics import MetricsServer
+from .reload import DEFERRED_WARNING, reload_diff
 from .statelock import lock_state_dir
+from .states import StateCounts
 from .streams import StreamControl
 
-__all__ = ["Runner", "EXIT_OK", "EXIT_FAILED"]
+# the assembly names that ``sseplug check``, tests and the hookspecs' texts look for here stay importable
+__all__ = ["EXIT_FAILED", "EXIT_OK", "Runner", "check_routes", "inactive_plugins", "keep_one_checkpoint_store",
+           "keep_stdout_only_without_other_sinks", "runner_plugins"]
 
 log = logging.getLogger("sseplug.run.runner")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 STATS_INTERVAL = 10.0
-
-
-def runner_plugins(config: Config) -> PluginManager:
-    """Every built-in plugin, the installed plugins that have a ``[plugins.NAME]`` table in the
-    config or set ``sseplug_always_on = True``, and the local ``runner.plugins.modules``
-    (imported with the config file's directory on ``sys.path``), minus
-    ``runner.plugins.disable``. An installed plugin stays inert until configured: installing a
-    package never changes what an existing config does."""
-    pm = create_plugin_manager(builtins=BUILTINS, disable=config.runner.disable, extra=local_modules(config))
-    for name in inactive_plugins(pm, config):
-        pm.unregister(name=name)
-    return pm
-
-
-def inactive_plugins(pm: PluginManager, config: Config) -> list[str]:
-    """The installed plugins of ``pm`` the runner leaves out: no table in ``config``, not always-on."""
-    return sorted(
-        name for name in pm.distributions
-        if name not in config.plugins and getattr(pm.get_plugin(name), "sseplug_always_on", False) is not True
-    )
-
-
-def local_modules(config: Config) -> list[tuple[str, object]]:
-    """(name, module) of each ``runner.plugins.modules`` entry; a failed import is a ``PluginError``."""
-    directory = str(config.path.absolute().parent)
-    if config.runner.modules and directory not in sys.path:
-        sys.path.insert(0, directory)
-    modules: list[tuple[str, object]] = []
-    for index, name in enumerate(config.runner.modules):
-        try:
-            modules.append((name, importlib.import_module(name)))
-        except Exception as error:
-            raise PluginError(
-                f"runner.plugins.modules[{index}]: cannot import {name!r} ({type(error).__name__}: {error}"
-                f"{_raised_at(error)}); the module must be importable from {directory} or the Python path",
-                plugin=name,
-            ) from error
-    return modules
-
-
-def _raised_at(error: BaseException) -> str:
-    """Where ``error`` was raised, as ``", at FILE:LINE"``: the innermost frame outside the
-    import machinery (the module's own line), or ``""``; a SyntaxError names its place itself."""
-    if isinstance(error, SyntaxError):
-        return ""
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith("<frozen")]
-    return f", at {frames[-1].filename}:{frames[-1].lineno}" if frames[1:] else ""
-
-
-def keep_stdout_only_without_other_sinks(pm: PluginManager, config: Config) -> None:
-    """After ``sseplug_configure``: drop the stdout sink when another event sink is enabled,
-    unless a connection routes to it (``sinks = ["stdout"]``).
-
-    A plugin implementing ``sseplug_handle_event`` is a sink unless its ``sseplug_sink``
-    attribute says otherwise (it may depend on its configuration).
-    """
-    if pm.get_plugin("stdout") is not None and other_sinks(pm) and not any(
-        "stdout" in (connection.sinks or ()) for connection in config.connections
-    ):
-        pm.unregister(name="stdout")
-
-
-def other_sinks(pm: PluginManager) -> list[str]:
-    """The event sinks of ``pm`` but stdout, in call order."""
-    return [
-        impl.plugin_name
-        for impl in reversed(pm.hook.sseplug_handle_event.get_hookimpls())
-        if impl.plugin_name != "stdout" and getattr(impl.plugin, "sseplug_sink", True)
-    ]
-
-
-def default_sinks(pm: PluginManager) -> tuple[str, ...] | None:
-    """The handlers of a connection without ``sinks``: all (``None``), but stdout when it is
-    kept only for the connections that route to it."""
-    if pm.get_plugin("stdout") is None or not other_sinks(pm):
-        return None
-    return tuple(name for name in pm.call_order("sseplug_handle_event") if name != "stdout")
-
-
-def keep_one_checkpoint_store(pm: PluginManager) -> None:
-    """After ``sseplug_configure``: drop the built-in sqlite store when another plugin keeps the
-    checkpoints (its ``sseplug_checkpoint_store`` is true, e.g. the redis plugin of a fleet)."""
-    sqlite = pm.get_plugin("sqlite")
-    if sqlite is not None and any(
-        name != "sqlite" and getattr(plugin, "sseplug_checkpoint_store", False) is True
-        for name, plugin in pm.list_name_plugin()
-    ):
-        sqlite.sseplug_unconfigure()
-        pm.unregister(name="sqlite")
-
-
-def check_routes(pm: PluginManager, config: Config) -> None:
-    """Every plugin a connection's ``sinks`` names is registered and handles events; else a
-    ``ConfigError`` naming the connection's key (after ``sseplug_configure``)."""
-    handlers = set(pm.call_order("sseplug_handle_event"))
-    for index, connection in enumerate(config.connections):
-        for position, name in enumerate(connection.sinks or ()):
-            if name in handlers:
-                continue
-            if pm.get_plugin(name) is None:
-                reason = f"plugin {name!r} is not active; give it a [plugins.{name}] table to turn it on"
-            else:
-                reason = f"plugin {name!r} handles no events (it has no sseplug_handle_event)"
-            choices = ", ".join(sorted(handlers)) or "none"
-            raise ConfigError(f"{reason}; event sinks here: {choices}",
-                              key=f"connections[{index}].sinks[{position}]", path=str(config.path))
 
 
 class Runner:
@@ -323,27 +218,23 @@ class Runner:
             path = self.config.path
             try:
                 new = load_config(path, known_plugins={*known_plugin_names(), *self.config.runner.modules})
-                check_routes(self.plugins, new)
             except ConfigError as error:
                 log.error("reload refused, the running config stays: %s", error)
                 return
-            old = {connection.id: connection for connection in self.config.connections}
-            fresh = {connection.id: connection for connection in new.connections}
-            removed = [cid for cid in old if cid not in fresh]
-            changed = [cid for cid in fresh if cid in old and fresh[cid] != old[cid]]
-            added = [cid for cid in fresh if cid not in old]
-            if (new.runner, new.plugins) != (self.config.runner, self.config.plugins):
-                log.warning("reload: changes to [runner] and [plugins] take effect at the next start; "
-                            "applying the [[connections]] changes only")
-            for cid in removed + changed:
+            diff = reload_diff(self.config, new, EventSinks.of(self.plugins))
+            if diff.refused is not None:
+                log.error("reload refused, the running config stays: %s", diff.refused)
+                return
+            if diff.deferred:
+                log.warning("%s", DEFERRED_WARNING)
+            for cid in diff.to_stop():
                 if cid in self.streams:  # a scheduled runner runs only its share
                     self._retire(cid)
             self.config = dataclasses.replace(self.config, connections=new.connections)
-            for cid in added + changed if not self.scheduled else ():  # else the scheduling plugin starts them
+            fresh = {connection.id: connection for connection in new.connections}
+            for cid in diff.to_start(scheduled=self.scheduled):
                 self._start(fresh[cid])
-            log.info("reloaded %s: %d added %s, %d removed %s, %d changed %s, %d unchanged", path,
-                     len(added), added, len(removed), removed, len(changed), changed,
-                     len(fresh) - len(added) - len(changed))
+            log.info("reloaded %s: %s", path, diff.summary())
 
     def _retire(self, connection_id: str) -> None:
         """Stop one stream gracefully, within the shutdown timeout, and keep it for the exit status."""
@@ -374,13 +265,8 @@ class Runner:
     def _report(self) -> None:
         """One stats line: connections per state and the event rate since the last line."""
         connections = [stream.connection for stream in self.streams.values()]
-        states = Counter(connection.state for connection in connections)
         seen = sum(connection.events_total for connection in connections)
         now = time.monotonic()
         rate = (seen - self._events_seen) / max(now - self._stats_at, 1e-9)
         self._events_seen, self._stats_at = seen, now
-        log.info(
-            "stats: %d connected, %d reconnecting, %d standby, %d failed, %d ended, %d events, %.1f events/s",
-            states[State.OPEN] + states[State.CONNECTING], states[State.WAITING], states[State.STANDBY],
-            states[State.FAILED], states[State.ENDED], seen, rate,
-        )
+        log.info("stats: %s, %d events, %.1f events/s", StateCounts(connections).summary(), seen, rate)
