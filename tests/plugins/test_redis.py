@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import gevent
+import gevent.monkey
 import pytest
 import redis
 
@@ -23,7 +24,10 @@ from sseplug.errors import ConfigError
 from sseplug.plugins import create_plugin_manager
 from sseplug.run.config import Config, parse_config
 from sseplug_redis import MARKER_KEY, RUNNERS_KEY, RedisLeases, checkpoint_key, lease_key, session_key
+from sseplug_redis import budget as budget_module
 from sseplug_redis.assign import assign, share_of
+from sseplug_redis.budget import ReconnectBudget
+from sseplug_redis.scripts import SCRIPTS
 
 from .fleet_kit import stream_ids
 from .redis_server import RedisServer
@@ -223,6 +227,31 @@ def test_a_runner_that_lost_its_session_writes_nothing_and_rejoins(make_plugin: 
     assert db.get(lease_key("c0")) == other.token.encode()  # not taken from a live holder
 
 
+def test_a_reconnect_of_a_held_stream_resumes_from_what_it_saved_and_reads_redis_after_a_failed_save(
+    make_plugin: Any, db: redis.Redis
+) -> None:
+    plugin = make_plugin(extra='stream = "out:{connection}"')
+    tick(plugin, plugin)
+    connection = FakeConnection("c0")
+    assert plugin.sseplug_claim(connection=connection) is True
+    assert plugin.sseplug_checkpoint_load(connection=connection) == ""  # read with the claim
+    plugin.sseplug_handle_event(event=event("5", "five"), connection=connection)
+    plugin.sseplug_checkpoint_save(connection=connection, last_event_id="5")
+    db.set(checkpoint_key("c0"), "not read")  # a marker the runner would return if it read Redis
+    assert plugin.sseplug_checkpoint_load(connection=connection) == "5"  # from what it saved: no round trip
+
+    db.config_set("maxmemory", 1)  # Redis refuses writes (OOM): the save fails, the runner cannot tell how far
+    try:
+        plugin.sseplug_handle_event(event=event("6", "six"), connection=connection)
+        plugin.sseplug_checkpoint_save(connection=connection, last_event_id="6")
+    finally:
+        db.config_set("maxmemory", 0)
+    assert connection.released == 1  # it waits unread, then resumes from Redis
+    db.set(checkpoint_key("c0"), "6")  # as if the failed save had gone through
+    assert plugin.sseplug_checkpoint_load(connection=connection) == "6"
+    assert plugin.sseplug_checkpoint_load(connection=connection) == "6"  # known again
+
+
 def test_the_guard_sends_every_stream_to_standby_before_the_session_could_expire(
     make_plugin: Any, db: redis.Redis
 ) -> None:
@@ -237,6 +266,21 @@ def test_the_guard_sends_every_stream_to_standby_before_the_session_could_expire
     assert "cannot confirm" in plugin.control.unready()
     tick(plugin)  # Redis answers: the same session, the streams go on (they reload their checkpoints)
     assert plugin.control.unready() is None and plugin.sseplug_claim(connection=connections[0]) is True
+
+
+def test_the_reconnect_budget_grants_at_its_rate_and_a_stalled_runner_gives_late_tokens_back(db: redis.Redis) -> None:
+    budget = ReconnectBudget(100, db.register_script(SCRIPTS["budget"]), db)  # holds 5 tokens (one tick)
+    takers = [gevent.spawn(budget.take, f"c{i}") for i in range(8)]
+    gevent.sleep(0)  # every taker waits in the queue, in order
+    assert budget.grant() == 5  # the bucket starts full: one tick's worth, no more
+    gevent.joinall(takers[:5], timeout=5)
+    assert [t.value for t in takers[:5]] == [True] * 5 and not any(t.ready() for t in takers[5:])
+    gevent.sleep(0.03)  # 3 tokens refill in 30 ms (Redis time)
+    assert budget.grant() == 3
+    block = gevent.monkey.get_original("time", "sleep")
+    block(budget_module.FRESH + 0.02)  # the hub stalls before the takers run: their grants age
+    gevent.joinall(takers[5:], timeout=5)
+    assert [t.value for t in takers[5:]] == [False] * 3  # given back: a late connect would exceed the rate
 
 
 def test_handing_over_deletes_the_lease_only_after_the_stream_stopped(make_plugin: Any, db: redis.Redis) -> None:

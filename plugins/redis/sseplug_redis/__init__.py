@@ -105,6 +105,7 @@ class RedisLeases:
         self._loaded: dict[str, str | None] = {}  # id -> checkpoint read when its lease was taken
         self._pending: dict[str, list[bytes]] = {}  # id -> (id, event, data) of the unsaved batch
         self._saved: dict[str, str] = {}  # id -> last checkpoint written (or read)
+        self._unsure: set[str] = set()  # ids whose last save failed: Redis may hold a later checkpoint
         self._down: str | None = None  # why Redis cannot be used now (logged once), or None
         self._released_all = False  # every stream was sent to standby: reload checkpoints once back
         self._run_id = ""  # Redis's run_id at the last look: another one means it restarted
@@ -391,6 +392,7 @@ class RedisLeases:
         self._pending.pop(connection_id, None)
         self._loaded.pop(connection_id, None)
         self._saved.pop(connection_id, None)
+        self._unsure.discard(connection_id)
         self._connections.pop(connection_id, None)
 
     def _lost(self, connection_id: str, why: str) -> None:
@@ -566,6 +568,8 @@ class RedisLeases:
         start = connection.request.last_event_id or ""
         if connection_id in self._loaded:
             value = self._loaded.pop(connection_id)
+        elif connection_id in self.held and connection_id in self._saved and connection_id not in self._unsure:
+            value = self._saved[connection_id]  # held since it was read or written: what Redis holds
         else:
             try:
                 raw = self._db().get(checkpoint_key(connection_id))
@@ -574,6 +578,7 @@ class RedisLeases:
                 connection.release()  # back to standby unread: it loads again once Redis answers
                 return start
             value = None if raw is None else raw.decode("utf-8", "surrogateescape")
+            self._unsure.discard(connection_id)
         if value is None and self._state_lost:
             log.warning("redis: %r has no checkpoint in Redis (it lost its state): it starts %s", connection_id,
                         f"from the request's last_event_id {start!r}" if start else "without Last-Event-ID")
@@ -634,6 +639,7 @@ class RedisLeases:
                       connection_id, *(pending or ())],
             )
         except RedisError as error:  # _saved keeps the last id written: the memory on_lost_state may need
+            self._unsure.add(connection_id)  # the script may have run: the resume reads Redis
             self._redis_failed(error)
             connection.release()  # unsaved: it waits, then resumes from the checkpoint in Redis
             return

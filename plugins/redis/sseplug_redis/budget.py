@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import time
+
 import gevent
 import gevent.event
 from redis.exceptions import RedisError
@@ -18,9 +20,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ReconnectBudget"]
 
-TICK = 0.05  # seconds between two asks for tokens
-BURST = 0.05  # tokens the bucket holds, in seconds of the rate: any 1 s window gets <= 1.05 x rate
+TICK = 0.05  # seconds between two asks for tokens; the bucket holds one tick's worth of the rate
+FRESH = 0.04  # seconds a token is good for, counted from when it was asked for
 WAIT = 1.0  # seconds a connection waits for a token before its claim is asked again
+# Connects in any 1 s window use tokens granted within 1 + FRESH seconds: at most
+# (1 + FRESH + TICK) x rate, even when a stalled runner wakes up holding tokens of the past.
 
 
 class ReconnectBudget:
@@ -28,14 +32,16 @@ class ReconnectBudget:
 
     def __init__(self, rate: float, script: Any, client: redis.Redis) -> None:
         self.rate = rate
-        self.capacity = max(1.0, rate * BURST)
+        self.capacity = max(1.0, rate * TICK)
         self._script = script
         self._client = client
         self._queue: deque[str] = deque()  # connection ids waiting, in order
         self._waiters: dict[str, gevent.event.Event] = {}
+        self._asked_at: dict[str, float] = {}  # id -> monotonic time its token was asked for
 
     def take(self, connection_id: str) -> bool:
-        """Wait up to ``WAIT`` seconds for a token; False when none came (ask again)."""
+        """Wait up to ``WAIT`` seconds for a token; False when none came or it came too late to
+        be used now (ask again)."""
         waiter = self._waiters.get(connection_id)
         if waiter is None:
             waiter = self._waiters[connection_id] = gevent.event.Event()
@@ -43,27 +49,37 @@ class ReconnectBudget:
         if not waiter.wait(WAIT):
             return False
         del self._waiters[connection_id]
-        return True
+        # a runner that stalled meanwhile must not add its late connects to the others' of this second
+        return time.monotonic() - self._asked_at.pop(connection_id, 0.0) <= FRESH
 
     def forget(self, connection_id: str) -> None:
         """The connection stopped: it waits no more (a token granted to it is not used)."""
         self._waiters.pop(connection_id, None)
+        self._asked_at.pop(connection_id, None)
 
     def dispense(self, stop: gevent.event.Event) -> None:
-        """Until ``stop``: every ``TICK``, ask the bucket for as many tokens as connections wait
-        (a Redis that does not answer grants none) and hand them out in order."""
+        """Until ``stop``: hand out tokens every ``TICK``."""
         while not stop.wait(TICK):
-            queue = self._queue
-            while queue and queue[0] not in self._waiters:
-                queue.popleft()
-            if not queue:
-                continue
-            try:
-                granted = int(self._script(keys=[BUDGET_KEY], args=[self.rate, self.capacity, len(queue)],
-                                           client=self._client))
-            except RedisError:
-                continue  # the coordinator reports Redis's state
-            for _ in range(min(granted, len(queue))):
-                waiter = self._waiters.get(queue.popleft())
-                if waiter is not None:
-                    waiter.set()
+            self.grant()
+
+    def grant(self) -> int:
+        """Ask the bucket for as many tokens as connections wait and hand them out in order; the
+        number handed out (none when Redis does not answer: the coordinator reports its state)."""
+        queue = self._queue
+        while queue and queue[0] not in self._waiters:
+            queue.popleft()
+        if not queue:
+            return 0
+        asked = time.monotonic()
+        try:
+            granted = min(len(queue), int(self._script(keys=[BUDGET_KEY], args=[self.rate, self.capacity, len(queue)],
+                                                       client=self._client)))
+        except RedisError:
+            return 0
+        for _ in range(granted):
+            connection_id = queue.popleft()
+            waiter = self._waiters.get(connection_id)
+            if waiter is not None:
+                self._asked_at[connection_id] = asked
+                waiter.set()
+        return granted
