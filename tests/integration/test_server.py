@@ -304,3 +304,14 @@ def test_url_and_validation() -> None:
         Response(body=["text"])  # type: ignore[list-item]
     with pytest.raises(ValueError):
         Response(framing="lines")  # type: ignore[arg-type]
+
+
+def test_the_public_names_import_from_sseplug_server() -> None:
+    """``sseplug.server`` is a package of private parts; what plugins and their tests import stays
+    at ``sseplug.server`` (docs/design.rst, the skeleton's tests)."""
+    import sseplug.server
+    from sseplug.server import DROP as drop, RecordedRequest, Response as response, SSEServer as server
+
+    assert sorted(sseplug.server.__all__) == ["DROP", "RecordedRequest", "Response", "SSEServer"]
+    assert (drop, response, server) == (DROP, Response, SSEServer)
+    assert RecordedRequest.__dataclass_fields__.keys() >= {"method", "path", "query", "headers", "body"}
