@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import cast
 
+from sseplug._dispatch import ConnectionStats
+from sseplug.connection import Connection
 from sseplug.connection import ConnectionState as S
+from sseplug.run.metrics import MetricsServer
 from sseplug.run.states import READY_STATES, StateCounts
 
 
@@ -58,3 +63,25 @@ def test_each_state_is_read_once_so_every_answer_agrees() -> None:
     assert tally.per_state()[S.CONNECTING] == 1 and tally.not_ready() == [(moving, S.CONNECTING)]
     assert tally.summary().startswith("1 connected") and tally.entries == ((moving, S.CONNECTING),)
     assert moving.reads == 1
+
+
+@dataclasses.dataclass
+class Scraped:
+    """What ``/metrics`` and ``/ready`` read of a connection."""
+
+    id: str
+    state: S
+    error: BaseException | None = None
+    stats: ConnectionStats = dataclasses.field(default_factory=ConnectionStats)
+
+
+def test_metrics_and_ready_answer_from_the_tally_without_a_socket() -> None:
+    connections = [Scraped("a", S.OPEN), Scraped("b", S.FAILED, error=ValueError("gone")), Scraped("c", S.OPEN)]
+    server = MetricsServer(("127.0.0.1", 0), lambda: cast(list[Connection], connections))  # never started
+    totals = next(family for family in server.collect() if family.name == "sseplug_connections")
+    assert {sample.labels["state"]: sample.value for sample in totals.samples} == {
+        str(state): count for state, count in StateCounts(connections).per_state().items()}
+    answered: list[str] = []
+    body = server._app({"PATH_INFO": "/ready"}, lambda status, headers: answered.append(status))
+    assert answered == ["503 Service Unavailable"]
+    assert json.loads(body[0]) == {"ready": False, "waiting": [{"id": "b", "state": "failed", "error": "gone"}]}
