@@ -18,6 +18,8 @@ from sseplug.plugins import PluginManager
 from sseplug.server import Response, SSEServer
 from sseplug.testing import DONE, collect
 
+from ..recorders import Checkpoints, DeadLetters, Handler
+
 Register = Callable[..., object]
 
 HOOK_NAMES = sorted(
@@ -316,34 +318,6 @@ def test_hook_sseplug_deserialize(sse_server: SSEServer, sse_client: SSEClient, 
     assert shout.seen == [("shout", '{"a": 1}', "s"), ("message", '{"n": 2}', "s"), ("message", "[DONE]", "s")]
 
 
-class Handler:
-    """Records every event it handles with its connection; raises for data "boom"."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, Any]] = []
-
-    @hookimpl
-    def sseplug_handle_event(self, event: SSEResponse, connection: Connection) -> None:
-        self.seen.append((connection.id, event.id, event.data))
-        if event.data == "boom":
-            raise RuntimeError("handler failed")
-
-
-class Checkpoints:
-    """Records every checkpoint_save and what the handler had seen by then."""
-
-    def __init__(self, handler: Handler | None = None) -> None:
-        self.saved: list[tuple[str, str]] = []
-        self.handled_before: list[int] = []
-        self._handler = handler
-
-    @hookimpl
-    def sseplug_checkpoint_save(self, connection: Connection, last_event_id: str) -> None:
-        self.saved.append((connection.id, last_event_id))
-        if self._handler is not None:
-            self.handled_before.append(len(self._handler.seen))
-
-
 def test_hook_sseplug_handle_event(
     sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, fast_retry: None
 ) -> None:
@@ -357,29 +331,15 @@ def test_hook_sseplug_handle_event(
         DONE,
     )
     got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))))
-    assert handler.seen == [("s", "1", "a"), ("s", "2", "b"), ("s", "2", "c"), ("s", "3", "d")]
-    assert [(e.id, e.data) for e in got] == [(i, d) for _, i, d in handler.seen]
-
-
-class DeadLetterStore:
-    """Answers sseplug_dead_letter with ``answer``, recording its arguments."""
-
-    def __init__(self, answer: bool | None) -> None:
-        self.answer = answer
-        self.calls: list[tuple[str, str, str, str, int]] = []
-
-    @hookimpl
-    def sseplug_dead_letter(
-        self, event: SSEResponse, connection: Connection, plugin: str, error: BaseException, attempts: int
-    ) -> bool | None:
-        self.calls.append((event.id, connection.id, plugin, str(error), attempts))
-        return self.answer
+    handled = [(connection_id, e.id, e.data) for connection_id, e in handler.handled]
+    assert handled == [("s", "1", "a"), ("s", "2", "b"), ("s", "2", "c"), ("s", "3", "d")]
+    assert [(e.id, e.data) for e in got] == list(zip(handler.ids, handler.data))
 
 
 def test_hook_sseplug_dead_letter(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
     """With action "dead_letter": the event a handler kept failing on, first True answer wins,
     then the stream goes on past it."""
-    storing, passing = DeadLetterStore(True), DeadLetterStore(None)
+    storing, passing = DeadLetters(True), DeadLetters(None)
     register_plugin(Handler(), "handler")
     register_plugin(storing, "storing")
     register_plugin(passing, "passing")  # registered last: asked first, passes
@@ -387,7 +347,7 @@ def test_hook_sseplug_dead_letter(sse_server: SSEServer, sse_client: SSEClient, 
     route = Route(errors=ErrorPolicy(retries=1, backoff=0.01, action="dead_letter"))
     got = collect(sse_client.connect("s", SSERequest(sse_server.url("/s"), reconnect="on_error"), route=route))
     assert [e.data for e in got] == ["boom", "b"]
-    assert passing.calls == storing.calls == [("1", "s", "handler", "handler failed", 2)]
+    assert passing.stored == storing.stored == [("1", "s", "handler", "cannot store 'boom'", 2)]
 
 
 def test_hook_sseplug_checkpoint_save(sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register) -> None:
@@ -409,9 +369,10 @@ def test_hook_sseplug_checkpoint_save(sse_server: SSEServer, sse_client: SSEClie
                 got.append(event)
     assert caught.value.event_id == "7"
     assert [e.id for e in got] == ["1", "2", "6"]
-    assert checkpoints.saved == [("s", "2"), ("s", "5"), ("s", "6")]  # 2 once per batch, never 7 or 8
+    assert checkpoints.saved == ["2", "5", "6"]  # 2 once per batch, never 7 or 8
+    assert checkpoints.connections == ["s", "s", "s"]
     assert checkpoints.handled_before == [2, 2, 4]  # each save after its batch's handlers (6 and the failed 7)
-    assert [i for _, i, _ in handler.seen] == ["1", "2", "6", "7"]
+    assert handler.ids == ["1", "2", "6", "7"]
 
 
 # -- failure -----------------------------------------------------------------------------------

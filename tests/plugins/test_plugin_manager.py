@@ -1,4 +1,5 @@
-"""The plugin manager: built-ins, disabling, validation, installed plugins, tracing, failing handlers."""
+"""The plugin manager: built-ins, disabling, validation, installed plugins, tracing, per-event hooks
+only when implemented. A failing handler: ``tests/integration/test_handler_errors.py``."""
 
 from __future__ import annotations
 
@@ -14,39 +15,16 @@ import pytest
 
 import sseplug
 from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
-from sseplug.connection import Connection
 from sseplug.errors import ConfigError, PluginError
 from sseplug.plugins import PluginManager, create_plugin_manager
 from sseplug.server import Response, SSEServer
 from sseplug.testing import DONE, HookRecorder, collect
 
+from ..recorders import Checkpoints, Handler
+
 Register = Callable[..., object]
 
 FAKE_MODULES = ("fakeplug_mod", "brokenplug_mod", "mismatchplug_mod")
-
-
-class Handler:
-    """Records the events it handles; raises for data "boom"."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    @hookimpl
-    def sseplug_handle_event(self, event: SSEResponse) -> None:
-        self.seen.append(event.id)
-        if event.data == "boom":
-            raise RuntimeError("handler failed on purpose")
-
-
-class Checkpoints:
-    """Records every saved checkpoint."""
-
-    def __init__(self) -> None:
-        self.saved: list[str] = []
-
-    @hookimpl
-    def sseplug_checkpoint_save(self, last_event_id: str) -> None:
-        self.saved.append(last_event_id)
 
 
 # -- built-ins ---------------------------------------------------------------------------------
@@ -294,69 +272,6 @@ def test_no_trace_without_the_env(
     assert [r for r in caplog.records if r.name == "sseplug.plugins"] == []
 
 
-# -- a failing handler -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("one_read", [True, False], ids=["one-read", "separate-reads"])
-def test_handler_that_raises_fails_the_stream_with_a_plugin_error(
-    sse_server: SSEServer,
-    sse_client: SSEClient,
-    register_plugin: Register,
-    caplog: pytest.LogCaptureFixture,
-    one_read: bool,
-) -> None:
-    """Events before it are delivered and checkpointed; the failing one is not; nothing is dropped silently."""
-    caplog.set_level(logging.ERROR, logger="sseplug.connection")
-    handler, checkpoints = Handler(), Checkpoints()
-    register_plugin(handler, "my-handler")
-    register_plugin(checkpoints, "checkpoints")
-    blocks = [b"id: 1\ndata: a\n\n", b"id: 2\ndata: b\n\n", b"id: 3\ndata: boom\n\n", b"id: 4\ndata: d\n\n"]
-    pieces: list[bytes | float] = (
-        [b"".join(blocks)] if one_read else [blocks[0], 0.02, blocks[1], 0.02, b"".join(blocks[2:])]
-    )
-    sse_server.script("/s", Response(body=pieces))
-    errors: list[BaseException] = []
-    stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), on_error=errors.append))
-    got: list[SSEResponse] = []
-    with pytest.raises(PluginError) as caught:
-        with gevent.Timeout(5):
-            for event in stream:
-                got.append(event)
-    error = caught.value
-    assert (error.plugin, error.event_id, error.connection_id) == ("my-handler", "3", "s")
-    assert error.hook == "sseplug_handle_event"
-    assert isinstance(error.__cause__, RuntimeError)
-    assert errors == [error]
-    assert [e.id for e in got] == ["1", "2"]
-    assert handler.seen == ["1", "2", "3"]
-    assert checkpoints.saved[-1] == "2" and "3" not in checkpoints.saved and "4" not in checkpoints.saved
-    assert checkpoints.saved == (["2"] if one_read else ["1", "2"])
-    assert len(sse_server.requests_for("/s")) == 1  # a PluginError is not retried
-    logged = [r.getMessage() for r in caplog.records if r.name == "sseplug.connection" and r.levelno >= logging.ERROR]
-    assert len(logged) == 1
-    assert "'my-handler'" in logged[0] and "'s'" in logged[0] and "'3'" in logged[0]
-
-
-def test_plugin_error_names_the_instance_that_raised(
-    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
-) -> None:
-    class Sink:
-        def __init__(self, fail: bool) -> None:
-            self.fail = fail
-
-        @hookimpl
-        def sseplug_handle_event(self) -> None:
-            if self.fail:
-                raise RuntimeError("disk full")
-
-    register_plugin(Sink(fail=True), "sink-bad")
-    register_plugin(Sink(fail=False), "sink-good")
-    sse_server.script("/s", Response(body=[b"id: 1\ndata: a\n\n"]))
-    with pytest.raises(PluginError) as caught:
-        collect(sse_client.connect("s", SSERequest(sse_server.url("/s"))), timeout=5)
-    assert caught.value.plugin == "sink-bad"
-
-
 # -- per-event hooks only when implemented -------------------------------------------------------
 
 
@@ -372,16 +287,12 @@ class Gate:
         return 0.01
 
 
-class HandlerAndCheckpoints(Handler):
-    """A handler that also saves checkpoints."""
+class HandlerAndCheckpoints(Handler, Checkpoints):
+    """A handler that also saves checkpoints: one plugin implementing both per-event hooks."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.saved: list[str] = []
-
-    @hookimpl
-    def sseplug_checkpoint_save(self, connection: Connection, last_event_id: str) -> None:
-        self.saved.append(last_event_id)
+        Handler.__init__(self)
+        Checkpoints.__init__(self)
 
 
 def test_unimplemented_per_event_hooks_are_not_called_until_a_plugin_implements_them(
@@ -405,7 +316,7 @@ def test_unimplemented_per_event_hooks_are_not_called_until_a_plugin_implements_
     assert [e.data for e in collect(stream, timeout=5)] == ["b"]
     assert [c.kwargs["event"].id for c in hook_recorder.named("sseplug_handle_event")] == ["2"]
     assert [c.kwargs["last_event_id"] for c in hook_recorder.named("sseplug_checkpoint_save")] == ["2"]
-    assert late.seen == ["2"] and late.saved == ["2"]
+    assert late.ids == ["2"] and late.saved == ["2"]
 
 
 def test_the_json_plugin_alone_decodes_in_the_parser(sseplug_plugins: PluginManager) -> None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgi_serve import serve
+from asgi_serve import abort, int_param, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -36,19 +36,6 @@ SSE_MEDIA_TYPE = "text/event-stream; charset=utf-8"
 
 # key -> one record per request received with that key, in arrival order
 RECEIVED: dict[str, list[dict[str, Any]]] = {}
-
-
-class AbortStream(Exception):
-    """Raised inside a stream generator to make uvicorn drop the connection mid-body."""
-
-
-def _int_param(request: Request, name: str, default: int) -> int:
-    """Return query parameter ``name`` as a bounded non-negative int, else ``default``."""
-    try:
-        value = int(request.query_params.get(name, default))
-    except ValueError:
-        return default
-    return max(0, min(value, MAX_COUNT))
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -111,13 +98,6 @@ def _sse(data: Any, event: str | None = None, event_id: str | None = None) -> by
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
-async def _abort() -> None:
-    """Let the bytes already sent reach the socket, then fail the app: uvicorn closes the
-    connection without the terminating chunk."""
-    await asyncio.sleep(0.05)
-    raise AbortStream("deliberate mid-stream abort")
-
-
 async def _hold() -> None:
     """Keep a finished response open, silently, until the client leaves (or ``HOLD_SECONDS``)."""
     await asyncio.sleep(HOLD_SECONDS)
@@ -153,11 +133,11 @@ async def chat_completions(request: Request) -> Response:
     if isinstance(payload, Response):
         return payload
     posts = sum(1 for r in records if r["method"] == "POST" and r["path"] == request.url.path)
-    if posts <= _int_param(request, "fail", 0):
+    if posts <= int_param(request, "fail", 0, MAX_COUNT):
         return _error(503, "The server is overloaded, try again", "server_error", {"Retry-After": "0"})
 
-    count = _int_param(request, "n", 3)
-    drop_after = _int_param(request, "drop_after", 0) if "drop_after" in request.query_params else None
+    count = int_param(request, "n", 3, MAX_COUNT)
+    drop_after = int_param(request, "drop_after", 0, MAX_COUNT) if "drop_after" in request.query_params else None
     keep_open = _flag(request, "keep_open")
     created = int(time.time())
     model = str(payload.get("model", "test-model"))
@@ -165,7 +145,7 @@ async def chat_completions(request: Request) -> Response:
     async def chunks() -> AsyncIterator[bytes]:
         for n in range(1, count + 1):
             if drop_after is not None and record["chunks_sent"] >= drop_after:
-                await _abort()
+                await abort()
             yield _sse({
                 "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [{"index": 0, "delta": {"content": f"t{n}"},
@@ -192,7 +172,7 @@ async def messages(request: Request) -> Response:
     payload = _streaming_request(raw, request)
     if isinstance(payload, Response):
         return payload
-    count = _int_param(request, "n", 3)
+    count = int_param(request, "n", 3, MAX_COUNT)
     error = _flag(request, "error")
     keep_open = _flag(request, "keep_open")
 
@@ -259,13 +239,13 @@ async def mcp(request: Request) -> Response:
         for earlier in records:
             if earlier["method"] == "POST":
                 rpc_id = json.loads(earlier["body"]).get("id")
-    count = _int_param(request, "count", 5)
-    drop_after = _int_param(request, "drop_after", 0) if "drop_after" in request.query_params else None
+    count = int_param(request, "count", 5, MAX_COUNT)
+    drop_after = int_param(request, "drop_after", 0, MAX_COUNT) if "drop_after" in request.query_params else None
 
     async def events() -> AsyncIterator[bytes]:
         for n in range(after + 1, count + 1):
             if drop_after is not None and record["chunks_sent"] >= drop_after:
-                await _abort()
+                await abort()
             if n == count:
                 message = {"jsonrpc": "2.0", "id": rpc_id, "result": {"content": [{"type": "text", "text": "done"}]}}
             else:

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
-from asgi_serve import serve
+from asgi_serve import abort, int_param, serve
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -14,19 +14,6 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 MAX_COUNT = 10_000
-
-
-class AbortStream(Exception):
-    """Raised inside a stream generator to make uvicorn drop the connection mid-body."""
-
-
-def _int_param(request: Request, name: str, default: int) -> int:
-    """Return query parameter ``name`` as a bounded non-negative int, else ``default``."""
-    try:
-        value = int(request.query_params.get(name, default))
-    except ValueError:
-        return default
-    return max(0, min(value, MAX_COUNT))
 
 
 def _last_event_id(request: Request) -> int:
@@ -46,7 +33,7 @@ async def _number_events(start: int, stop: int) -> AsyncIterator[ServerSentEvent
 
 async def numbers(request: Request) -> Response:
     """Stream numbers after Last-Event-ID up to ``count``, then end the stream."""
-    count = _int_param(request, "count", 5)
+    count = int_param(request, "count", 5, MAX_COUNT)
     return EventSourceResponse(_number_events(_last_event_id(request) + 1, count))
 
 
@@ -71,8 +58,8 @@ async def echo(request: Request) -> Response:
 
 async def drop(request: Request) -> Response:
     """Like /numbers, but a fresh connection is aborted (no clean end) after ``drop_after`` events."""
-    count = _int_param(request, "count", 5)
-    drop_after = _int_param(request, "drop_after", 2)
+    count = int_param(request, "count", 5, MAX_COUNT)
+    drop_after = int_param(request, "drop_after", 2, MAX_COUNT)
     resumed = "last-event-id" in request.headers
     start = _last_event_id(request) + 1
 
@@ -80,10 +67,7 @@ async def drop(request: Request) -> Response:
         sent = 0
         async for event in _number_events(start, count):
             if not resumed and sent >= drop_after:
-                # Let the already-sent bytes reach the socket, then fail the app:
-                # uvicorn closes the connection without the terminating chunk.
-                await asyncio.sleep(0.05)
-                raise AbortStream("deliberate mid-stream abort")
+                await abort()
             yield event
             sent += 1
 
@@ -93,7 +77,7 @@ async def drop(request: Request) -> Response:
 async def heartbeat(request: Request) -> Response:
     """``count`` events ``gap`` seconds apart while sse-starlette sends its own keep-alive
     comments (``: ping - <time>``) every ``ping`` seconds in between; then the stream ends."""
-    count = _int_param(request, "count", 3)
+    count = int_param(request, "count", 3, MAX_COUNT)
     try:
         gap = min(max(float(request.query_params.get("gap", "0.3")), 0.0), 5.0)
         ping = min(max(float(request.query_params.get("ping", "0.05")), 0.01), 5.0)
