@@ -249,10 +249,11 @@ class Runner:
 
     def _shutdown(self, client: SSEClient, timeout: float) -> None:
         """Two phases: ask every connection to stop, wait up to ``timeout``, then kill the rest."""
-        for stream in self.streams.values():
+        streams = list(self.streams.values())  # a scheduling plugin may hand streams over meanwhile
+        for stream in streams:
             stream.connection.stop()
         deadline = time.monotonic() + timeout
-        for stream in self.streams.values():
+        for stream in streams:
             if not stream.wait(max(0.0, deadline - time.monotonic())):
                 log.warning("connection %r did not stop within %.1fs; killing it", stream.connection.id, timeout)
         client.close()
