@@ -18,7 +18,7 @@ __all__ = [
     "DEFAULT_HEAD_TIMEOUT", "DEFAULT_MAX_EVENT_SIZE", "DEFAULT_POOL_SIZE", "DEFAULT_READ_TIMEOUT", "MAX_WAIT",
     "RECONNECT_MODES",
     "OnBytes", "OnComment", "OnData", "OnDone", "OnError", "RequestContentType", "RequestFieldError", "RequestMethodType", "SSERequest",
-    "SSEResponse",
+    "SSEResponse", "expected_integer", "expected_seconds", "integer_range", "seconds_range",
 ]
 
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
@@ -185,7 +185,7 @@ class SSERequest:
             )
         _require_seconds("retry_delay", self.retry_delay, optional=False, zero=True)  # waits: 10 ms at least
         if not (isinstance(self.verify, bool) or _is_file("verify", self.verify)):
-            raise RequestFieldError("verify", f"expected True, False or a CA bundle path, got {self.verify!r}")
+            raise RequestFieldError("verify", f"expected true, false or the path of a CA bundle, got {self.verify!r}")
         cert: Any = self.cert  # a list too (TOML arrays), which the annotation leaves out
         if isinstance(cert, list):
             set_(self, "cert", tuple(cert))
@@ -193,7 +193,9 @@ class SSERequest:
             _is_file("cert", self.cert)
             or (isinstance(self.cert, tuple) and len(self.cert) == 2 and all(_is_file("cert", p) for p in self.cert))
         ):
-            raise RequestFieldError("cert", f"expected a certificate path or a (cert, key) pair, got {self.cert!r}")
+            raise RequestFieldError(
+                "cert", f"expected a certificate path or [certificate, key] paths, got {self.cert!r}"
+            )
         for name in ("end_events", "end_data", "error_events"):
             set_(self, name, _strings(name, getattr(self, name)))
 
@@ -319,16 +321,57 @@ def _strings(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _require_seconds(name: str, value: Any, *, optional: bool = True, zero: bool = False) -> None:
-    if (value is not None or not optional) and (
+def integer_range(minimum: int | None = None, maximum: int | None = None) -> str:
+    """What an integer from ``minimum`` to ``maximum`` is called in errors and the config reference:
+    ``"an integer >= 0"``, ``"an integer from 1 to 9"``."""
+    if minimum is not None and maximum is not None:
+        return f"an integer from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"an integer >= {minimum}"
+    return "an integer" if maximum is None else f"an integer <= {maximum}"
+
+
+def expected_integer(value: object, *, minimum: int | None = None, maximum: int | None = None) -> str | None:
+    """``integer_range(minimum, maximum)`` when ``value`` is not such an integer (a bool is not one), else ``None``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
+        return integer_range(minimum, maximum)
+    return None
+
+
+def seconds_range(minimum: float | None = None) -> str:
+    """What a finite number of seconds > 0 (>= ``minimum`` when given) is called in errors and the
+    config reference: ``"a number of seconds > 0"``, ``"a number of seconds >= 0"``."""
+    return f"a number of seconds {'> 0' if minimum is None else f'>= {minimum:g}'}"
+
+
+def expected_seconds(value: object, *, minimum: float | None = None) -> str | None:
+    """``seconds_range(minimum)`` when ``value`` is not a finite number of seconds > 0 (>= ``minimum``
+    when given; a bool, nan and inf are none), else ``None``: the one rule of every timeout, delay
+    and backoff of the library and the config."""
+    if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or not (0 <= value if zero else 0 < value)
         or not value < math.inf
+        or not (0 < value if minimum is None else minimum <= value)
     ):
-        raise RequestFieldError(name, f"expected a number of seconds {'>=' if zero else '>'} 0, got {value!r}")
+        return seconds_range(minimum)
+    return None
+
+
+def _require_seconds(name: str, value: Any, *, optional: bool = True, zero: bool = False) -> None:
+    if value is None and optional:
+        return
+    expected = expected_seconds(value, minimum=0 if zero else None)
+    if expected is not None:
+        raise RequestFieldError(name, f"expected {expected}, got {value!r}")
 
 
 def _require_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RequestFieldError(name, f"expected an integer >= {minimum}, got {value!r}")
+    expected = expected_integer(value, minimum=minimum)
+    if expected is not None:
+        raise RequestFieldError(name, f"expected {expected}, got {value!r}")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from .models import SSEResponse
+from .models import SSEResponse, expected_integer, expected_seconds
 
 __all__ = ["ERROR_ACTIONS", "ErrorPolicy", "Route"]
 
@@ -33,12 +32,12 @@ class ErrorPolicy:
     action: str = "stop"
 
     def __post_init__(self) -> None:
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"retries: expected an integer >= 0, got {self.retries!r}")
-        if isinstance(self.backoff, bool) or not isinstance(self.backoff, (int, float)) or not (
-            0 <= self.backoff < math.inf
+        for name, expected in (
+            ("retries", expected_integer(self.retries, minimum=0)),
+            ("backoff", expected_seconds(self.backoff, minimum=0)),  # the config's rule too
         ):
-            raise ValueError(f"backoff: expected a number of seconds >= 0, got {self.backoff!r}")
+            if expected is not None:
+                raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
         if self.action not in ERROR_ACTIONS:
             raise ValueError(f"action: expected one of {', '.join(map(repr, ERROR_ACTIONS))}, got {self.action!r}")
 

@@ -2,14 +2,13 @@
 
 ``.. sseplug-hooks::`` every hook of ``sseplug.hookspecs`` with its signature, options and
 docstring, and the plugin attributes; ``.. sseplug-config::`` every runner config key of
-``sseplug.run.reference.KEYS`` with its default; ``.. sseplug-cli::`` the help of every
-``sseplug`` command, from its argparse parser.
+``sseplug.run.config_spec.SPEC`` (``sseplug.run.reference.config_reference``); ``.. sseplug-cli::``
+the help of every ``sseplug`` command, from its argparse parser.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import inspect
 from typing import Any
 
@@ -64,25 +63,9 @@ class Hooks(_Generated):
 
 class Config(_Generated):
     def lines(self) -> list[str]:
-        from sseplug.run.reference import KEYS, default_of
+        from sseplug.run.reference import config_reference
 
-        out: list[str] = []
-        table = None
-        for key, meaning in KEYS.items():
-            section, _, name = key.rpartition(".")
-            if section != table:
-                table = section
-                heading = {"connections[]": "[[connections]]", "plugins": "[plugins.NAME]"}.get(section, f"[{section}]")
-                out += _title(heading, "-")
-            default = default_of(key)
-            if default is dataclasses.MISSING:
-                shown = "required" if key != "plugins.NAME" else "optional"
-            elif isinstance(default, (str, bool, int, float, list, tuple)) or default is None:
-                shown = f"default ``{default!r}``"
-            else:
-                shown = f"default ``{default}``"
-            out += [f"``{name}`` ({shown})", *_indented(meaning), ""]
-        return out + self.plugin_tables()
+        return config_reference() + self.plugin_tables()
 
     @staticmethod
     def plugin_tables() -> list[str]:
