@@ -27,6 +27,14 @@ Register = Callable[..., object]
 FAST = 0.01  # backoff seconds in these tests
 
 
+@pytest.fixture
+def poisoned(register_plugin: Register) -> Handler:
+    """A handler registered as "poisoned" that fails on every "boom" event."""
+    handler = Handler()
+    register_plugin(handler, "poisoned")
+    return handler
+
+
 # -- retries, then the action: stop, skip or dead letter ---------------------------------------
 
 
@@ -44,10 +52,9 @@ def test_a_handler_that_fails_twice_then_succeeds_is_retried_and_nothing_is_lost
 
 
 def test_stop_fails_the_stream_after_the_retries_and_checkpoints_before_the_poison_event(
-    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, poisoned: Handler
 ) -> None:
-    poisoned, checkpoints = Handler(), Checkpoints()
-    register_plugin(poisoned, "poisoned")
+    checkpoints = Checkpoints()
     register_plugin(checkpoints, "checkpoints")
     error, got = consume(sse_server, sse_client, Route(errors=ErrorPolicy(retries=2, backoff=FAST)))
     assert type(error) is PluginError and error.plugin == "poisoned" and error.event_id == "3"
@@ -87,10 +94,9 @@ def test_an_on_data_callback_is_under_the_same_policy(sse_server: SSEServer, sse
 
 
 def test_dead_letter_stores_the_event_then_goes_on(
-    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, poisoned: Handler
 ) -> None:
-    poisoned, letters = Handler(), DeadLetters()
-    register_plugin(poisoned, "poisoned")
+    letters = DeadLetters()
     register_plugin(letters, "letters")
     route = Route(errors=ErrorPolicy(retries=2, backoff=FAST, action="dead_letter"))
     error, got = consume(sse_server, sse_client, route)
@@ -101,9 +107,8 @@ def test_dead_letter_stores_the_event_then_goes_on(
 
 @pytest.mark.parametrize("store", ["none", "broken"])
 def test_a_dead_letter_nobody_stores_stops_the_stream(
-    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, store: str
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, poisoned: Handler, store: str
 ) -> None:
-    register_plugin(Handler(), "poisoned")
     if store == "broken":
         register_plugin(DeadLetters(broken=True), "letters")
     error, got = consume(sse_server, sse_client, Route(errors=ErrorPolicy(action="dead_letter")))
@@ -115,9 +120,8 @@ def test_a_dead_letter_nobody_stores_stops_the_stream(
 
 
 def test_the_builtin_dead_letter_file(
-    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, tmp_path: Path
+    sse_server: SSEServer, sse_client: SSEClient, register_plugin: Register, poisoned: Handler, tmp_path: Path
 ) -> None:
-    register_plugin(Handler(), "poisoned")
     register_plugin(DeadLetterFile(), "deadletter")  # configured at registration (a historic hook)
     sse_client.plugins.unconfigure()
     sse_client.plugins.configure(SimpleNamespace(runner=SimpleNamespace(state_dir=tmp_path / "state")))

@@ -5,30 +5,33 @@ one batch, a restart. The events it took, deduplicated by key, are exactly the s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import gevent
 import pytest
 
 import sseplug_http
-from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
+from sseplug import SSEClient, SSEResponse, hookimpl
 from sseplug.errors import ConfigError, PluginError
-from sseplug.run.config import Config, parse_config
 from sseplug.server import Response, SSEServer
 from sseplug.testing import DONE
 from sseplug_http import HttpSink, event_key
 
+from . import sink_kit
 from .http_receiver import Receiver
+from .sink_kit import HubWatch, wait_until
 
 TIMEOUT = 20.0
 MAX_HUB_STALL = 0.5  # far above a busy machine's noise, far below a blocking request (1.5 s)
 TOKEN = "hk-62b0f9a4"  # unique: finding it in any output can only mean a leak
+
+make_config = functools.partial(sink_kit.make_config, plugin="http")
+drain = functools.partial(sink_kit.drain, timeout=TIMEOUT, limit=10_000)
 
 
 @pytest.fixture
@@ -51,31 +54,6 @@ def receivers(tmp_path: Path) -> Iterator[Callable[..., Receiver]]:
     yield start
     for receiver in started:
         receiver.stop()
-
-
-def make_config(tmp_path: Path, table: str | None, ids: tuple[str, ...] = ("c",), extra: str = "") -> Config:
-    text = "".join(f'[[connections]]\nid = "{cid}"\nurl = "http://127.0.0.1:9/"\n{extra}\n' for cid in ids)
-    if table is not None:
-        text += f"\n[plugins.http]\n{table}\n"
-    return parse_config(text, path=tmp_path / "run.toml")
-
-
-def drain(client: SSEClient, connection_id: str, url: str, config: Config | None = None) -> list[SSEResponse]:
-    routed = {} if config is None else {"route": next(c.route() for c in config.connections if c.id == connection_id)}
-    events: list[SSEResponse] = []
-    with gevent.Timeout(TIMEOUT, AssertionError(f"{connection_id}: stream did not end; got {len(events)}")):
-        for event in client.connect(connection_id, SSERequest(url), **routed):
-            events.append(event)
-            assert len(events) <= 10_000
-    return events
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, message: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message())
-        gevent.sleep(0.02)
 
 
 class CheckpointSpy:
@@ -160,22 +138,6 @@ def test_a_refused_batch_is_skipped_or_stops_the_connection_as_the_errors_policy
     (line,) = [r.getMessage() for r in caplog.records if r.name == "sseplug.http" and r.levelno == logging.ERROR]
     assert f"POST http://127.0.0.1:{receiver.port}/in?token=<redacted> refused a batch of 1 events" in line, line
     assert "HTTP 400: 'bad batch: event 2 rejected" in line and "hunter2x" not in caplog.text
-
-
-class HubWatch:
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._greenlet = gevent.spawn(self._tick)
-
-    def _tick(self) -> None:
-        last = time.perf_counter()
-        for _ in range(100_000):
-            gevent.sleep(0.005)
-            now = time.perf_counter()
-            self.longest, last = max(self.longest, now - last), now
-
-    def stop(self) -> None:
-        self._greenlet.kill()
 
 
 def test_ndjson_with_headers_and_a_slow_destination_holds_only_its_own_stream(

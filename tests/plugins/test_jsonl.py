@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,18 +20,19 @@ from sseplug.errors import ConfigError
 from sseplug.builtin import deadletter
 from sseplug.plugins import PluginManager, create_plugin_manager
 from sseplug.server import Response, SSEServer
+from sseplug.testing import DONE
 from sseplug_jsonl import JsonlSink
 
-DONE = Response(204, {"Content-Type": "text/html"})
+from . import sink_kit
+
 TIMEOUT = 5.0
+
+drain = functools.partial(sink_kit.drain, timeout=TIMEOUT, limit=1000)
 
 
 def make_config(tmp_path: Path, table: str | None = 'path = "events.jsonl"', *, at: str = "run.toml") -> Config:
     """A validated runner config at ``tmp_path/at`` with ``[plugins.jsonl]`` holding ``table``."""
-    text = '[[connections]]\nid = "c"\nurl = "http://127.0.0.1:9/"\n'
-    if table is not None:
-        text += f"\n[plugins.jsonl]\n{table}\n"
-    return parse_config(text, path=tmp_path / at)
+    return sink_kit.make_config(tmp_path, table, plugin="jsonl", at=at)
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -38,16 +40,6 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
     assert text == "" or text.endswith("\n"), f"torn last line in {path}"
     return [json.loads(line) for line in text.splitlines()]
-
-
-def drain(client: SSEClient, connection_id: str, url: str, limit: int = 1000) -> list[SSEResponse]:
-    """Every event of one stream until it ends; bounded by ``limit`` events and ``TIMEOUT`` seconds."""
-    events: list[SSEResponse] = []
-    with gevent.Timeout(TIMEOUT, AssertionError(f"{connection_id}: stream did not end; got {len(events)}")):
-        for event in client.connect(connection_id, SSERequest(url)):
-            events.append(event)
-            assert len(events) <= limit, "more events than the server sends"
-    return events
 
 
 @pytest.fixture

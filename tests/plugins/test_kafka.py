@@ -4,6 +4,7 @@ messages consumed back, checkpoints after acknowledgement, a broker that is down
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import sqlite3
@@ -23,15 +24,17 @@ import sseplug_kafka
 from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
 from sseplug.builtin import deadletter
 from sseplug.builtin.sqlite import SQLiteCheckpoints
-from sseplug.run.config import Config, parse_config
+from sseplug.run.config import parse_config
 from sseplug.errors import ConfigError, PluginError
 from sseplug.plugins import PluginManager, create_plugin_manager
 from sseplug.server import Response, SSEServer
+from sseplug.testing import DONE
 from sseplug_kafka import DeliveryError, KafkaSettings, KafkaSink
 
+from . import sink_kit
 from .kafka_broker import TansuBroker, free_port, running_broker
+from .sink_kit import HubWatch
 
-DONE = Response(204, {"Content-Type": "text/html"})
 TIMEOUT = 15.0
 
 # The hub's longest stall allowed while the plugin works. Dispatching one 64 KiB read (a few hundred
@@ -40,7 +43,9 @@ TIMEOUT = 15.0
 # scheduling delay. 200 ms is 40 ticks above that noise, and far below what a blocking wait for
 # delivery shows: the whole delivery timeout (1 s here) while the broker is down.
 MAX_HUB_STALL = 0.2
-TICK = 0.005
+
+make_config = functools.partial(sink_kit.make_config, plugin="kafka")
+drain = functools.partial(sink_kit.drain, timeout=TIMEOUT, limit=5000)
 
 
 @pytest.fixture(scope="module")
@@ -73,28 +78,8 @@ def checkpoints(register_plugin: Callable[..., object]) -> SQLiteCheckpoints:
     return store
 
 
-def make_config(tmp_path: Path, table: str | None) -> Config:
-    """A validated runner config at ``tmp_path/run.toml`` with ``[plugins.kafka]`` holding ``table``."""
-    text = '[[connections]]\nid = "c"\nurl = "http://127.0.0.1:9/"\n'
-    if table is not None:
-        text += f"\n[plugins.kafka]\n{table}\n"
-    return parse_config(text, path=tmp_path / "run.toml")
-
-
 def kafka_table(bootstrap: str, topic: str, extra: str = "") -> str:
     return f'bootstrap_servers = "{bootstrap}"\ntopic = "{topic}"\n{extra}'
-
-
-def drain(client: SSEClient, connection_id: str, request: SSERequest | str, limit: int = 5000) -> list[SSEResponse]:
-    """Every event of one stream until it ends; bounded by ``limit`` events and ``TIMEOUT`` seconds."""
-    if isinstance(request, str):
-        request = SSERequest(request)
-    events: list[SSEResponse] = []
-    with gevent.Timeout(TIMEOUT, AssertionError(f"{connection_id}: stream did not end; got {len(events)}")):
-        for event in client.connect(connection_id, request):
-            events.append(event)
-            assert len(events) <= limit, "more events than the server sends"
-    return events
 
 
 def stored_checkpoints(tmp_path: Path) -> dict[str, str]:
@@ -104,33 +89,6 @@ def stored_checkpoints(tmp_path: Path) -> dict[str, str]:
         return dict(db.execute("SELECT connection, last_event_id FROM checkpoints"))
     finally:
         db.close()
-
-
-class HubWatch:
-    """A greenlet ticking every ``TICK`` seconds; ``longest`` is the longest gap between two ticks."""
-
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self.ticks = 0
-        self._greenlet: gevent.Greenlet | None = None
-
-    def __enter__(self) -> HubWatch:
-        self._greenlet = gevent.spawn(self._tick)
-        gevent.sleep(0)  # let it take its first reading
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self._greenlet is not None
-        self._greenlet.kill()
-
-    def _tick(self) -> None:
-        last = time.perf_counter()
-        for _ in range(100_000):  # bounded; killed long before
-            gevent.sleep(TICK)
-            now = time.perf_counter()
-            self.longest = max(self.longest, now - last)
-            self.ticks += 1
-            last = now
 
 
 # -- messages over real streams -------------------------------------------------------------------

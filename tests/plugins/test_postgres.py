@@ -5,11 +5,11 @@ events PostgreSQL refuses under the errors policy, a slow query that stalls nobo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,17 +22,21 @@ import sseplug_postgres
 from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
 from sseplug.builtin.sqlite import SQLiteCheckpoints
 from sseplug.errors import ConfigError, PluginError, TemporaryPluginError
-from sseplug.run.config import Config, parse_config
+from sseplug.run.config import parse_config
 from sseplug.server import Response, SSEServer
 from sseplug.testing import DONE
 from sseplug_postgres import PostgresSink
 
 from ..integration import runner_process as rp
+from . import sink_kit
 from .postgres_server import PASSWORD, PostgresServer
+from .sink_kit import HubWatch, wait_until
 
 TIMEOUT = 20.0
 MAX_HUB_STALL = 0.5  # far above a busy 2-core machine's noise, far below the 2 s a blocking query would show
-TICK = 0.005
+
+make_config = functools.partial(sink_kit.make_config, plugin="postgres")
+drain = functools.partial(sink_kit.drain, timeout=TIMEOUT, limit=20_000)
 
 
 @pytest.fixture(scope="module")
@@ -59,26 +63,6 @@ def sink(register_plugin: Callable[..., object]) -> Iterator[PostgresSink]:
     plugin.sseplug_unconfigure()
 
 
-def make_config(tmp_path: Path, table: str | None, ids: tuple[str, ...] = ("c",), extra: str = "") -> Config:
-    text = "".join(f'[[connections]]\nid = "{cid}"\nurl = "http://127.0.0.1:9/"\n{extra}\n' for cid in ids)
-    if table is not None:
-        text += f"\n[plugins.postgres]\n{table}\n"
-    return parse_config(text, path=tmp_path / "run.toml")
-
-
-def drain(client: SSEClient, connection_id: str, url: str, config: Config | None = None,
-          limit: int = 20_000) -> list[SSEResponse]:
-    """Every event of one stream until it ends (routed as ``config`` routes it: sinks, errors
-    policy); bounded by ``limit`` events and ``TIMEOUT`` seconds."""
-    routed = {} if config is None else {"route": next(c.route() for c in config.connections if c.id == connection_id)}
-    events: list[SSEResponse] = []
-    with gevent.Timeout(TIMEOUT, AssertionError(f"{connection_id}: stream did not end; got {len(events)}")):
-        for event in client.connect(connection_id, SSERequest(url), **routed):
-            events.append(event)
-            assert len(events) <= limit, "more events than the server sends"
-    return events
-
-
 def rows(db: psycopg.Connection[Any], table: str = "sseplug_events") -> list[tuple[Any, ...]]:
     return db.execute(f'SELECT connection, seq, id, event, data, data_text FROM "{table}" '
                       "ORDER BY connection, seq").fetchall()
@@ -86,14 +70,6 @@ def rows(db: psycopg.Connection[Any], table: str = "sseplug_events") -> list[tup
 
 def checkpoints(db: psycopg.Connection[Any]) -> dict[str, tuple[str, int]]:
     return {c: (i, s) for c, i, s in db.execute("SELECT connection, last_event_id, seq FROM sseplug_checkpoints")}
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, message: Callable[[], str], step: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message())
-        gevent.sleep(step)
 
 
 def count(pg: PostgresServer, table: str = "sseplug_events") -> int:
@@ -412,25 +388,6 @@ def test_a_row_the_table_refuses_is_singled_out_and_its_event_dead_lettered(
 
 
 # -- the gevent hub ----------------------------------------------------------------------------------
-
-
-class HubWatch:
-    """A greenlet ticking every ``TICK`` seconds; ``longest`` is the longest gap between two ticks."""
-
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._greenlet = gevent.spawn(self._tick)
-
-    def _tick(self) -> None:
-        last = time.perf_counter()
-        for _ in range(100_000):
-            gevent.sleep(TICK)
-            now = time.perf_counter()
-            self.longest = max(self.longest, now - last)
-            last = now
-
-    def stop(self) -> None:
-        self._greenlet.kill()
 
 
 def test_a_slow_query_in_one_connection_does_not_stall_the_others(
