@@ -1,21 +1,36 @@
-"""What the sink plugins' tests (jsonl, kafka, postgres, http) share: a runner config holding a
-plugin's table, draining a stream, waiting for a condition, and a watch on the gevent hub's stalls."""
+"""What the sink plugins' tests (jsonl, kafka, postgres, http) share: a sink registered for one
+test, a runner config holding a plugin's table and the error configuring with it raises, draining a
+stream, waiting for a condition, and a watch on the gevent hub's stalls."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
+import pytest
 
 from sseplug import SSEClient, SSERequest, SSEResponse
+from sseplug.errors import ConfigError
 from sseplug.run.config import Config, parse_config
+
+Sink = TypeVar("Sink")
+
+
+def registered(
+    register_plugin: Callable[..., object], plugin: Sink, name: str, close: Callable[[], object]
+) -> Iterator[Sink]:
+    """A ``sink`` fixture's body: ``plugin`` registered as ``name`` for the test, then ``close()``."""
+    register_plugin(plugin, name)
+    yield plugin
+    close()
 
 
 def make_config(
-    tmp_path: Path, table: str | None, ids: tuple[str, ...] = ("c",), extra: str = "", *, plugin: str, at: str = "run.toml"
+    tmp_path: Path, table: str | None, ids: tuple[str, ...] = ("c",), extra: str = "", *,
+    plugin: str, at: str = "run.toml",
 ) -> Config:
     """A validated runner config at ``tmp_path/at``: a connection per id (``extra`` lines in each)
     and, unless ``table`` is None, ``[plugins.<plugin>]`` holding ``table``."""
@@ -23,6 +38,13 @@ def make_config(
     if table is not None:
         text += f"\n[plugins.{plugin}]\n{table}\n"
     return parse_config(text, path=tmp_path / at)
+
+
+def configure_error(plugin: Any, config: Config) -> ConfigError:
+    """The ``ConfigError`` that ``plugin.sseplug_configure(config)`` raises (it must raise one)."""
+    with pytest.raises(ConfigError) as caught:
+        plugin.sseplug_configure(config)
+    return caught.value
 
 
 def drain(

@@ -17,7 +17,7 @@ import pytest
 
 import sseplug_http
 from sseplug import SSEClient, SSEResponse, hookimpl
-from sseplug.errors import ConfigError, PluginError
+from sseplug.errors import PluginError
 from sseplug.server import Response, SSEServer
 from sseplug.testing import DONE
 from sseplug_http import HttpSink, event_key
@@ -37,9 +37,7 @@ drain = functools.partial(sink_kit.drain, timeout=TIMEOUT, limit=10_000)
 @pytest.fixture
 def sink(register_plugin: Callable[..., object]) -> Iterator[HttpSink]:
     plugin = HttpSink()
-    register_plugin(plugin, "http")
-    yield plugin
-    plugin.sseplug_unconfigure()
+    yield from sink_kit.registered(register_plugin, plugin, "http", plugin.sseplug_unconfigure)
 
 
 @pytest.fixture
@@ -245,10 +243,9 @@ def test_tls_with_a_ca_bundle_and_a_client_certificate_delivers_and_an_unverifie
 )
 def test_config_errors_name_the_key_and_show_no_secret(tmp_path: Path, table: str, key: str, text: str) -> None:
     plugin = HttpSink()
-    with pytest.raises(ConfigError) as caught:
-        plugin.sseplug_configure(make_config(tmp_path, table))
-    message = str(caught.value)
-    assert caught.value.key == f"plugins.http.{key}" and text in message, message
+    error = sink_kit.configure_error(plugin, make_config(tmp_path, table))
+    message = str(error)
+    assert error.key == f"plugins.http.{key}" and text in message, message
     assert str(tmp_path / "run.toml") in message and "hunter2x" not in message
     assert plugin.settings is None
 

@@ -46,9 +46,7 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
 def sink(register_plugin: Callable[..., object]) -> Iterator[JsonlSink]:
     """A fresh sink registered as ``jsonl`` for this test, closed afterwards."""
     plugin = JsonlSink()
-    register_plugin(plugin, "jsonl")
-    yield plugin
-    plugin.close()
+    yield from sink_kit.registered(register_plugin, plugin, "jsonl", plugin.close)
 
 
 def event(id: str = "1", data: Any = "x", kind: str = "message") -> SSEResponse:
@@ -284,10 +282,8 @@ def test_checkpoint_save_is_tryfirst(sseplug_plugins: PluginManager, sink: Jsonl
 )
 def test_bad_config_raises_config_error_naming_the_key(tmp_path: Path, table: str, key: str) -> None:
     plugin = JsonlSink()
-    with pytest.raises(ConfigError) as caught:
-        plugin.sseplug_configure(make_config(tmp_path, table))
-    assert caught.value.key == f"plugins.jsonl.{key}"
-    assert caught.value.path == str(tmp_path / "run.toml")
+    error = sink_kit.configure_error(plugin, make_config(tmp_path, table))
+    assert error.key == f"plugins.jsonl.{key}" and error.path == str(tmp_path / "run.toml")
     assert plugin.path is None
 
 
@@ -305,9 +301,7 @@ def test_bad_config_raises_config_error_naming_the_key(tmp_path: Path, table: st
     ],
 )
 def test_config_errors_say_what_was_expected_and_give_an_example(tmp_path: Path, table: str, message: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        JsonlSink().sseplug_configure(make_config(tmp_path, table))
-    assert caught.value.message == message
+    assert sink_kit.configure_error(JsonlSink(), make_config(tmp_path, table)).message == message
 
 
 def test_bad_config_fails_when_the_plugins_are_configured(

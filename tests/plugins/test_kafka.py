@@ -65,9 +65,7 @@ def topic(request: pytest.FixtureRequest) -> str:
 def sink(register_plugin: Callable[..., object]) -> Iterator[KafkaSink]:
     """A fresh sink registered as ``kafka`` for this test, closed afterwards."""
     plugin = KafkaSink()
-    register_plugin(plugin, "kafka")
-    yield plugin
-    plugin.close()
+    yield from sink_kit.registered(register_plugin, plugin, "kafka", plugin.close)
 
 
 @pytest.fixture
@@ -441,10 +439,8 @@ def test_config_without_a_kafka_table_leaves_the_plugin_inactive(tmp_path: Path)
 )
 def test_bad_config_raises_config_error_naming_the_key(tmp_path: Path, table: str, key: str) -> None:
     plugin = KafkaSink(producer_factory=lambda settings: pytest.fail("no producer for a bad config"))
-    with pytest.raises(ConfigError) as caught:
-        plugin.sseplug_configure(make_config(tmp_path, table))
-    assert caught.value.key == f"plugins.kafka.{key}"
-    assert caught.value.path == str(tmp_path / "run.toml")
+    error = sink_kit.configure_error(plugin, make_config(tmp_path, table))
+    assert error.key == f"plugins.kafka.{key}" and error.path == str(tmp_path / "run.toml")
     assert plugin.settings is None
 
 
@@ -472,9 +468,7 @@ def test_bad_config_raises_config_error_naming_the_key(tmp_path: Path, table: st
 )
 def test_config_errors_say_what_was_expected_and_give_an_example(tmp_path: Path, table: str, message: str) -> None:
     plugin = KafkaSink(producer_factory=lambda settings: pytest.fail("no producer for a bad config"))
-    with pytest.raises(ConfigError) as caught:
-        plugin.sseplug_configure(make_config(tmp_path, table))
-    assert caught.value.message == message
+    assert sink_kit.configure_error(plugin, make_config(tmp_path, table)).message == message
 
 
 def test_bad_config_fails_when_the_plugins_are_configured(

@@ -21,7 +21,7 @@ import pytest
 import sseplug_postgres
 from sseplug import SSEClient, SSERequest, SSEResponse, hookimpl
 from sseplug.builtin.sqlite import SQLiteCheckpoints
-from sseplug.errors import ConfigError, PluginError, TemporaryPluginError
+from sseplug.errors import PluginError, TemporaryPluginError
 from sseplug.run.config import parse_config
 from sseplug.server import Response, SSEServer
 from sseplug.testing import DONE
@@ -58,9 +58,7 @@ def db(pg: PostgresServer) -> Iterator[psycopg.Connection[Any]]:
 @pytest.fixture
 def sink(register_plugin: Callable[..., object]) -> Iterator[PostgresSink]:
     plugin = PostgresSink()
-    register_plugin(plugin, "postgres")
-    yield plugin
-    plugin.sseplug_unconfigure()
+    yield from sink_kit.registered(register_plugin, plugin, "postgres", plugin.sseplug_unconfigure)
 
 
 def rows(db: psycopg.Connection[Any], table: str = "sseplug_events") -> list[tuple[Any, ...]]:
@@ -447,10 +445,9 @@ def test_a_slow_query_in_one_connection_does_not_stall_the_others(
 )
 def test_config_errors_name_the_key_and_never_show_the_password(tmp_path: Path, table: str, key: str, text: str) -> None:
     plugin = PostgresSink()
-    with pytest.raises(ConfigError) as caught:
-        plugin.sseplug_configure(make_config(tmp_path, table))
-    message = str(caught.value)
-    assert caught.value.key == f"plugins.postgres.{key}" and text in message, message
+    error = sink_kit.configure_error(plugin, make_config(tmp_path, table))
+    message = str(error)
+    assert error.key == f"plugins.postgres.{key}" and text in message, message
     assert str(tmp_path / "run.toml") in message and "hunter2x" not in message
     assert plugin.settings is None
 
