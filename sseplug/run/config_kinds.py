@@ -259,7 +259,7 @@ def _body(read: TableReader, key: Key, default: Any, context: Context) -> Any:
     path, value = join_key(read.prefix, key.name), read.table.get(key.name, default)
     if value is not None:
         if not isinstance(value, (dict, list, str)):
-            fail(path, f"expected {BODY.what}, got {show(value)}")
+            fail(path, f"expected {BODY.what}, got {show(value)}; e.g. {key.name} = {key.example}")
         _check_json(value, path)  # TOML has dates and nan, JSON has not
     return value
 
