@@ -7,7 +7,7 @@ import difflib
 import enum
 import json
 import string
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, NoReturn, TypeVar
 
 from ..errors import ConfigError
@@ -63,11 +63,7 @@ class TableReader:
 
     def string(self, key: str, default: _D | Required = REQUIRED, *, example: str | None = None) -> str | _D:
         """A string."""
-        if key not in self.table:
-            return self._default(key, default, example)
-        value = self.table[key]
-        if not isinstance(value, str):
-            raise self._wrong(key, "a string", default, example)
+        value: str | _D = self._read(key, default, example, lambda v: None if isinstance(v, str) else "a string")
         return value
 
     def template(self, key: str, default: _D | Required = REQUIRED, *, example: str | None = None) -> str | _D:
@@ -108,11 +104,7 @@ class TableReader:
 
     def boolean(self, key: str, default: _D | Required = REQUIRED) -> bool | _D:
         """``true`` or ``false``."""
-        if key not in self.table:
-            return self._default(key, default, None)
-        value = self.table[key]
-        if not isinstance(value, bool):
-            raise self._wrong(key, "true or false", default, None)
+        value: bool | _D = self._read(key, default, None, lambda v: None if isinstance(v, bool) else "true or false")
         return value
 
     def integer(
@@ -125,46 +117,53 @@ class TableReader:
         example: str | None = None,
     ) -> int | _D:
         """An integer, from ``minimum`` to ``maximum`` when given."""
-        if key not in self.table:
-            return self._default(key, default, example)
-        value = self.table[key]
-        expected = expected_integer(value, minimum=minimum, maximum=maximum)
-        if expected is not None:
-            raise self._wrong(key, expected, default, example)
-        return int(value)
+        value: int | _D = self._read(
+            key, default, example, lambda v: expected_integer(v, minimum=minimum, maximum=maximum)
+        )
+        return value
 
     def number(self, key: str, default: _D | Required = REQUIRED, *, example: str | None = None) -> float | _D:
         """An integer or a float, as written: of any value (its user checks the range)."""
-        if key not in self.table:
-            return self._default(key, default, example)
-        value = self.table[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._wrong(key, "a number", default, example)
+        value: float | _D = self._read(
+            key, default, example, lambda v: "a number" if isinstance(v, bool) or not isinstance(v, (int, float)) else None
+        )
         return value
 
     def seconds(
         self, key: str, default: _D | Required = REQUIRED, *, minimum: float | None = None, example: str | None = None
     ) -> float | _D:
         """A finite number of seconds > 0, or >= ``minimum`` when given, as a float."""
-        if key not in self.table:
-            return self._default(key, default, example)
-        value = self.table[key]
-        expected = expected_seconds(value, minimum=minimum)
-        if expected is not None:
-            raise self._wrong(key, expected, default, example)
-        return float(value)
+        value: float | _D = self._read(key, default, example, lambda v: expected_seconds(v, minimum=minimum), float)
+        return value
 
     def one_of(
         self, key: str, choices: Collection[_C], default: _D | Required = REQUIRED, *, example: str | None = None
     ) -> _C | _D:
         """One of ``choices``, of its TOML type too (``true`` is not ``1``, nor is ``"1"``)."""
+
+        def expected(value: Any) -> str | None:
+            return None if any(type(c) is type(value) and c == value for c in choices) else one_of(choices)
+
+        value: _C | _D = self._read(key, default, example, expected)
+        return value
+
+    def _read(
+        self,
+        key: str,
+        default: Any,
+        example: str | None,
+        expected: Callable[[Any], str | None],
+        convert: Callable[[Any], Any] = lambda value: value,
+    ) -> Any:
+        """The key's value made by ``convert``, else ``default``; ``expected(value)`` says what it
+        should be when it is not (the words of the error), else ``None``."""
         if key not in self.table:
             return self._default(key, default, example)
         value = self.table[key]
-        for choice in choices:
-            if type(choice) is type(value) and choice == value:
-                return choice
-        raise self._wrong(key, one_of(choices), default, example)
+        what = expected(value)
+        if what is not None:
+            raise self._wrong(key, what, default, example)
+        return convert(value)
 
     def _default(self, key: str, default: _D | Required, example: str | None) -> _D:
         if isinstance(default, Required):
