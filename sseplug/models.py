@@ -18,7 +18,7 @@ __all__ = [
     "DEFAULT_HEAD_TIMEOUT", "DEFAULT_MAX_EVENT_SIZE", "DEFAULT_POOL_SIZE", "DEFAULT_READ_TIMEOUT", "MAX_WAIT",
     "RECONNECT_MODES",
     "OnBytes", "OnComment", "OnData", "OnDone", "OnError", "RequestContentType", "RequestFieldError", "RequestMethodType", "SSERequest",
-    "SSEResponse", "expected_integer", "expected_seconds", "integer_range", "seconds_range",
+    "SSEResponse", "expected_integer", "expected_seconds", "integer_range", "number_range", "seconds_range",
 ]
 
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
@@ -165,10 +165,8 @@ class SSERequest:
                 raise RequestFieldError(name, f"expected a callable or None, got {value!r}")
         if not isinstance(self.retry, bool):
             raise RequestFieldError("retry", f"expected True or False, got {self.retry!r}")
-        _require_int("max_retries", self.max_retries, minimum=0)
-        _require_int("max_event_size", self.max_event_size, minimum=1)
-        _require_seconds("read_timeout", self.read_timeout)
-        _require_seconds("head_timeout", self.head_timeout)
+        for name in ("max_retries", "max_event_size", "read_timeout", "head_timeout"):
+            _require_number(name, getattr(self, name))
         if not isinstance(self.last_event_id, str) or "\x00" in self.last_event_id or any(
             c in self.last_event_id for c in "\r\n"
         ):
@@ -183,7 +181,7 @@ class SSERequest:
             raise RequestFieldError(
                 "resume_url", f"{self.resume_url!r} is not an http:// or https:// URL with a host"
             )
-        _require_seconds("retry_delay", self.retry_delay, optional=False, zero=True)  # waits: 10 ms at least
+        _require_number("retry_delay", self.retry_delay)
         if not (isinstance(self.verify, bool) or _is_file("verify", self.verify)):
             raise RequestFieldError("verify", f"expected true, false or the path of a CA bundle, got {self.verify!r}")
         cert: Any = self.cert  # a list too (TOML arrays), which the annotation leaves out
@@ -363,15 +361,28 @@ def expected_seconds(value: object, *, minimum: float | None = None) -> str | No
     return None
 
 
-def _require_seconds(name: str, value: Any, *, optional: bool = True, zero: bool = False) -> None:
-    if value is None and optional:
+_COUNTS = {"max_retries": 0, "max_event_size": 1}  # integer fields: their minimum
+_WAITS = {"read_timeout": None, "head_timeout": None, "retry_delay": 0.0}  # seconds: their minimum (None: > 0)
+_NONE_WAITS_FOR_EVER = ("read_timeout", "head_timeout")
+# retry_delay may be 0: every wait is floored at 10 ms by the retry policy
+
+
+def number_range(name: str) -> str | None:
+    """What the number field ``name`` of ``SSERequest`` must be (``"an integer >= 0"``), for the
+    config reference; ``None`` for a field that is not a number."""
+    if name in _COUNTS:
+        return integer_range(_COUNTS[name])
+    if name in _WAITS:
+        return seconds_range(_WAITS[name])
+    return None
+
+
+def _require_number(name: str, value: Any) -> None:
+    if value is None and name in _NONE_WAITS_FOR_EVER:
         return
-    expected = expected_seconds(value, minimum=0 if zero else None)
-    if expected is not None:
-        raise RequestFieldError(name, f"expected {expected}, got {value!r}")
-
-
-def _require_int(name: str, value: Any, *, minimum: int) -> None:
-    expected = expected_integer(value, minimum=minimum)
+    if name in _COUNTS:
+        expected = expected_integer(value, minimum=_COUNTS[name])
+    else:
+        expected = expected_seconds(value, minimum=_WAITS[name])
     if expected is not None:
         raise RequestFieldError(name, f"expected {expected}, got {value!r}")

@@ -10,6 +10,7 @@ import enum
 from pathlib import Path
 from typing import Any
 
+from ..models import number_range
 from .config import DEFAULT_ERRORS, ConnectionConfig, RunnerConfig, defaults_of
 from .config_reader import Required, toml
 from .config_spec import PLUGIN_TABLE, SPEC
@@ -44,7 +45,8 @@ def config_reference() -> list[str]:
         for spec in SPEC:
             if spec.table == table:
                 shown = "optional" if spec.kind is PLUGIN_TABLE else _shown(default_of(spec.path))
-                out += [f"``{spec.name}``: {spec.kind.what}; {shown}", f"    {spec.meaning}"]
+                what = (spec.table == "connections[]" and number_range(spec.name)) or spec.kind.what  # SSERequest's
+                out += [f"``{spec.name}``: {what}; {shown}", f"    {spec.meaning}"]
                 if spec.example is not None:
                     out.append(f"    Example: ``{spec.name} = {spec.example}``")
                 out.append("")

@@ -44,6 +44,12 @@ def test_defaults_come_from_the_config_classes() -> None:
         ('errors = { action = "x" }', "runner", '``action``: one of "stop", "skip", "dead_letter"; default ``"stop"``',
          'expected one of "stop", "skip", "dead_letter"'),
         ("retry = 1", "connections", "``retry``: true or false; default ``true``", "expected true or false"),
+        # a request key: SSERequest checks the range, and says it for the reference too
+        ("max_retries = -1", "connections", "``max_retries``: an integer >= 0; default ``5``", "expected an integer >= 0"),
+        ("retry_delay = -1", "connections", "``retry_delay``: a number of seconds >= 0; default ``1.0``",
+         "expected a number of seconds >= 0"),
+        ("read_timeout = 0", "connections", "``read_timeout``: a number of seconds > 0; default ``300.0``",
+         "expected a number of seconds > 0"),
     ],
 )
 def test_the_reference_says_what_a_key_must_be_in_the_words_of_its_error(
