@@ -8,7 +8,16 @@
    an SSEResponse appended to events, its data passed through decode (a DataDecodeError naming
    the last event id when decode raises); any other block is handed to other(block, last_id),
    the spec path, which returns the new last event id. Only 1-byte-kind strings are handled:
-   for any other kind it returns None at once and the caller uses the regex. */
+   for any other kind it returns None at once and the caller uses the regex.
+
+   decode may also be a tuple (loads, error): the json plugin's decoder (sseplug.builtin.json's
+   make_decoder) done here, without a Python frame per event: the same exact checks of numbers
+   and literals (json_worth), then loads(data), an exception of type error meaning "not JSON"
+   (the text stays), like a None answer.
+
+   An event whose data cannot hold a reference (text, a number) is created untracked by the
+   garbage collector, as the collector itself would untrack it at its first pass (a tuple of
+   atomic values): the young generation is then not walked event by event. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -82,6 +91,114 @@ decode_error(PyObject *error_type, PyObject *last_id)
     return NULL;
 }
 
+/* sseplug.builtin.json's checks, on the text's 1-byte characters: whether data may be JSON
+   (else the decoder's answer is "not JSON" without calling it). Mirrors make_decoder's decode:
+   empty -> no; the first character after JSON whitespace picks the check: a number (its
+   _NUMBER regex in full), a literal (the text stripped is true/false/null), or an object,
+   array or string (left to loads). */
+static int
+json_space(Py_UCS1 c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int
+json_digit(Py_UCS1 c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int
+json_number(const Py_UCS1 *s, Py_ssize_t n) /* _NUMBER.fullmatch: ws -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? ws */
+{
+    Py_ssize_t i = 0;
+    while (i < n && json_space(s[i]))
+        i++;
+    if (i < n && s[i] == '-')
+        i++;
+    if (i >= n)
+        return 0;
+    if (s[i] == '0')
+        i++;
+    else if (s[i] >= '1' && s[i] <= '9')
+        while (i < n && json_digit(s[i]))
+            i++;
+    else
+        return 0;
+    if (i < n && s[i] == '.') {
+        if (i + 1 >= n || !json_digit(s[i + 1]))
+            return 0;
+        i += 2;
+        while (i < n && json_digit(s[i]))
+            i++;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        Py_ssize_t j = i + 1;
+        if (j < n && (s[j] == '+' || s[j] == '-'))
+            j++;
+        if (j >= n || !json_digit(s[j]))
+            return 0;
+        while (j < n && json_digit(s[j]))
+            j++;
+        i = j;
+    }
+    while (i < n && json_space(s[i]))
+        i++;
+    return i == n;
+}
+
+static int
+json_worth(PyObject *data)
+{
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(data);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(data), i = 0, e = n;
+    while (i < n && json_space(s[i]))
+        i++;
+    if (i == n)
+        return 0;
+    switch (s[i]) {
+    case '{': case '[': case '"':
+        return 1;
+    case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
+        return json_number(s, n);
+    case 't': case 'f': case 'n':
+        while (e > i && json_space(s[e - 1]))
+            e--;
+        return (e - i == 4 && (memcmp(s + i, "true", 4) == 0 || memcmp(s + i, "null", 4) == 0))
+            || (e - i == 5 && memcmp(s + i, "false", 5) == 0);
+    default:
+        return 0;
+    }
+}
+
+/* data decoded: a new reference to the value, or to data itself when the answer is "keep the
+   text" (None, or not JSON); NULL with an exception when the decoder raised otherwise */
+static PyObject *
+decoded(PyObject *decode, PyObject *data)
+{
+    PyObject *value;
+    if (PyTuple_CheckExact(decode)) { /* (loads, error): the json plugin's decoder */
+        if (!json_worth(data))
+            return Py_NewRef(data);
+        value = PyObject_CallOneArg(PyTuple_GET_ITEM(decode, 0), data);
+        if (value == NULL) {
+            if (!PyErr_ExceptionMatches(PyTuple_GET_ITEM(decode, 1)))
+                return NULL;
+            PyErr_Clear();
+            return Py_NewRef(data);
+        }
+    } else {
+        value = PyObject_CallOneArg(decode, data);
+        if (value == NULL)
+            return NULL;
+    }
+    if (value == Py_None) {
+        Py_DECREF(value);
+        return Py_NewRef(data);
+    }
+    return value;
+}
+
 #define MAX_LINES 64 /* data lines of a common block handled here; more go to the spec path */
 
 static PyObject *
@@ -96,6 +213,10 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *error_type = args[8];
     if (!PyUnicode_Check(text) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND || !PyList_Check(events))
         Py_RETURN_NONE;
+    if (PyTuple_CheckExact(decode) && PyTuple_GET_SIZE(decode) != 2) {
+        PyErr_SetString(PyExc_TypeError, "bulk(): decode as a tuple is (loads, error)");
+        return NULL;
+    }
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]);
     if ((pos == -1 || end == -1) && PyErr_Occurred())
         return NULL;
@@ -106,6 +227,7 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t data_starts[MAX_LINES], data_ends[MAX_LINES];
     Py_INCREF(last);
+    PyObject *last_event = NULL; /* the previous event type: a stream repeats a few, shared */
     Py_ssize_t p = pos;
     while (p < end) {
         if (s[p] == '\n') { /* a blank line between blocks: nothing to dispatch */
@@ -179,9 +301,16 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         PyObject *event;
         if (ev_start >= 0 && ev_end > ev_start) {
-            event = PyUnicode_Substring(text, ev_start, ev_end);
-            if (event == NULL)
-                goto fail;
+            Py_ssize_t length = ev_end - ev_start;
+            if (last_event != NULL && PyUnicode_GET_LENGTH(last_event) == length
+                && memcmp(PyUnicode_1BYTE_DATA(last_event), s + ev_start, (size_t)length) == 0) {
+                event = Py_NewRef(last_event);
+            } else {
+                event = PyUnicode_Substring(text, ev_start, ev_end);
+                if (event == NULL)
+                    goto fail;
+                Py_XSETREF(last_event, Py_NewRef(event));
+            }
         } else {
             event = Py_NewRef(MESSAGE);
         }
@@ -191,17 +320,14 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto fail;
         }
         if (decode != Py_None) {
-            PyObject *value = PyObject_CallOneArg(decode, data);
+            PyObject *value = decoded(decode, data);
             if (value == NULL) {
                 Py_DECREF(event);
                 Py_DECREF(data);
                 decode_error(error_type, last);
                 goto fail;
             }
-            if (value == Py_None)
-                Py_DECREF(value);
-            else
-                Py_SETREF(data, value);
+            Py_SETREF(data, value);
         }
         PyObject *raw = PyUnicode_Substring(text, p, bend);
         if (raw == NULL) {
@@ -222,14 +348,18 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyTuple_SET_ITEM(response, 3, Py_NewRef(EMPTY));
         PyTuple_SET_ITEM(response, 4, raw);
         PyTuple_SET_ITEM(response, 5, Py_NewRef(Py_None));
+        if (!PyObject_IS_GC(data))
+            PyObject_GC_UnTrack(response); /* atomic values only: no cycle can pass through it */
         int appended = PyList_Append(events, response);
         Py_DECREF(response);
         if (appended < 0)
             goto fail;
         p = next;
     }
+    Py_XDECREF(last_event);
     return last;
 fail:
+    Py_XDECREF(last_event);
     Py_DECREF(last);
     return NULL;
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Collection, Generator, Iterator
+from itertools import chain
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,7 +58,9 @@ class EventStream(Iterator[SSEResponse]):
         self._reading = request.on_data is None  # with on_data: not until someone iterates
         self._done = False  # the iteration is over: the end was read, or close() was called
         self._handoff = Handoff(BUFFERED_BATCHES)
-        self._events = self._generate()
+        self._batches = self._generate()
+        # a batch's events are stepped through by chain's C loop: no generator frame per event
+        self._events: Iterator[SSEResponse] = chain.from_iterable(self._batches)
         self._greenlet: gevent.Greenlet[[], None] | None = None
 
     @property
@@ -92,16 +95,18 @@ class EventStream(Iterator[SSEResponse]):
 
     def __iter__(self) -> Iterator[SSEResponse]:
         self._reading = True
-        if self._events.gi_frame is None and not self._done:  # type: ignore[attr-defined]  # typeshed's Generator lacks it
+        if self._batches.gi_frame is None and not self._done:  # type: ignore[attr-defined]  # typeshed's Generator lacks it
             # an exception from outside (a gevent.Timeout around next(), a kill) ended the last
             # generator while it waited between batches: a new one goes on, losing nothing
-            self._events = self._generate()
-        return self._events  # a generator: for-loops step it without a Python-level __next__
+            self._batches = self._generate()
+            self._events = chain.from_iterable(self._batches)
+        return self._events  # C iterators: for-loops step them without a Python-level __next__
 
     def __next__(self) -> SSEResponse:
         return next(iter(self))
 
-    def _generate(self) -> Generator[SSEResponse, None, None]:
+    def _generate(self) -> Generator[list[SSEResponse], None, None]:
+        """The batches handed over by the connection, in order, until its end or its error."""
         while not (self._done and self._handoff.empty()):
             item = self._handoff.get()
             if item is _END:
@@ -110,7 +115,7 @@ class EventStream(Iterator[SSEResponse]):
             if isinstance(item, BaseException):
                 self._done = True
                 raise item
-            yield from item
+            yield item
             item = None  # the batch is not held while the next one is waited for
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:

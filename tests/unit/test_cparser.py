@@ -13,15 +13,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sseplug import EventParser
+from sseplug import EventParser, SSEResponse
 from sseplug import parser as parser_module
+from sseplug.builtin import json as json_plugin
 from sseplug.errors import EventTooLargeError
 from sseplug.parser import DataDecodeError
 
 TOKENS = st.sampled_from(
     [b"id: 7\n", b"id:\n", b"id: a\x00b\n", b"event: tick\n", b"event:\n", b"data: x\n", b"data:y\n", b"data\n",
      b"data: \n", b": c\n", b"retry: 5\n", b"\n", b"\n\n", b"\r\n", b"\r", b"data: caf\xc3\xa9\n", b"data: \xf0\x9f\xa6\x80\n",
-     b"data: bad\n", b"event: other\n", b"foo: bar\n", b"idx: 1\n", b"data:  two\n", b"data: 1\ndata: 2\n"]
+     b"data: bad\n", b"event: other\n", b"foo: bar\n", b"idx: 1\n", b"data:  two\n", b"data: 1\ndata: 2\n",
+     b'data: {"a": [1]}\n', b"data: -0.5e3\n", b"data: 007\n", b"data: true\n", b"data:  null \n", b"data: [DONE]\n",
+     b'data: {"a":\n', b"data: 1e\n", b"data: \"x\"\n", b"data: falsey\n"]
 )
 
 
@@ -29,6 +32,18 @@ def decoder(text: str) -> Any:
     if "bad" in text:
         raise ValueError(f"cannot decode {text!r}")
     return text.upper() if len(text) % 2 else None
+
+
+def strict_loads(text: str) -> Any:
+    """A JSON decoder whose other errors are not "not JSON": "bad" raises a KeyError."""
+    if "bad" in text:
+        raise KeyError(text)
+    return json_plugin.loads(text)
+
+
+# the json plugin's decoder, which the C core runs from its json_loads pair (no Python frame),
+# and one over a decoder raising something else than its "not JSON" error
+JSON_DECODERS = [json_plugin.decode, json_plugin.make_decoder(strict_loads, json_plugin.JSONDecodeError)]
 
 
 def outcome(chunks: list[bytes], use_c: bool, **options: Any) -> tuple[Any, ...]:
@@ -48,7 +63,7 @@ def outcome(chunks: list[bytes], use_c: bool, **options: Any) -> tuple[Any, ...]
 @pytest.mark.skipif(parser_module._cbulk is None, reason="sseplug._cparser is not built (test_the_c_bulk_path_is_built fails then)")
 @settings(max_examples=600, deadline=None)
 @given(st.lists(TOKENS, max_size=40), st.lists(st.integers(min_value=0), max_size=6),
-       st.sampled_from([None, decoder]), st.sampled_from([16 * 1024 * 1024, 40, 8]))
+       st.sampled_from([None, decoder, *JSON_DECODERS]), st.sampled_from([16 * 1024 * 1024, 40, 8]))
 def test_c_and_regex_bulk_paths_agree_on_everything(
     tokens: list[bytes], cuts: list[int], decode: Any, limit: int
 ) -> None:
@@ -57,6 +72,44 @@ def test_c_and_regex_bulk_paths_agree_on_everything(
     chunks = [blob[a:b] for a, b in zip([0, *points], [*points, len(blob)])]
     options = {"decode_data": decode, "max_event_size": limit}
     assert outcome(chunks, True, **options) == outcome(chunks, False, **options)
+
+
+JSON_LINES = st.text(alphabet=st.sampled_from(list('0123456789-+.eE tfnrueals{}[]",:\txN\\\xe9\xa0\x00')), max_size=14)
+
+
+@pytest.mark.skipif(parser_module._cbulk is None, reason="sseplug._cparser is not built")
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(JSON_LINES, min_size=1, max_size=3), st.sampled_from([0, 1]))
+def test_the_c_json_checks_answer_as_the_json_plugin(lines: list[str], loads_kind: int) -> None:
+    """Data of one to three lines (joined by LF, as the decoder sees them) through the C core's
+    json checks and through the plugin's decode: the same value, or the same text kept, or the
+    same error."""
+    decode = JSON_DECODERS[loads_kind]
+    text = "\n".join(lines)
+    try:
+        value = decode(text)
+        expected: Any = text if value is None else value
+    except KeyError as error:
+        expected = repr(error)
+    try:
+        (event,) = EventParser(decode_data=decode).feed("".join(f"data: {line}\n" for line in lines).encode() + b"\n")
+        got: Any = event.data
+    except DataDecodeError as error:
+        got = repr(error.__cause__)
+    assert type(got) is type(expected) and (got == expected or got != got), (text, got, expected)
+
+
+@pytest.mark.skipif(parser_module._cbulk is None, reason="sseplug._cparser is not built")
+def test_events_of_atomic_values_are_left_to_the_collector_untracked() -> None:
+    """Text (or a number) as data: no cycle can run through the event, so the C core creates it
+    untracked, as the collector would at its first pass; decoded objects keep it tracked."""
+    import gc
+
+    text, obj = EventParser().feed(b"data: x\n\ndata: {}\n\n"), EventParser(decode_data=json_plugin.decode).feed(
+        b"data: x\n\ndata: {}\n\n")
+    assert [gc.is_tracked(event) for event in text] == [False, False]
+    assert [gc.is_tracked(event) for event in obj] == [False, True]
+    assert all(type(event) is SSEResponse for event in text + obj)
 
 
 def test_the_c_bulk_path_is_built() -> None:
