@@ -155,19 +155,14 @@ def parse_config(
         raise ConfigError(exc.message, key=exc.key, path=os.fspath(path)) from None
 
 
-
-
 def defaults_of(cls: type[Any]) -> dict[str, Any]:
-    """The default of each field of the dataclass ``cls``: ``REQUIRED`` for a field without one."""
-    defaults: dict[str, Any] = {}
-    for spec in dataclasses.fields(cls):
-        if spec.default is not dataclasses.MISSING:
-            defaults[spec.name] = spec.default
-        elif spec.default_factory is not dataclasses.MISSING:
-            defaults[spec.name] = spec.default_factory()
-        else:
-            defaults[spec.name] = REQUIRED
-    return defaults
+    """The default of each field of the dataclass ``cls`` (a fresh one from a factory: a dict);
+    ``REQUIRED`` for a field without one."""
+    return {
+        spec.name: spec.default_factory() if spec.default_factory is not dataclasses.MISSING
+        else REQUIRED if spec.default is dataclasses.MISSING else spec.default
+        for spec in dataclasses.fields(cls)
+    }
 
 
 # -- the document -------------------------------------------------------------------------------
@@ -189,16 +184,16 @@ def _runner(values: dict[str, Any], base: Path, known_plugins: Collection[str] |
     read = TableReader(values, "runner")
     read.check_keys(names_of("runner"))
     defaults = defaults_of(RunnerConfig)
+    own = read_keys(read, keys_of("runner"), defaults, Context(base))
     plugins = TableReader(
         table(values.get("plugins", {}), "runner.plugins", "plugins = { disable = [...] }"), "runner.plugins"
     )
     plugins.check_keys(names_of("runner.plugins"))
     modules = read_keys(plugins, (key("runner.plugins.modules"),), defaults, Context(base))["modules"]
-    known = None if known_plugins is None else {*known_plugins, *modules}
-    disable = read_keys(plugins, (key("runner.plugins.disable"),), defaults, Context(base, plugins=known))
+    known = None if known_plugins is None else {*known_plugins, *modules}  # local modules are plugins too
     return RunnerConfig(
-        **read_keys(read, keys_of("runner"), defaults, Context(base)),
-        **disable,
+        **own,
+        **read_keys(plugins, (key("runner.plugins.disable"),), defaults, Context(base, plugins=known)),
         modules=modules,
         errors=read_errors(values.get("errors", {}), "runner.errors", defaults["errors"]),
     )

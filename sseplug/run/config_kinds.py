@@ -54,16 +54,13 @@ class Key:
     kind: Kind
     meaning: str
     example: str | None = None
+    table: str = field(init=False)  # the table holding the key: runner, runner.errors, connections[]
+    name: str = field(init=False)  # the key's name in its table
 
-    @property
-    def table(self) -> str:
-        """The table holding the key: ``runner``, ``runner.errors``, ``connections[]``."""
-        return self.path.rpartition(".")[0]
-
-    @property
-    def name(self) -> str:
-        """The key's name in its table."""
-        return self.path.rpartition(".")[2]
+    def __post_init__(self) -> None:
+        table, _, name = self.path.rpartition(".")
+        object.__setattr__(self, "table", table)  # derived once: read for every key of every connection
+        object.__setattr__(self, "name", name)
 
 
 # -- TOML's types, read by TableReader (the library checks the values of the request keys) ------------

@@ -6,6 +6,7 @@ types, defaults and value rules from ``SSERequest``, which checks them once the 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +43,8 @@ __all__ = ["PLUGIN_TABLE", "POLICY", "SPEC", "key", "keys_of", "names_of", "read
 
 def _policy(read: TableReader, key: Key, default: Any, context: Context) -> ErrorPolicy:
     """An errors table: each key given overrides the runner's (``[runner.errors]``)."""
+    if key.name not in read.table:
+        return context.errors
     return read_errors(read.table.get(key.name, {}), join_key(read.prefix, key.name), context.errors)
 
 
@@ -121,11 +124,13 @@ def key(path: str) -> Key:
     return _BY_PATH[path]
 
 
+@functools.cache
 def keys_of(table: str) -> tuple[Key, ...]:
     """The keys of ``table`` (``runner``, ``runner.errors``, ``connections[]``) that hold values, in order."""
     return tuple(spec for spec in SPEC if spec.table == table)
 
 
+@functools.cache
 def names_of(table: str) -> tuple[str, ...]:
     """The names ``table`` accepts, in order: its keys and its tables (``runner``: ``plugins``, ``errors``)."""
     prefix = f"{table}." if table else ""
