@@ -45,7 +45,7 @@ def _policy(read: TableReader, key: Key, default: Any, context: Context) -> Erro
     """An errors table: each key given overrides the runner's (``[runner.errors]``)."""
     if key.name not in read.table:
         return context.errors
-    return read_errors(read.table.get(key.name, {}), join_key(read.prefix, key.name), context.errors)
+    return read_errors(read.table[key.name], join_key(read.prefix, key.name), context.errors)
 
 
 POLICY = Kind("a table: retries, backoff, action", _policy)
