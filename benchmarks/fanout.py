@@ -1,6 +1,6 @@
 """Many idle streams in one process, then broadcasts: connect time, memory, latency, CPU per event.
 
-    python benchmarks/fanout.py [--streams 1000] [--events 20] [--interval 0.5] [--clients ...]
+    python benchmarks/fanout.py [--streams 1000] [--events 20] [--interval 0.5] [--clients ...] [--rounds 1]
 
 For each client, in turn: a fresh server process (gevent StreamServer; chunked responses, one HTTP
 chunk per event, pre-encoded once per broadcast and written to every socket) and a fresh client
@@ -20,18 +20,23 @@ The interval should exceed the time a client needs for one broadcast (K x its pe
 otherwise broadcasts queue up and latency grows with N.
 
 Clients: sseplug with a handler plugin (sseplug_handle_event, iterate=False: the runner's way),
-sseplug with one iterator per stream (client.connect() consumed by a greenlet each), a bare
-gevent + urllib3 reader (one greenlet per stream, read1 + split on b"\\n\\n" + json.loads), and
-asyncio + httpx-sse (one task per stream, json.loads). sseplug's json plugin decodes the data
-(orjson when installed); the others use json.loads. RLIMIT_NOFILE is raised to its hard limit in
-the server and client processes.
+sseplug with one iterator per stream (client.connect() consumed by a greenlet each), two bare
+gevent + urllib3 readers (one greenlet per stream, resp.stream() or read1, split on b"\\n\\n",
+json.loads), and asyncio + httpx-sse (one task per stream, json.loads). sseplug's json plugin
+decodes the data (orjson when installed); the others use json.loads. RLIMIT_NOFILE is raised to
+its hard limit in the server and client processes.
+
+With --rounds R every client runs R times, in a rotating order, and a summary gives each sseplug
+client's medians of paired ratios against the floor: in each round, the lowest RSS per stream,
+p99 and CPU per event of the bare readers (each metric its own minimum), so the comparison is
+with the cheapest a bare gevent + urllib3 reader does here, never with a slow one.
 """
 
 from __future__ import annotations
 
 import sys
 
-GEVENT_CLIENTS = {"sseplug-plugin", "sseplug-iterators", "gevent-urllib3"}
+GEVENT_CLIENTS = {"sseplug-plugin", "sseplug-iterators", "gevent-urllib3-stream", "gevent-urllib3"}
 if __name__ == "__main__" and "--client" in sys.argv and sys.argv[sys.argv.index("--client") + 1] in GEVENT_CLIENTS:
     from gevent import monkey
 
@@ -58,9 +63,11 @@ HERE = Path(__file__).resolve().parent
 CLIENTS = {
     "sseplug-plugin": "sseplug, handler plugin",
     "sseplug-iterators": "sseplug, iterator per stream",
+    "gevent-urllib3-stream": "gevent + urllib3 stream()",
     "gevent-urllib3": "gevent + urllib3 read1",
     "asyncio-httpx-sse": "asyncio + httpx-sse",
 }
+BARE = ("gevent-urllib3-stream", "gevent-urllib3")  # the floor: a bare reader, one greenlet per stream
 HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
 HELLO = b'event: hello\ndata: {"hello":1}\n\n'
 
@@ -201,19 +208,25 @@ def run_gevent_client(name: str, url: str, k: int, ticks: int, report: Any) -> d
         http = urllib3.PoolManager(maxsize=k, retries=False, timeout=urllib3.Timeout(connect=120, read=None))
         loads = json.loads
 
-        def reader() -> None:
-            response = http.request("GET", url, preload_content=False, headers=HEADERS)
-            read1, buffer = response.read1, b""
-            while True:
-                data = read1(65536)
-                if not data:
-                    return
+        def blocks_of(chunks: Any) -> None:
+            buffer = b""
+            for data in chunks:
                 *blocks, buffer = (buffer + data).split(b"\n\n")
                 for block in blocks:
                     at = block.find(b"data: ")
                     if at >= 0:
                         end = block.find(b"\n", at)
                         tally.seen(loads(block[at + 6 : end] if end > 0 else block[at + 6 :]))
+
+        def read1_chunks(response: Any) -> Any:
+            read1 = response.read1
+            while data := read1(65536):
+                yield data
+
+        def reader() -> None:
+            response = http.request("GET", url, preload_content=False, headers=HEADERS)
+            # stream(): one HTTP chunk as it comes (chunked bodies); read1: what is buffered or one recv
+            blocks_of(response.stream(65536) if name == "gevent-urllib3-stream" else read1_chunks(response))
 
         def start() -> None:
             for _ in range(k):
@@ -343,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     options.add_argument("--events", type=int, default=20, help="N broadcasts (default 20)")
     options.add_argument("--interval", type=float, default=0.5, help="seconds between broadcasts")
     options.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset of " + ",".join(CLIENTS))
+    options.add_argument("--rounds", type=int, default=1, help="runs of every client, in a rotating order (default 1)")
     options.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     options.add_argument("--client", help=argparse.SUPPRESS)
     options.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -353,18 +367,53 @@ def main(argv: list[str] | None = None) -> int:
         return client_main(args.client, args.port, args.streams, args.events)
 
     limit = raise_nofile()
+    names = args.clients.split(",")
     print(f"fanout: K={args.streams} streams, N={args.events} broadcasts every {args.interval:g} s "
-          f"({args.streams * args.events} deliveries); RLIMIT_NOFILE {limit}; Python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs", flush=True)
+          f"({args.streams * args.events} deliveries), {args.rounds} round(s); RLIMIT_NOFILE {limit}; "
+          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f}", flush=True)
     print(f"  {'client':<30} {'connect':>8} {'RSS/stream':>11} {'p50':>8} {'p99':>8} {'max':>8} "
           f"{'CPU/event':>10} {'delivered':>10}   server fan-out med/max")
-    for name in args.clients.split(","):
-        r = run_one(name, args)
-        per_stream = (r["rss_after_kib"] - r["rss_before_kib"]) / args.streams
-        print(f"  {CLIENTS[name]:<30} {r['connect_s']:7.2f}s {per_stream:7.1f} KiB {r['p50_ms']:6.1f}ms "
-              f"{r['p99_ms']:6.1f}ms {r['max_ms']:6.1f}ms {r['cpu_us_per_event']:7.1f} us {r['delivered']:>10}   "
-              f"{r['fanout_ms'][0]:.1f} / {r['fanout_ms'][1]:.1f} ms", flush=True)
+    rounds: list[dict[str, dict[str, float]]] = []
+    for r in range(args.rounds):
+        shift = r % len(names)
+        measured: dict[str, dict[str, float]] = {}
+        for name in names[shift:] + names[:shift]:
+            res = run_one(name, args)
+            per_stream = (res["rss_after_kib"] - res["rss_before_kib"]) / args.streams
+            measured[name] = {"rss": per_stream, "p99": res["p99_ms"], "cpu": res["cpu_us_per_event"]}
+            print(f"  {CLIENTS[name]:<30} {res['connect_s']:7.2f}s {per_stream:7.1f} KiB {res['p50_ms']:6.1f}ms "
+                  f"{res['p99_ms']:6.1f}ms {res['max_ms']:6.1f}ms {res['cpu_us_per_event']:7.1f} us "
+                  f"{res['delivered']:>10}   {res['fanout_ms'][0]:.1f} / {res['fanout_ms'][1]:.1f} ms", flush=True)
+        rounds.append(measured)
+    summary(rounds, names)
     return 0
+
+
+def summary(rounds: list[dict[str, dict[str, float]]], names: list[str]) -> None:
+    """Medians over the rounds, and each sseplug client's medians of paired ratios to the floor."""
+    bare = [name for name in names if name in BARE]
+    print(f"medians over {len(rounds)} round(s)  (load {os.getloadavg()[0]:.2f})")
+    for name in names:
+        row = {metric: statistics.median(m[name][metric] for m in rounds) for metric in ("rss", "p99", "cpu")}
+        print(f"  {CLIENTS[name]:<30} RSS/stream {row['rss']:6.1f} KiB   p99 {row['p99']:6.1f} ms   "
+              f"CPU/event {row['cpu']:6.1f} us")
+    if not bare:
+        return
+    floors = [{metric: min(m[b][metric] for b in bare) for metric in ("rss", "p99", "cpu")} for m in rounds]
+    rss_floor = statistics.median(f["rss"] for f in floors)
+    print(f"against the floor (per round, the lowest of {', '.join(CLIENTS[b] for b in bare)}): "
+          f"medians of paired ratios; targets RSS/stream <= max(32 KiB, 1.3x) = {max(32.0, 1.3 * rss_floor):.1f} KiB, "
+          "CPU/event <= 1.2x, p99 <= 1.5x")
+    for name in names:
+        if not name.startswith("sseplug"):
+            continue
+        ratio = {metric: statistics.median(m[name][metric] / f[metric] for m, f in zip(rounds, floors))
+                 for metric in ("rss", "p99", "cpu")}
+        rss = statistics.median(m[name]["rss"] for m in rounds)
+        met = {"rss": rss <= max(32.0, 1.3 * rss_floor), "cpu": ratio["cpu"] <= 1.2, "p99": ratio["p99"] <= 1.5}
+        print(f"  {CLIENTS[name]:<30} RSS/stream {ratio['rss']:.2f}x ({'met' if met['rss'] else 'NOT met'})   "
+              f"CPU/event {ratio['cpu']:.2f}x ({'met' if met['cpu'] else 'NOT met'})   "
+              f"p99 {ratio['p99']:.2f}x ({'met' if met['p99'] else 'NOT met'})")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ class Body:
     an idle stream would hold it); chunked bodies are decoded here, many HTTP chunks at a time.
     Anything else goes through urllib3's ``read1`` (at most one HTTP chunk per call) and the
     socket's timeout. A ``recv`` that waits ``read_timeout`` seconds raises ``StallError``.
+    Once the socket is read directly, http.client's buffered file (its 8 KiB buffer held for
+    the stream's whole life) is swapped for the raw socket file it wraps.
     """
 
     __slots__ = ("read", "_since", "_timer")
@@ -86,7 +88,7 @@ class Body:
         self.read: Callable[[int], bytes | None]
         self._timer: Any = None
         self._since: float | None = None  # when the pending recv started; None outside recv
-        raw = getattr(getattr(response, "_fp", None), "fp", None)  # http.client's buffered socket file
+        raw: Any = getattr(getattr(response, "_fp", None), "fp", None)  # http.client's buffered socket file
         sock = getattr(getattr(raw, "raw", None), "_sock", None)
         chunked = getattr(response, "chunked", False)
         if (
@@ -99,6 +101,9 @@ class Body:
             self.read = lambda size: read1(size) or None
             return
         pending = _drain(raw, sock)  # body bytes read along with the headers
+        # the buffered file is empty now and never read again: http.client's response gets its
+        # raw socket file instead (to close it), and the file's 8 KiB buffer goes with it
+        response._fp.fp = raw.detach()  # type: ignore[attr-defined]  # the http.client response
         recv, clock = sock.recv, time.monotonic
         if read_timeout is not None:
             sock.settimeout(None)

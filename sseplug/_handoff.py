@@ -11,7 +11,6 @@ stops iterating), the hub resumes the writer then. Everything else waits on the 
 from __future__ import annotations
 
 import weakref
-from collections import deque
 from typing import Any
 
 from gevent import getcurrent
@@ -38,7 +37,9 @@ class Handoff:
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._items: deque[Any] = deque()
+        # a list, not a deque: a deque allocates a block of 64 slots at once, and an idle stream
+        # keeps its channel; at most maxsize items (a few more from put(last=True)) wait here
+        self._items: list[Any] = []
         self._hub = hub = get_hub()
         self._resumer = _resumers.get(hub) or _resumers.setdefault(hub, _Resumer(hub))
         self._reader: Any = None  # the greenlet waiting in get()
@@ -107,7 +108,7 @@ class Handoff:
                 self._reader = None
 
     def _take(self) -> Any:
-        item = self._items.popleft()
+        item = self._items.pop(0)
         self._wake_writer()  # there is room now
         return item
 

@@ -4,8 +4,10 @@ Theory of operation
 -------------------
 The spec's algorithm, and where each step lives here:
 
-1. Decode the stream as UTF-8 with replacement, stripping one leading BOM: an incremental
-   ``utf-8-sig`` decoder, so a character or the BOM split between chunks is joined first.
+1. Decode the stream as UTF-8 with replacement, stripping one leading BOM: ``utf_8_decode``
+   with ``final=False`` keeps the bytes of a character split between chunks for the next one
+   (``_undecoded``), and the first text decoded loses its leading U+FEFF (``_bom``): what the
+   ``utf-8-sig`` incremental decoder does, without its two Python-level calls per chunk.
 2. Lines end at CRLF, LF or CR. Line content never holds CR or LF, so mapping CRLF then CR to LF
    keeps every line intact; the one case the mapping cannot see is a CR ending one chunk and an LF
    starting the next, which ``_cr`` remembers. Everything below sees LF-only text.
@@ -52,7 +54,7 @@ MAX_RETRY_MS = 2**31 - 1  # a browser's timers go no further; longer retry: valu
 _RETRY_DIGITS = len(str(MAX_RETRY_MS))  # a value with more (significant) digits is past it
 _FOLD_AT = 512  # pending lines of a block (or pieces of a line) joined into one string
 
-_Decoder = codecs.getincrementaldecoder("utf-8-sig")
+_utf8_decode = codecs.utf_8_decode
 
 # Alternatives, tried in order at each block boundary; findall() gives "" for a group that did
 # not take part, hence the separate "id" marker group:
@@ -122,7 +124,8 @@ class EventParser:
         "last_event_id",
         "retry",
         "max_event_size",
-        "_decoder",
+        "_undecoded",
+        "_bom",
         "_cr",
         "_partial",
         "_partial_folded",
@@ -153,7 +156,8 @@ class EventParser:
         self._out: list[SSEResponse | Comment] | None = None  # feed_with_comments' result, while it runs
         self.retry: int | None = None
         self.max_event_size = max_event_size
-        self._decoder = _Decoder(errors="replace")
+        self._undecoded = b""  # the first bytes of a character the next chunk completes
+        self._bom = True  # no text decoded yet: a leading BOM is still to be dropped
         self._cr = False  # the last chunk ended in CR: a leading LF completes that CRLF
         self._partial: list[str] = []  # pieces of a line still waiting for its end
         self._partial_folded = 0  # how many of them, at the front, are folds of earlier pieces
@@ -191,7 +195,13 @@ class EventParser:
         return out
 
     def _feed(self, chunk: bytes, events: list[SSEResponse]) -> list[SSEResponse]:
-        text = self._decoder.decode(chunk)
+        data = self._undecoded + chunk if self._undecoded else chunk
+        text, used = _utf8_decode(data, "replace", False)
+        self._undecoded = data[used:] if used < len(data) else b""
+        if self._bom and text:
+            self._bom = False
+            if text[0] == "\ufeff":
+                text = text[1:]
         if self._cr and text:
             self._cr = False
             if text[0] == "\n":
@@ -223,7 +233,7 @@ class EventParser:
                 if end >= 0:
                     self._bulk(text, pos, end + 2, events)
                     pos = end + 2
-            if pos is not None:
+            if pos is not None and pos < len(text):
                 self._lines(text, pos, events, stop_at_dispatch=False)
         except (EventTooLargeError, DataDecodeError) as error:
             error.events = events  # nothing already parsed is lost
