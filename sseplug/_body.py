@@ -9,6 +9,7 @@ per response, re-armed once per ``read_timeout``, fails the read that has waited
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -33,6 +34,25 @@ HUB_TURN_EVERY = 0.005
 """Seconds a stream whose socket always has data reads between two polls of the hub before it
 lets the hub run (timers, other streams, signals): without it a flooding server freezes the
 process, as ``recv`` never blocks. A stream that waited for its bytes starts a new turn."""
+
+
+Dechunker: type[ChunkedDecoder] = ChunkedDecoder
+"""The chunked decoder bodies use: with the whole-chunks loop in C when the parser's C core is
+built (``sseplug._cparser.whole_chunks``, the same stops and pieces), else ``ChunkedDecoder``."""
+if os.environ.get("SSEPLUG_PURE_PYTHON") != "1":
+    try:
+        from ._cparser import whole_chunks
+    except ImportError:  # pragma: no cover - exercised where the extension is not built
+        pass
+    else:
+
+        class _CDechunker(ChunkedDecoder):
+            """``ChunkedDecoder`` with its common case, whole plain chunks, scanned in C."""
+
+            __slots__ = ()
+            _whole_chunks = staticmethod(whole_chunks)
+
+        Dechunker = _CDechunker
 
 
 def read_size(pending: int, received: int, events: int) -> int:
@@ -125,7 +145,7 @@ class Body:
         if not chunked:
             self.read = lambda size: read_body(size) or None
             return
-        decoder = ChunkedDecoder()
+        decoder = Dechunker()
 
         def read_chunked(size: int) -> bytes | None:
             """The payload of what the socket gave; ``None`` once the last chunk came."""

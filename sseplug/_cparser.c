@@ -364,8 +364,83 @@ fail:
     return NULL;
 }
 
+/* whole_chunks(buffer, pos, out) -> pos: sseplug._chunked.ChunkedDecoder._whole_chunks in C (the
+   same stops, the same pieces): the complete "SIZE CRLF data CRLF" chunks at pos, SIZE plain hex
+   digits within 18 bytes of the chunk's start (its CRLF included) and not "0", each chunk's data
+   appended to out; returns where it stopped, for the decoder's state machine to go on there. */
+static int
+hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static PyObject *
+whole_chunks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "whole_chunks(buffer: bytes, pos: int, out: list)");
+        return NULL;
+    }
+    PyObject *buffer = args[0], *out = args[2];
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(buffer);
+    Py_ssize_t size = PyBytes_GET_SIZE(buffer);
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    if (pos < 0 || pos > size) {
+        PyErr_SetString(PyExc_ValueError, "whole_chunks(): pos out of range");
+        return NULL;
+    }
+    for (;;) {
+        /* buffer.find(b"\r\n", pos, pos + 18): the CRLF must lie within the window */
+        Py_ssize_t window = size - pos < 18 ? size - pos : 18, line_end = -1;
+        for (Py_ssize_t i = pos; i + 1 < pos + window; i++)
+            if (b[i] == '\r' && b[i + 1] == '\n') {
+                line_end = i;
+                break;
+            }
+        if (line_end <= pos) /* none, or no digits */
+            break;
+        unsigned long long length = 0; /* at most 16 hex digits: no overflow */
+        int plain = 1;
+        for (Py_ssize_t i = pos; i < line_end; i++) {
+            int digit = hex_value(b[i]);
+            if (digit < 0) {
+                plain = 0;
+                break;
+            }
+            length = length * 16 + (unsigned long long)digit;
+        }
+        if (!plain || (line_end - pos == 1 && b[pos] == '0'))
+            break; /* an extension, spaces, a bad line; or the last chunk */
+        Py_ssize_t start = line_end + 2;
+        if (length > (unsigned long long)(size - start) || size - start - (Py_ssize_t)length < 2)
+            break; /* incomplete */
+        Py_ssize_t end = start + (Py_ssize_t)length;
+        if (b[end] != '\r' || b[end + 1] != '\n')
+            break; /* bad framing: the state machine reports it */
+        PyObject *piece = PyBytes_FromStringAndSize((const char *)b + start, end - start);
+        if (piece == NULL)
+            return NULL;
+        int appended = PyList_Append(out, piece);
+        Py_DECREF(piece);
+        if (appended < 0)
+            return NULL;
+        pos = end + 2;
+    }
+    return PyLong_FromSsize_t(pos);
+}
+
 static PyMethodDef methods[] = {
     {"bulk", (PyCFunction)(void (*)(void))bulk, METH_FASTCALL, "Dispatch the complete blocks of a chunk."},
+    {"whole_chunks", (PyCFunction)(void (*)(void))whole_chunks, METH_FASTCALL,
+     "The complete chunks of a chunked body at pos, appended to out; where it stopped."},
     {NULL, NULL, 0, NULL},
 };
 

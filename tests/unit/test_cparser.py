@@ -129,3 +129,36 @@ def test_text_beyond_one_byte_characters_takes_the_regex_path() -> None:
     blob = "id: 1\ndata: 🦀\n\nid: 2\ndata: é\n\n".encode()
     assert outcome([blob], True) == outcome([blob], False)
     assert [e.data for e in outcome([blob], True)[0]] == ["🦀", "é"]
+
+
+CHUNK_PIECES = st.sampled_from(
+    [b"3\r\nabc\r\n", b"0\r\n\r\n", b"00\r\n\r\n", b"A\r\n0123456789\r\n", b"a;x=1\r\nabcdefghij\r\n",
+     b"1 \r\nz\r\n", b"2\nab\n", b"2\r\nabXX\r\n", b"ffffffffffffffff\r\n", b"00000000000000001\r\nq\r\n",
+     b"000000000000000001\r\nq\r\n", b"\r\n", b"4\r\n\r\n\r\n\r\n", b"g\r\n", b"5\r\nab", b"cde\r\n", b"T: v\r\n"]
+)
+
+
+@pytest.mark.skipif(parser_module._cbulk is None, reason="sseplug._cparser is not built")
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(CHUNK_PIECES, max_size=12), st.lists(st.integers(min_value=0), max_size=5))
+def test_c_whole_chunks_decode_as_the_python_decoder(pieces: list[bytes], cuts: list[int]) -> None:
+    """The body's decoder with its whole-chunks loop in C against ``ChunkedDecoder``: the same
+    payload, ``done`` and errors, whatever the bytes and their split into reads."""
+    from sseplug._body import Dechunker
+    from sseplug._chunked import ChunkedDecoder
+
+    assert Dechunker is not ChunkedDecoder
+    blob = b"".join(pieces)
+    points = sorted({cut % (len(blob) + 1) for cut in cuts})
+    reads = [blob[a:b] for a, b in zip([0, *points], [*points, len(blob)])]
+
+    def decoded(decoder: ChunkedDecoder) -> tuple[Any, ...]:
+        out = []
+        try:
+            for data in reads:
+                out.append(decoder.feed(data))
+        except Exception as error:
+            return out, type(error).__name__, str(error)
+        return out, decoder.done
+
+    assert decoded(Dechunker()) == decoded(ChunkedDecoder())
