@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._malloc import keep_freed_memory
+from .numeric_hosts import resolve_numeric_hosts_inline
 from .config import Config, load_config
 from ..errors import ConfigError, PluginError
 from .record import add_record_options
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     monkey.patch_all()  # first: before anything imports ssl (importing sseplug or this module does not)
     args = build_parser().parse_args(argv)
     keep_freed_memory()
+    resolve_numeric_hosts_inline()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if args.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -282,6 +282,16 @@ def test_the_reconnect_budget_grants_at_its_rate_and_a_stalled_runner_gives_late
     gevent.joinall(takers[5:], timeout=5)
     assert [t.value for t in takers[5:]] == [False] * 3  # given back: a late connect would exceed the rate
 
+    answers = []  # a runner that is always that slow: once that is its usual delay, it connects
+    for _ in range(budget_module.USUAL + 1):
+        taker = gevent.spawn(budget.take, "slow")
+        gevent.sleep(0)
+        while not budget.grant():
+            gevent.sleep(0.01)
+        block(budget_module.FRESH + 0.02)
+        answers.append(taker.get(timeout=5))
+    assert answers[-1] is True and answers.count(False) < budget_module.USUAL
+
 
 def test_handing_over_deletes_the_lease_only_after_the_stream_stopped(make_plugin: Any, db: redis.Redis) -> None:
     first = make_plugin(streams=4)

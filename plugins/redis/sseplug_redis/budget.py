@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 __all__ = ["ReconnectBudget"]
 
 TICK = 0.05  # seconds between two asks for tokens; the bucket holds one tick's worth of the rate
-FRESH = 0.04  # seconds a token is good for, counted from when it was asked for
+FRESH = 0.04  # seconds a token is good for beyond this runner's usual delay in using one
+USUAL = 32  # the usual delay: the least of the last USUAL delays from an ask to the connect
 WAIT = 1.0  # seconds a connection waits for a token before its claim is asked again
-# Connects in any 1 s window use tokens granted within 1 + FRESH seconds: at most
-# (1 + FRESH + TICK) x rate, even when a stalled runner wakes up holding tokens of the past.
+# Connects in any 1 s window use tokens granted within 1 + FRESH seconds of one another (a runner's
+# usual delay shifts all of its connects alike): at most (1 + FRESH + TICK) x rate, even when a
+# stalled runner wakes up holding tokens of the past. A runner always that slow still connects.
 
 
 class ReconnectBudget:
@@ -38,6 +40,7 @@ class ReconnectBudget:
         self._queue: deque[str] = deque()  # connection ids waiting, in order
         self._waiters: dict[str, gevent.event.Event] = {}
         self._asked_at: dict[str, float] = {}  # id -> monotonic time its token was asked for
+        self._delays: deque[float] = deque([0.0], maxlen=USUAL)  # from the ask to the use, recent tokens
 
     def take(self, connection_id: str) -> bool:
         """Wait up to ``WAIT`` seconds for a token; False when none came or it came too late to
@@ -50,7 +53,10 @@ class ReconnectBudget:
             return False
         del self._waiters[connection_id]
         # a runner that stalled meanwhile must not add its late connects to the others' of this second
-        return time.monotonic() - self._asked_at.pop(connection_id, 0.0) <= FRESH
+        delay = time.monotonic() - self._asked_at.pop(connection_id, 0.0)
+        usual = min(self._delays)
+        self._delays.append(delay)
+        return delay <= usual + FRESH
 
     def forget(self, connection_id: str) -> None:
         """The connection stopped: it waits no more (a token granted to it is not used)."""
