@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from .redaction import FromEnvironment, public_url, secret_headers
@@ -193,3 +194,15 @@ class TemporaryPluginError(PluginError):
     backend is briefly down): the connection reconnects and resumes from its last checkpoint."""
 
     retryable = True
+
+
+def did_you_mean(name: str, known: Collection[str]) -> str:
+    """`` (did you mean 'x'?)`` when a name of ``known`` is close to ``name``, else ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_plugin(name: str, known: Collection[str]) -> str:
+    """The message for a plugin name that is not one of ``known``: the near miss, the known names
+    (the config's sinks, plugin tables and ``disable``, and ``create_plugin_manager`` say it alike)."""
+    return f"unknown plugin {name!r}{did_you_mean(name, known)}; known plugins: {', '.join(sorted(known)) or '(none)'}"

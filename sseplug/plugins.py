@@ -13,7 +13,7 @@ from typing import Any
 import pluggy
 
 from . import __version__, hookspecs
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, unknown_plugin
 from .redaction import redacted
 
 __all__ = [
@@ -294,7 +294,7 @@ def create_plugin_manager(
     for index, name in enumerate(disable):
         if name not in known:
             raise ConfigError(
-                f"unknown plugin {name!r}; known plugins: {', '.join(sorted(known))}",
+                unknown_plugin(name, known),
                 key=f"runner.plugins.disable[{index}]",
             )
     pm = PluginManager()

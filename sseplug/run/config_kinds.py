@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import unknown_plugin
 from ..models import integer_range, seconds_range
 from ..route import ErrorPolicy
-from .config_reader import TableReader, did_you_mean, fail, one_of, show, table
+from .config_reader import TableReader, fail, one_of, show, table
 from .environment import join_key
 from .where import compile_where
 
@@ -188,11 +189,6 @@ def names(noun: str, pattern: re.Pattern[str] | None = None, *, plugins: bool = 
         return tuple(value)
 
     return Kind(what, read_names)
-
-
-def unknown_plugin(name: str, known: Collection[str]) -> str:
-    """The message for a plugin name that is not one of ``known``: the near miss, the known names."""
-    return f"unknown plugin {name!r}{did_you_mean(name, known)}; known plugins: {', '.join(sorted(known)) or '(none)'}"
 
 
 def _sinks(read: TableReader, key: Key, default: Any, context: Context) -> tuple[str, ...] | None:

@@ -3,19 +3,18 @@ expected, what the file holds (redacted when it is a secret), an example, the ne
 
 from __future__ import annotations
 
-import difflib
 import enum
 import json
 import string
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, NoReturn, TypeVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from ..models import expected_integer, expected_seconds
 from ..redaction import FromEnvironment, Secret
 from .environment import join_key
 
-__all__ = ["REQUIRED", "Required", "TableReader", "did_you_mean", "fail", "one_of", "show", "table", "toml"]
+__all__ = ["REQUIRED", "Required", "TableReader", "fail", "one_of", "show", "table", "toml"]
 
 _TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string"}
 
@@ -211,9 +210,3 @@ def show(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return "a table" if isinstance(value, dict) else "an array"
     return f"{toml(value)} ({_TOML_TYPES.get(type(value), type(value).__name__)})"
-
-
-def did_you_mean(name: str, known: Collection[str]) -> str:
-    """`` (did you mean 'x'?)`` when a name of ``known`` is close to ``name``, else ``""``."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

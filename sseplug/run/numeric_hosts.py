@@ -6,7 +6,7 @@ and in bunches. A host name still goes to the resolver the hub had."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, cast
 
 from gevent import monkey
 
@@ -50,4 +50,4 @@ def resolve_numeric_hosts_inline() -> None:
 
     hub = gevent.get_hub()
     if not isinstance(hub.resolver, NumericHostsInline):
-        hub.resolver = NumericHostsInline(hub.resolver)
+        hub.resolver = cast(Any, NumericHostsInline(hub.resolver))  # duck-typed: every other call is the wrapped one's

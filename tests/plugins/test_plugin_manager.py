@@ -63,6 +63,8 @@ def test_disabling_an_unknown_name_is_a_config_error_listing_known_names() -> No
     assert "'nope'" in message and caught.value.key == "runner.plugins.disable[0]"
     for known in ("json", "retry", "sqlite", "stdout"):
         assert known in message
+    with pytest.raises(ConfigError, match=r"unknown plugin 'jsn' \(did you mean 'json'\?\); known plugins: "):
+        create_plugin_manager(disable=["jsn"], load_entry_points=False)  # in the config's words
 
 
 def test_disabled_json_is_not_registered_and_data_stays_text(sse_server: SSEServer) -> None:
