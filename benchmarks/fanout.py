@@ -414,6 +414,11 @@ def summary(rounds: list[dict[str, dict[str, float]]], names: list[str]) -> None
         print(f"  {CLIENTS[name]:<30} RSS/stream {ratio['rss']:.2f}x ({'met' if met['rss'] else 'NOT met'})   "
               f"CPU/event {ratio['cpu']:.2f}x ({'met' if met['cpu'] else 'NOT met'})   "
               f"p99 {ratio['p99']:.2f}x ({'met' if met['p99'] else 'NOT met'})")
+        if "gevent-urllib3-stream" in bare and len(bare) > 1:  # the bare reader alone, for reference
+            alone = {metric: statistics.median(m[name][metric] / m["gevent-urllib3-stream"][metric] for m in rounds)
+                     for metric in ("rss", "p99", "cpu")}
+            print(f"  {'  vs ' + CLIENTS['gevent-urllib3-stream'] + ' alone':<30} RSS/stream {alone['rss']:.2f}x"
+                  f"          CPU/event {alone['cpu']:.2f}x          p99 {alone['p99']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         port = json.loads(server.stdout.readline())["port"]
         for name in CLIENTS:
-            workers[name] = Worker(name)
+            workers[name] = Worker(name, "orjson")  # the JSON library of every worker (unused: no decode here)
         times: dict[tuple[str, str], list[float]] = {}
         for r in range(args.rounds + 1):  # round 0 warms up
             for framing, path in FRAMINGS.items():
