@@ -253,11 +253,13 @@ def main() -> None:
         storm = stats(upstream_ports)
         granted = [int(db.get(key) or 0) for key in db.scan_iter("sseplug:reconnect-budget:*", count=1000)]
         result.update(storm_back_s=round(back - dropped, 1), storm_peak_per_s=storm["peak_per_second_since_drop"],
-                      storm_connects=storm["connects_since_drop"], budget_peak_granted_per_s=max(granted, default=None))
+                      storm_connects=storm["connects_since_drop"], budget_peak_granted_per_s=max(granted, default=None),
+                      budget_granted=sum(granted), connects=storm["connects"])
         say(f"storm: all {args.streams} back {result['storm_back_s']}s after the upstream dropped them; at most "
             f"{result['storm_peak_per_s']} new connections in any 1 s ({storm['connects_since_drop']} in all; "
             f"reconnect_rate {args.reconnect_rate}: at most {result['budget_peak_granted_per_s']} tokens granted in "
-            "a second of Redis time, start included)")
+            f"a second of Redis time; {result['budget_granted']} tokens in the 5 minutes Redis keeps, "
+            f"{storm['connects']} connects since the start)")
 
         survivors = runners[args.kill:]
         termed = time.monotonic()

@@ -311,6 +311,19 @@ def test_handing_over_deletes_the_lease_only_after_the_stream_stopped(make_plugi
     assert second.held == {cid for cid, _ in stopped}
 
 
+def test_shutting_down_while_handing_over_releases_the_streams_still_stopping(make_plugin: Any, db: redis.Redis) -> None:
+    first = make_plugin(streams=4)
+    tick(first, first)
+    second = make_plugin(streams=4)
+    stopped: list[Any] = []
+    first.control.stop = lambda cid, then=None: stopped.append((cid, then))  # type: ignore[method-assign]
+    tick(second, first)  # two streams handed over, still stopping when the runner shuts down
+    first.sseplug_unconfigure()
+    assert list(db.scan_iter("sseplug:lease:*")) == []  # none left behind for a restarted fleet
+    for _, then in stopped:
+        then()  # the stops end after the shutdown: nothing to do, no error
+
+
 def test_maxlen_trims_the_stream_and_unconfigure_frees_leases_and_session(make_plugin: Any, db: redis.Redis) -> None:
     plugin = make_plugin(streams=2, extra='stream = "out:{connection}"\nmaxlen = 10')
     tick(plugin, plugin)

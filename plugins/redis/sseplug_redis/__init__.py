@@ -119,6 +119,7 @@ class RedisLeases:
         self._to_start: deque[str] = deque()  # held streams to start, in order
         self._starting: set[str] = set()  # the same, as a set
         self._starter: gevent.Greenlet[..., Any] | None = None
+        self._handing: set[str] = set()  # streams handed over, stopping: their leases go once they stopped
         self._started_at = time.time()
 
     def __repr__(self) -> str:
@@ -222,7 +223,7 @@ class RedisLeases:
         gevent.joinall(greenlets, timeout=self.interval)  # a round in progress ends: the leases it took are held
         gevent.killall(greenlets, block=True, timeout=self.interval)
         if self.redis is not None and self.control is not None:
-            ids = sorted(self.held)
+            ids = sorted(self.held | self._handing)  # a stream still stopping is released too
             try:
                 self._release(ids)
                 pipe = self._ctl().pipeline(transaction=False)
@@ -377,8 +378,10 @@ class RedisLeases:
         assert self.control is not None
         self.held.discard(connection_id)
         self._forget(connection_id)
+        self._handing.add(connection_id)
 
         def release() -> None:
+            self._handing.discard(connection_id)
             if connection_id in self.held or self.redis is None:
                 return  # taken back meanwhile, or shut down (unconfigure released it)
             try:
