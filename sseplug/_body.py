@@ -9,6 +9,7 @@ per response, re-armed once per ``read_timeout``, fails the read that has waited
 
 from __future__ import annotations
 
+import io
 import os
 import ssl
 import time
@@ -123,7 +124,8 @@ class Body:
         pending = _drain(raw, sock)  # body bytes read along with the headers
         # the buffered file is empty now and never read again: http.client's response gets its
         # raw socket file instead (to close it), and the file's 8 KiB buffer goes with it
-        response._fp.fp = raw.detach()  # type: ignore[attr-defined]  # the http.client response
+        if isinstance(raw, io.BufferedReader):  # what http.client's makefile("rb") gives
+            response._fp.fp = raw.detach()  # type: ignore[attr-defined]  # the http.client response
         recv, clock = sock.recv, time.monotonic
         if read_timeout is not None:
             sock.settimeout(None)
