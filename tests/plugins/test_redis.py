@@ -270,14 +270,20 @@ def test_the_guard_sends_every_stream_to_standby_before_the_session_could_expire
 
 def test_the_reconnect_budget_grants_at_its_rate_and_a_stalled_runner_gives_late_tokens_back(db: redis.Redis) -> None:
     budget = ReconnectBudget(100, db.register_script(SCRIPTS["budget"]), db)  # holds 5 tokens (one tick)
-    takers = [gevent.spawn(budget.take, f"c{i}") for i in range(8)]
+    block = gevent.monkey.get_original("time", "sleep")
+
+    def connect(connection_id: str) -> bool:
+        granted = budget.take(connection_id)
+        block(0.02)  # a connect's own work: a batch of five takes 100 ms to go through, and that is no stall
+        return granted
+
+    takers = [gevent.spawn(connect, f"c{i}") for i in range(8)]
     gevent.sleep(0)  # every taker waits in the queue, in order
     assert budget.grant() == 5  # the bucket starts full: one tick's worth, no more
     gevent.joinall(takers[:5], timeout=5)
     assert [t.value for t in takers[:5]] == [True] * 5 and not any(t.ready() for t in takers[5:])
     gevent.sleep(0.03)  # 3 tokens refill in 30 ms (Redis time)
     assert budget.grant() == 3
-    block = gevent.monkey.get_original("time", "sleep")
     block(budget_module.FRESH + 0.02)  # the hub stalls before the takers run: their grants age
     gevent.joinall(takers[5:], timeout=5)
     assert [t.value for t in takers[5:]] == [False] * 3  # given back: a late connect would exceed the rate

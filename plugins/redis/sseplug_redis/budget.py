@@ -22,7 +22,7 @@ __all__ = ["ReconnectBudget"]
 
 TICK = 0.05  # seconds between two asks for tokens; the bucket holds one tick's worth of the rate
 FRESH = 0.04  # seconds a token is good for beyond this runner's usual delay in using one
-USUAL = 32  # the usual delay: the least of the last USUAL delays from an ask to the connect
+USUAL = 32  # the usual delay: the least of the last USUAL delays from an ask to the first use
 WAIT = 1.0  # seconds a connection waits for a token before its claim is asked again
 # Connects in any 1 s window use tokens granted within 1 + FRESH seconds of one another (a runner's
 # usual delay shifts all of its connects alike): at most (1 + FRESH + TICK) x rate, even when a
@@ -39,7 +39,7 @@ class ReconnectBudget:
         self._client = client
         self._queue: deque[str] = deque()  # connection ids waiting, in order
         self._waiters: dict[str, gevent.event.Event] = {}
-        self._asked_at: dict[str, float] = {}  # id -> monotonic time its token was asked for
+        self._batch_of: dict[str, list[float]] = {}  # id -> [asked, first used] of the tokens granted with its own
         self._delays: deque[float] = deque([0.0], maxlen=USUAL)  # from the ask to the use, recent tokens
 
     def take(self, connection_id: str) -> bool:
@@ -52,8 +52,14 @@ class ReconnectBudget:
         if not waiter.wait(WAIT):
             return False
         del self._waiters[connection_id]
-        # a runner that stalled meanwhile must not add its late connects to the others' of this second
-        delay = time.monotonic() - self._asked_at.pop(connection_id, 0.0)
+        # a runner that stalled before it could use a batch of tokens must not add its late connects
+        # to the others' of this second; going through the batch after a prompt start is no stall
+        batch = self._batch_of.pop(connection_id, None)
+        if batch is None:  # forgotten meanwhile
+            return False
+        if len(batch) == 1:
+            batch.append(time.monotonic())
+        delay = batch[1] - batch[0]
         usual = min(self._delays)
         self._delays.append(delay)
         return delay <= usual + FRESH
@@ -61,7 +67,7 @@ class ReconnectBudget:
     def forget(self, connection_id: str) -> None:
         """The connection stopped: it waits no more (a token granted to it is not used)."""
         self._waiters.pop(connection_id, None)
-        self._asked_at.pop(connection_id, None)
+        self._batch_of.pop(connection_id, None)
 
     def dispense(self, stop: gevent.event.Event) -> None:
         """Until ``stop``: hand out tokens every ``TICK``."""
@@ -76,7 +82,7 @@ class ReconnectBudget:
             queue.popleft()
         if not queue:
             return 0
-        asked = time.monotonic()
+        batch = [time.monotonic()]  # when asked; then when the first of these tokens was used
         try:
             granted = min(len(queue), int(self._script(keys=[BUDGET_KEY], args=[self.rate, self.capacity, len(queue)],
                                                        client=self._client)))
@@ -86,6 +92,6 @@ class ReconnectBudget:
             connection_id = queue.popleft()
             waiter = self._waiters.get(connection_id)
             if waiter is not None:
-                self._asked_at[connection_id] = asked
+                self._batch_of[connection_id] = batch
                 waiter.set()
         return granted
