@@ -23,6 +23,10 @@ resumes with ``Last-Event-ID`` from the checkpoint, which always names the last 
 Redis losing its data is detected by the marker key ``sseplug:fleet`` (a random epoch written by
 the first runner): a runner that saw one epoch and finds none or another applies
 ``on_lost_state``. See docs/fleet.rst for the guarantees and their costs.
+
+The parts: ``state.py`` (what a runner knows and holds), ``ownership.py`` (the coordinator),
+``faults.py`` (the guard and Redis faults), ``sink.py`` (checkpoints and the Redis Streams sink),
+``assign.py`` (the assignment), ``budget.py`` (the reconnect budget), ``scripts.py`` (the Lua).
 """
 
 from __future__ import annotations
