@@ -199,6 +199,179 @@ decoded(PyObject *decode, PyObject *data)
     return value;
 }
 
+/* Batched JSON decoding (decode = (loads, error)): consecutive events whose data is one line
+   holding exactly one JSON object, array or string by its brackets and quotes (json_single)
+   wait in a batch of up to BATCH; the batch is decoded with one loads("[d1,d2,...]"). For a
+   strict JSON decoder that list, when it parses and has one item per event, holds exactly the
+   values loads(d1), loads(d2)... would give: each di is one bracket-balanced value and the
+   grammar parses it the same inside the array; anything else (an exception of any type, another
+   length, another type) sends the batch through decoded() one event at a time, the per-event
+   path with its exact answers and errors. The batch is decoded before any other block is handled
+   (the spec path, an event decoded alone) and at the end: events and errors stay in stream order. */
+#define BATCH 64
+
+typedef struct {
+    PyObject *id, *event, *raw; /* new references */
+    Py_ssize_t start, end;      /* the data: text[start:end] */
+} Pending;
+
+static int
+json_single(const Py_UCS1 *s, Py_ssize_t i, Py_ssize_t n)
+{
+    while (i < n && json_space(s[i]))
+        i++;
+    if (i >= n)
+        return 0;
+    if (s[i] == '"') {
+        for (i++; i < n && s[i] != '"'; i++)
+            if (s[i] == '\\')
+                i++;
+        if (i >= n)
+            return 0;
+        i++;
+    } else if (s[i] == '{' || s[i] == '[') {
+        Py_ssize_t depth = 0;
+        int string = 0, closed = 0;
+        for (; i < n; i++) {
+            Py_UCS1 c = s[i];
+            if (string) {
+                if (c == '\\')
+                    i++;
+                else if (c == '"')
+                    string = 0;
+            } else if (c == '"') {
+                string = 1;
+            } else if (c == '{' || c == '[') {
+                depth++;
+            } else if ((c == '}' || c == ']') && --depth == 0) {
+                closed = 1;
+                i++;
+                break;
+            }
+        }
+        if (!closed)
+            return 0;
+    } else {
+        return 0;
+    }
+    while (i < n && json_space(s[i]))
+        i++;
+    return i == n;
+}
+
+static void
+pending_clear(Pending *pending, Py_ssize_t from, Py_ssize_t count)
+{
+    for (Py_ssize_t i = from; i < count; i++) {
+        Py_DECREF(pending[i].id);
+        Py_DECREF(pending[i].event);
+        Py_DECREF(pending[i].raw);
+    }
+}
+
+static int
+append_event(PyObject *events, PyTypeObject *response_type, PyObject *id, PyObject *event, PyObject *data,
+             PyObject *raw) /* steals event, data and raw */
+{
+    PyObject *response = response_type->tp_alloc(response_type, 6);
+    if (response == NULL) {
+        Py_DECREF(event);
+        Py_DECREF(data);
+        Py_DECREF(raw);
+        return -1;
+    }
+    PyTuple_SET_ITEM(response, 0, Py_NewRef(id));
+    PyTuple_SET_ITEM(response, 1, event);
+    PyTuple_SET_ITEM(response, 2, data);
+    PyTuple_SET_ITEM(response, 3, Py_NewRef(EMPTY));
+    PyTuple_SET_ITEM(response, 4, raw);
+    PyTuple_SET_ITEM(response, 5, Py_NewRef(Py_None));
+    if (!PyObject_IS_GC(data))
+        PyObject_GC_UnTrack(response); /* atomic values only: no cycle can pass through it */
+    int appended = PyList_Append(events, response);
+    Py_DECREF(response);
+    return appended;
+}
+
+/* the batch decoded and its events appended, in order; -1 with an exception (a decode error as
+   DataDecodeError of its event's id, the events before it appended) */
+static int
+flush(PyObject *text, Pending *pending, Py_ssize_t *count, PyObject *decode, PyObject *events,
+      PyTypeObject *response_type, PyObject *error_type)
+{
+    Py_ssize_t n = *count, i;
+    *count = 0;
+    if (n == 0)
+        return 0;
+    PyObject *values = NULL;
+    if (n > 1) {
+        const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+        Py_ssize_t length = n + 1;
+        Py_UCS1 high = 0;
+        for (i = 0; i < n; i++) {
+            length += pending[i].end - pending[i].start;
+            if (!PyUnicode_IS_ASCII(text))
+                for (Py_ssize_t k = pending[i].start; k < pending[i].end; k++)
+                    high |= s[k];
+        }
+        PyObject *batch = PyUnicode_New(length, high & 0x80 ? 255 : 127);
+        if (batch == NULL) {
+            pending_clear(pending, 0, n);
+            return -1;
+        }
+        Py_UCS1 *out = PyUnicode_1BYTE_DATA(batch);
+        *out++ = '[';
+        for (i = 0; i < n; i++) {
+            if (i)
+                *out++ = ',';
+            memcpy(out, s + pending[i].start, (size_t)(pending[i].end - pending[i].start));
+            out += pending[i].end - pending[i].start;
+        }
+        *out = ']';
+        values = PyObject_CallOneArg(PyTuple_GET_ITEM(decode, 0), batch);
+        Py_DECREF(batch);
+        if (values == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                pending_clear(pending, 0, n);
+                return -1;
+            }
+            PyErr_Clear(); /* not all JSON, or more than the decoder takes: one by one */
+        } else if (!PyList_CheckExact(values) || PyList_GET_SIZE(values) != n) {
+            Py_CLEAR(values);
+        }
+    }
+    for (i = 0; i < n; i++) {
+        Pending *p = &pending[i];
+        PyObject *data;
+        if (values != NULL && PyList_GET_ITEM(values, i) != Py_None) {
+            data = Py_NewRef(PyList_GET_ITEM(values, i));
+        } else {
+            PyObject *string = PyUnicode_Substring(text, p->start, p->end);
+            if (string == NULL)
+                goto fail;
+            data = values != NULL ? Py_NewRef(string) : decoded(decode, string);
+            Py_DECREF(string);
+            if (data == NULL) {
+                decode_error(error_type, p->id);
+                goto fail;
+            }
+        }
+        PyObject *id = p->id;
+        int appended = append_event(events, response_type, id, p->event, data, p->raw);
+        Py_DECREF(id);
+        if (appended < 0) {
+            i++;
+            goto fail;
+        }
+    }
+    Py_XDECREF(values);
+    return 0;
+fail:
+    pending_clear(pending, i, n);
+    Py_XDECREF(values);
+    return -1;
+}
+
 #define MAX_LINES 64 /* data lines of a common block handled here; more go to the spec path */
 
 static PyObject *
@@ -226,6 +399,9 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t data_starts[MAX_LINES], data_ends[MAX_LINES];
+    Pending pending[BATCH];
+    Py_ssize_t npending = 0;
+    int batching = PyTuple_CheckExact(decode); /* the json plugin's decoder: one loads per batch */
     Py_INCREF(last);
     PyObject *last_event = NULL; /* the previous event type: a stream repeats a few, shared */
     Py_ssize_t p = pos;
@@ -282,6 +458,8 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         if (!common) { /* the spec path, line by line, in Python */
+            if (flush(text, pending, &npending, decode, events, response_type, error_type) < 0)
+                goto fail;
             PyObject *block = PyUnicode_Substring(text, p, bend);
             if (block == NULL)
                 goto fail;
@@ -314,6 +492,22 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         } else {
             event = Py_NewRef(MESSAGE);
         }
+        if (batching && lines == 1 && json_single(s, data_starts[0], data_ends[0])) { /* decoded with its batch */
+            PyObject *raw = PyUnicode_Substring(text, p, bend);
+            if (raw == NULL) {
+                Py_DECREF(event);
+                goto fail;
+            }
+            pending[npending] = (Pending){Py_NewRef(last), event, raw, data_starts[0], data_ends[0]};
+            if (++npending == BATCH && flush(text, pending, &npending, decode, events, response_type, error_type) < 0)
+                goto fail;
+            p = next;
+            continue;
+        }
+        if (npending && flush(text, pending, &npending, decode, events, response_type, error_type) < 0) {
+            Py_DECREF(event);
+            goto fail;
+        }
         PyObject *data = join_data(text, s, data_starts, data_ends, lines);
         if (data == NULL) {
             Py_DECREF(event);
@@ -335,30 +529,16 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(data);
             goto fail;
         }
-        PyObject *response = response_type->tp_alloc(response_type, 6);
-        if (response == NULL) {
-            Py_DECREF(event);
-            Py_DECREF(data);
-            Py_DECREF(raw);
-            goto fail;
-        }
-        PyTuple_SET_ITEM(response, 0, Py_NewRef(last));
-        PyTuple_SET_ITEM(response, 1, event);
-        PyTuple_SET_ITEM(response, 2, data);
-        PyTuple_SET_ITEM(response, 3, Py_NewRef(EMPTY));
-        PyTuple_SET_ITEM(response, 4, raw);
-        PyTuple_SET_ITEM(response, 5, Py_NewRef(Py_None));
-        if (!PyObject_IS_GC(data))
-            PyObject_GC_UnTrack(response); /* atomic values only: no cycle can pass through it */
-        int appended = PyList_Append(events, response);
-        Py_DECREF(response);
-        if (appended < 0)
+        if (append_event(events, response_type, last, event, data, raw) < 0)
             goto fail;
         p = next;
     }
+    if (flush(text, pending, &npending, decode, events, response_type, error_type) < 0)
+        goto fail;
     Py_XDECREF(last_event);
     return last;
 fail:
+    pending_clear(pending, 0, npending);
     Py_XDECREF(last_event);
     Py_DECREF(last);
     return NULL;

@@ -34,7 +34,9 @@ for text whose characters all fit in one byte. The common block shape (``id``, `
 line to ``_line``, the spec path. Both paths give identical results on every input
 (property-tested). A ``decode_data`` with a ``json_loads`` attribute, ``(loads, error)`` (the
 json plugin's, from ``make_decoder``), is run by the C core itself: the same checks, then
-``loads``, with no Python frame per event.
+``loads``, with no Python frame per event; a run of one-line events each holding one JSON object,
+array or string (by its brackets and quotes) is decoded with one ``loads`` of a list, and taken
+one event at a time whenever that list does not parse into one item per event.
 """
 
 from __future__ import annotations

@@ -24,7 +24,12 @@ TOKENS = st.sampled_from(
      b"data: \n", b": c\n", b"retry: 5\n", b"\n", b"\n\n", b"\r\n", b"\r", b"data: caf\xc3\xa9\n", b"data: \xf0\x9f\xa6\x80\n",
      b"data: bad\n", b"event: other\n", b"foo: bar\n", b"idx: 1\n", b"data:  two\n", b"data: 1\ndata: 2\n",
      b'data: {"a": [1]}\n', b"data: -0.5e3\n", b"data: 007\n", b"data: true\n", b"data:  null \n", b"data: [DONE]\n",
-     b'data: {"a":\n', b"data: 1e\n", b"data: \"x\"\n", b"data: falsey\n"]
+     b'data: {"a":\n', b"data: 1e\n", b"data: \"x\"\n", b"data: falsey\n",
+     # batched JSON (one loads per run of events): values that are one by their brackets but not
+     # JSON, two values on a line, brackets in strings, escapes, a decoder's other error
+     b'data: {"a": 1}\n', b'data: ["x", {"b": "]"}]\n', b'data: "a\\"b"\n', b'data: {"a":1} {"b":2}\n',
+     b"data: [1],[2]\n", b'data: {"a": bad}\n', b'data: {"a":}\n', b'data: ["\\u00e9", "\xc3\xa9"]\n', b"data: [[[]]]\n",
+     b"data: [1]]\n", b'data: ["]\n', b'data:  {"k": null} \n']
 )
 
 
@@ -97,6 +102,22 @@ def test_the_c_json_checks_answer_as_the_json_plugin(lines: list[str], loads_kin
     except DataDecodeError as error:
         got = repr(error.__cause__)
     assert type(got) is type(expected) and (got == expected or got != got), (text, got, expected)
+
+
+@pytest.mark.skipif(parser_module._cbulk is None, reason="sseplug._cparser is not built")
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(JSON_LINES, st.sampled_from(['{"a": [1, "]"]}', '["x"', '"y"]', '[1],[2]', '"\\""', "{}",
+                                                        '{"a": "bad"}', '[' * 300 + ']' * 300])), max_size=150),
+       st.sampled_from([0, 1]), st.lists(st.integers(min_value=0), max_size=4))
+def test_batched_json_decoding_answers_as_one_by_one(lines: list[str], loads_kind: int, cuts: list[int]) -> None:
+    """Runs of one-line JSON events (the C core decodes each run with one loads of a list): the
+    same events, ids and errors as the regex path's decode per event, for valid, invalid and
+    deceptive data (two values that make one list item, brackets in strings, deep nesting)."""
+    blob = b"".join(f"id: {i}\ndata: {line}\n\n".encode() for i, line in enumerate(lines))
+    points = sorted({c % (len(blob) + 1) for c in cuts})
+    chunks = [blob[a:b] for a, b in zip([0, *points], [*points, len(blob)])]
+    options = {"decode_data": JSON_DECODERS[loads_kind]}
+    assert outcome(chunks, True, **options) == outcome(chunks, False, **options)
 
 
 @pytest.mark.skipif(parser_module._cbulk is None, reason="sseplug._cparser is not built")
