@@ -9,6 +9,7 @@ per response, re-armed once per ``read_timeout``, fails the read that has waited
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import ssl
@@ -18,6 +19,7 @@ from typing import Any
 
 import gevent
 import urllib3
+from urllib3.response import BytesQueueBuffer
 
 from ._chunked import ChunkedDecoder, ChunkedError
 
@@ -126,6 +128,11 @@ class Body:
         # raw socket file instead (to close it), and the file's 8 KiB buffer goes with it
         if isinstance(raw, io.BufferedReader):  # what http.client's makefile("rb") gives
             response._fp.fp = raw.detach()  # type: ignore[attr-defined]  # the http.client response
+        # urllib3's queue of decoded bytes is not used on this path: an empty one is swapped for
+        # one that makes its deque (one 64-slot block, ~0.6 KB) only if urllib3 ever reads again
+        queue = getattr(response, "_decoded_buffer", None)
+        if type(queue) is BytesQueueBuffer and not len(queue):
+            response._decoded_buffer = _IdleQueue()  # type: ignore[attr-defined]  # urllib3's HTTPResponse
         recv, clock = sock.recv, time.monotonic
         if read_timeout is not None:
             sock.settimeout(None)
@@ -186,6 +193,19 @@ class Body:
         if self._timer is not None:
             self._timer.close()
             self._timer = None
+
+
+class _IdleQueue(BytesQueueBuffer):
+    """urllib3's ``BytesQueueBuffer`` without its deque until something is put in it."""
+
+    def __init__(self) -> None:  # no super().__init__(): no deque yet
+        self._size = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "buffer":
+            raise AttributeError(name)
+        self.buffer = collections.deque()  # first use: urllib3 reads this response after all
+        return self.buffer
 
 
 def _drain(raw: Any, sock: Any) -> bytes:

@@ -18,7 +18,7 @@ import gevent
 import urllib3
 from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.util import parse_url
+from urllib3.util import Retry, parse_url
 
 from .errors import (
     CertificateError, ContentTypeError, HTTPStatusError, NetworkError, PluginError, RedirectError, SSEError,
@@ -39,6 +39,10 @@ MAX_REDIRECTS = 10
 ERROR_BODY_LIMIT = 1024
 ERROR_BODY_TIMEOUT = 5.0  # an error response's body is only an excerpt for the message: never wait long for it
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# what urllib3 makes of retries=False, redirect=False on every request (Retry.from_int), made once:
+# a Retry is never changed (increment() returns a new one) and each response keeps the one it was
+# given, so thousands of streams share this one instead of holding ~0.8 KB each
+NO_RETRIES = Retry.from_int(False, redirect=False)
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -177,7 +181,7 @@ def open_response(
                 if tls and url.startswith("https:"):  # a pool of its own for these TLS options
                     pool, target = http.connection_from_url(url, pool_kwargs=tls), parse_url(url).request_uri
                 response = pool.urlopen(
-                    method, target, body=body, headers=headers, timeout=timeout, retries=False,
+                    method, target, body=body, headers=headers, timeout=timeout, retries=NO_RETRIES,
                     redirect=False, preload_content=False, decode_content=True,
                 )
             except (Urllib3Error, OSError) as error:
