@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..models import DEFAULT_POOL_SIZE, OnData, OnDone, OnError, RequestFieldError, RequestMethodType, SSERequest
+from ..models import DEFAULT_POOL_SIZE, OnData, OnDone, OnError, RequestFieldError, SSERequest
 from ..redaction import protect_settings
 from ..route import ErrorPolicy, Route
 from .config_kinds import Context, unknown_plugin
@@ -21,9 +21,9 @@ from .config_spec import key, keys_of, names_of, read_errors, read_keys
 from .environment import expand, join_key
 from .where import compile_where
 
-__all__ = ["Config", "ConnectionConfig", "RunnerConfig", "TableReader", "defaults_of", "load_config", "parse_config"]
+__all__ = ["Config", "ConnectionConfig", "RunnerConfig", "TableReader", "connection_defaults", "defaults_of", "load_config", "parse_config"]
 
-_REQUEST_DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in dataclasses.fields(SSERequest)}
+_REQUEST_FIELDS = frozenset(spec.name for spec in dataclasses.fields(SSERequest))
 
 
 DEFAULT_ERRORS = ErrorPolicy(retries=3, backoff=1.0, action="stop")
@@ -32,38 +32,22 @@ DEFAULT_ERRORS = ErrorPolicy(retries=3, backoff=1.0, action="stop")
 
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
-    """One validated ``[[connections]]`` table: its id and the values of its ``SSERequest``, whose defaults
-    are these (the method normalised, credential headers wrapped in ``Secret``)."""
+    """One validated ``[[connections]]`` table: its id, its request (the request keys, checked and
+    normalised by ``SSERequest`` itself: the method, credential headers wrapped in ``Secret``) and
+    its route keys."""
 
     id: str
-    url: str
-    method: RequestMethodType | str = _REQUEST_DEFAULTS["method"]
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: Any = _REQUEST_DEFAULTS["body"]
-    retry: bool = _REQUEST_DEFAULTS["retry"]
-    max_retries: int = _REQUEST_DEFAULTS["max_retries"]
-    read_timeout: float | None = _REQUEST_DEFAULTS["read_timeout"]
-    head_timeout: float | None = _REQUEST_DEFAULTS["head_timeout"]
-    max_event_size: int = _REQUEST_DEFAULTS["max_event_size"]
-    reconnect: str | None = _REQUEST_DEFAULTS["reconnect"]
-    resume_url: str | None = _REQUEST_DEFAULTS["resume_url"]
-    end_events: tuple[str, ...] = _REQUEST_DEFAULTS["end_events"]
-    end_data: tuple[str, ...] = _REQUEST_DEFAULTS["end_data"]
-    error_events: tuple[str, ...] = _REQUEST_DEFAULTS["error_events"]
-    retry_delay: float = _REQUEST_DEFAULTS["retry_delay"]
-    verify: bool | str = _REQUEST_DEFAULTS["verify"]
-    cert: str | tuple[str, str] | None = _REQUEST_DEFAULTS["cert"]
+    request: SSERequest  # without callbacks: request_with() adds them
     sinks: tuple[str, ...] | None = None  # the plugins handling its events; None: every sink
     events: tuple[str, ...] | None = None  # the event types handled; None: all
     where: str | None = None  # a JMESPath filter, checked when loaded
     errors: ErrorPolicy = DEFAULT_ERRORS
 
-    def request(
+    def request_with(
         self, *, on_data: OnData | None = None, on_error: OnError | None = None, on_done: OnDone | None = None
     ) -> SSERequest:
         """The ``SSERequest`` this connection makes, with the given callbacks (no last event id)."""
-        values = {name: getattr(self, name) for name in _REQUEST_KEYS}
-        return SSERequest(**values, on_data=on_data, on_error=on_error, on_done=on_done)
+        return dataclasses.replace(self.request, on_data=on_data, on_error=on_error, on_done=on_done)
 
     def route(self) -> Route:
         """The ``Route`` of its events: sinks, filters, error policy."""
@@ -73,9 +57,6 @@ class ConnectionConfig:
             where=None if self.where is None else compile_where(self.where),
             errors=self.errors,
         )
-
-
-_REQUEST_KEYS = tuple(spec.name for spec in dataclasses.fields(ConnectionConfig) if spec.name in _REQUEST_DEFAULTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +136,11 @@ def parse_config(
         raise ConfigError(exc.message, key=exc.key, path=os.fspath(path)) from None
 
 
+def connection_defaults() -> dict[str, Any]:
+    """The default of each key of a ``[[connections]]`` table: the request's are ``SSERequest``'s."""
+    return dict(_CONNECTION_DEFAULTS)
+
+
 def defaults_of(cls: type[Any]) -> dict[str, Any]:
     """The default of each field of the dataclass ``cls`` (a fresh one from a factory: a dict);
     ``REQUIRED`` for a field without one."""
@@ -163,6 +149,9 @@ def defaults_of(cls: type[Any]) -> dict[str, Any]:
         else REQUIRED if spec.default is dataclasses.MISSING else spec.default
         for spec in dataclasses.fields(cls)
     }
+
+
+_CONNECTION_DEFAULTS = {**defaults_of(SSERequest), **defaults_of(ConnectionConfig)}
 
 
 # -- the document -------------------------------------------------------------------------------
@@ -237,16 +226,15 @@ def _connection(values: dict[str, Any], path: str, context: Context) -> Connecti
     connection's keys), then the route keys."""
     read = TableReader(values, path)
     read.check_keys(names_of("connections[]"))
-    defaults = defaults_of(ConnectionConfig)
+    defaults = connection_defaults()
     connection_id = read_keys(read, (_ID,), defaults, context)
     try:
         request = SSERequest(**read_keys(read, _REQUEST_SPEC, defaults, context))
     except RequestFieldError as exc:
         raise read.error(exc.field, exc.message) from None
-    requested = {name: getattr(request, name) for name in _REQUEST_KEYS}
-    return ConnectionConfig(**connection_id, **requested, **read_keys(read, _ROUTE_SPEC, defaults, context))
+    return ConnectionConfig(**connection_id, request=request, **read_keys(read, _ROUTE_SPEC, defaults, context))
 
 
 _ID = key("connections[].id")
-_REQUEST_SPEC = tuple(spec for spec in keys_of("connections[]") if spec.name in _REQUEST_DEFAULTS)
-_ROUTE_SPEC = tuple(spec for spec in keys_of("connections[]") if spec.name not in _REQUEST_DEFAULTS and spec is not _ID)
+_REQUEST_SPEC = tuple(spec for spec in keys_of("connections[]") if spec.name in _REQUEST_FIELDS)
+_ROUTE_SPEC = tuple(spec for spec in keys_of("connections[]") if spec.name not in _REQUEST_FIELDS and spec is not _ID)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import number_range
-from .config import DEFAULT_ERRORS, ConnectionConfig, RunnerConfig, defaults_of
+from .config import DEFAULT_ERRORS, RunnerConfig, connection_defaults, defaults_of
 from .config_reader import Required, toml
 from .config_spec import PLUGIN_TABLE, SPEC
 
@@ -30,7 +30,7 @@ def default_of(path: str) -> Any:
         return list(getattr(RunnerConfig(), name))
     if table == "runner.errors":
         return getattr(DEFAULT_ERRORS, name)
-    defaults = {"runner": defaults_of(RunnerConfig), "connections[]": defaults_of(ConnectionConfig)}.get(table, {})
+    defaults = {"runner": defaults_of(RunnerConfig), "connections[]": connection_defaults()}.get(table, {})
     default = defaults.get(name, dataclasses.MISSING)
     return dataclasses.MISSING if isinstance(default, Required) else default
 

@@ -182,7 +182,7 @@ class Runner:
 
     def _start(self, connection: ConnectionConfig) -> None:
         assert self._client is not None
-        request = connection.request(on_error=lambda error: self._failed(connection.id, error))
+        request = connection.request_with(on_error=lambda error: self._failed(connection.id, error))
         route = connection.route()
         if route.sinks is None:
             route = dataclasses.replace(route, sinks=default_sinks(self.plugins))

@@ -25,6 +25,7 @@ from sseplug.models import (
 from sseplug.redaction import REDACTED
 from sseplug.route import ErrorPolicy
 from sseplug.run.config import Config, ConnectionConfig, RunnerConfig, TableReader, load_config, parse_config
+from sseplug.run.config_spec import names_of
 
 DESIGN_EXAMPLE = """\
 [runner]
@@ -99,14 +100,16 @@ def test_design_example_loads_with_env_vars(config_path: Path) -> None:
     assert config.connections == (
         ConnectionConfig(
             id="orders",
-            url="https://example.test/stream",
-            method="POST",
-            headers={"Authorization": "Bearer s3cret"},
-            body={"topic": "orders"},
-            retry=True,
-            max_retries=5,
-            read_timeout=60.0,
-            max_event_size=DEFAULT_MAX_EVENT_SIZE,
+            request=SSERequest(
+                url="https://example.test/stream",
+                method="POST",
+                headers={"Authorization": "Bearer s3cret"},
+                body={"topic": "orders"},
+                retry=True,
+                max_retries=5,
+                read_timeout=60.0,
+                max_event_size=DEFAULT_MAX_EVENT_SIZE,
+            ),
         ),
     )
     assert config.plugins == {"jsonl": {"path": "events.jsonl"}}
@@ -117,7 +120,7 @@ def test_design_example_loads_with_env_vars(config_path: Path) -> None:
 def test_connection_builds_its_request_with_callbacks(config_path: Path) -> None:
     config = parse(DESIGN_EXAMPLE, config_path, {"ORDERS_TOKEN": "t"})
     on_data, on_error, on_done = print, print, print
-    request = config.connections[0].request(on_data=on_data, on_error=on_error, on_done=on_done)
+    request = config.connections[0].request_with(on_data=on_data, on_error=on_error, on_done=on_done)
     assert request.method is RequestMethodType.POST
     assert request.headers == {"Authorization": "Bearer t"}
     assert request.content_type is RequestContentType.json
@@ -130,9 +133,9 @@ def test_connection_builds_its_request_with_callbacks(config_path: Path) -> None
 def test_defaults_of_a_minimal_config(config_path: Path) -> None:
     config = parse(CONNECTION, config_path)
     assert config.runner == dataclasses.replace(RunnerConfig(), state_dir=config_path.parent / ".sseplug")
-    assert config.connections == (ConnectionConfig(id="a", url="http://127.0.0.1:8000/stream"),)
+    assert config.connections == (ConnectionConfig(id="a", request=SSERequest("http://127.0.0.1:8000/stream")),)
     assert config.plugins == {}
-    request = config.connections[0].request()
+    request = config.connections[0].request_with()
     assert request.method is RequestMethodType.GET and request.body is None
 
 
@@ -192,8 +195,8 @@ def test_runner_values(config_path: Path) -> None:
 
 def test_method_is_case_insensitive_and_normalized(config_path: Path) -> None:
     config = parse(CONNECTION + 'method = "post"\nbody = "a=1"\n', config_path)
-    assert config.connections[0].method == "POST"
-    assert config.connections[0].request().encoded_body() == b"a=1"
+    assert config.connections[0].request.method == "POST"
+    assert config.connections[0].request.encoded_body() == b"a=1"
 
 
 # -- http_listen ----------------------------------------------------------------------------------
@@ -225,7 +228,7 @@ def test_env_errors_name_the_file_and_the_key(config_path: Path) -> None:
 def test_a_header_from_the_environment_stays_secret_in_the_connection(config_path: Path) -> None:
     connection = parse(DESIGN_EXAMPLE, config_path, {"ORDERS_TOKEN": "s3cret"}).connections[0]
     assert "s3cret" not in repr(connection) and REDACTED in repr(connection)
-    assert connection.request().headers["Authorization"] == "Bearer s3cret"
+    assert connection.request.headers["Authorization"] == "Bearer s3cret"
 
 
 # -- connections ----------------------------------------------------------------------------------
@@ -304,35 +307,27 @@ def test_timeouts_must_be_toml_numbers(config_path: Path, name: str, value: str,
 def test_timeouts_default_to_the_library_defaults(config_path: Path) -> None:
     connection = parse(CONNECTION, config_path).connections[0]
     request = SSERequest(url="http://127.0.0.1/")
-    assert (connection.read_timeout, connection.head_timeout) == (request.read_timeout, request.head_timeout)
-    assert parse(CONNECTION + "head_timeout = 2.5\n", config_path).connections[0].request().head_timeout == 2.5
+    assert (connection.request.read_timeout, connection.request.head_timeout) == (request.read_timeout,
+                                                                                  request.head_timeout)
+    assert parse(CONNECTION + "head_timeout = 2.5\n", config_path).connections[0].request.head_timeout == 2.5
 
 
-def test_every_connection_default_is_the_request_default(config_path: Path) -> None:
-    """SSERequest holds the defaults: a connection, built or parsed without the key, has the same."""
-    request_fields = {spec.name: spec for spec in dataclasses.fields(SSERequest)}
-    names = [spec.name for spec in dataclasses.fields(ConnectionConfig) if spec.name in request_fields
-             and spec.name != "url"]
-    assert names == ["method", "headers", "body", "retry", "max_retries", "read_timeout", "head_timeout",
-                     "max_event_size", "reconnect", "resume_url", "end_events", "end_data", "error_events",
-                     "retry_delay", "verify", "cert"]
+def test_a_connection_holds_its_request_and_every_request_default_is_the_request_default(config_path: Path) -> None:
+    """SSERequest holds the request keys, their defaults and their rules: a connection parsed
+    without them has the request SSERequest makes of the URL alone; nothing is listed twice."""
     request = SSERequest(url="http://127.0.0.1:8000/stream")
-    for connection in (ConnectionConfig(id="a", url=request.url), parse(CONNECTION, config_path).connections[0]):
-        for name in names:
-            assert getattr(connection, name) == getattr(request, name), name
-            assert type(getattr(connection, name)) is type(getattr(request, name)), name
-        assert connection.request() == request
-    for spec in dataclasses.fields(ConnectionConfig):
-        if spec.default is not dataclasses.MISSING and spec.name in request_fields:
-            assert spec.default is request_fields[spec.name].default, spec.name  # derived, not repeated
-    route_keys = [spec.name for spec in dataclasses.fields(ConnectionConfig) if spec.name not in request_fields]
-    assert route_keys == ["id", "sinks", "events", "where", "errors"]
+    assert parse(CONNECTION, config_path).connections[0].request == request
+    assert [spec.name for spec in dataclasses.fields(ConnectionConfig)] == [
+        "id", "request", "sinks", "events", "where", "errors"]
+    request_keys = {spec.name for spec in dataclasses.fields(SSERequest)} & set(names_of("connections[]"))
+    assert request_keys == {"url", "method", "headers", "body", "retry", "max_retries", "read_timeout", "head_timeout",
+                            "max_event_size", "reconnect", "resume_url", "end_events", "end_data", "error_events",
+                            "retry_delay", "verify", "cert"}
 
 
 def test_the_connection_keys_are_the_connection_config_fields(config_path: Path) -> None:
     err = connection_error("timeout = 1\n", config_path)
-    names = ", ".join(spec.name for spec in dataclasses.fields(ConnectionConfig))
-    assert err.message.endswith(f"; known keys: {names}")
+    assert err.message.endswith(f"; known keys: {', '.join(names_of('connections[]'))}")
 
 
 def test_the_runner_pool_size_default_is_the_client_default() -> None:
@@ -498,9 +493,9 @@ def test_a_bad_value_names_its_key_and_says_what_is_wrong(config_path: Path, tex
 @pytest.mark.parametrize(
     ("lines", "value", "expected"),
     [
-        pytest.param("max_retries = 0\n", lambda c: c.connections[0].max_retries, 0, id="max_retries-zero"),
-        pytest.param("read_timeout = 0.5\n", lambda c: c.connections[0].read_timeout, 0.5, id="read_timeout-fraction"),
-        pytest.param('method = "report"\n', lambda c: c.connections[0].request().method, "REPORT", id="any-method"),
+        pytest.param("max_retries = 0\n", lambda c: c.connections[0].request.max_retries, 0, id="max_retries-zero"),
+        pytest.param("read_timeout = 0.5\n", lambda c: c.connections[0].request.read_timeout, 0.5, id="read_timeout-fraction"),
+        pytest.param('method = "report"\n', lambda c: c.connections[0].request.method, "REPORT", id="any-method"),
         pytest.param("", lambda c: c.runner.http_listen, None, id="http_listen-off-by-default"),
         pytest.param('[runner]\nplugins = { disable = ["anything"] }\n', lambda c: c.runner.disable, ("anything",),
                      id="disable-any-name-without-known-plugins"),
@@ -698,7 +693,7 @@ def test_stream_ending_keys_reach_the_request(config_path: Path) -> None:
     text = (CONNECTION + 'method = "POST"\nbody = { q = 1 }\nreconnect = "on_error"\n'
             'resume_url = "https://example.test/resume"\nend_data = ["[DONE]"]\nerror_events = ["error"]\n'
             'end_events = ["end"]\n')
-    request = parse(text, config_path).connections[0].request()
+    request = parse(text, config_path).connections[0].request
     assert (request.reconnect, request.resume_url, request.end_data, request.error_events, request.end_events) == (
         "on_error", "https://example.test/resume", ("[DONE]",), ("error",), ("end",))
 
@@ -707,7 +702,7 @@ def test_tls_keys_reach_the_request(config_path: Path, tmp_path: Path) -> None:
     for name in ("ca.pem", "c.pem", "k.pem"):
         (tmp_path / name).write_text("x")
     text = CONNECTION + f'verify = "{tmp_path / "ca.pem"}"\ncert = ["{tmp_path / "c.pem"}", "{tmp_path / "k.pem"}"]\n'
-    request = parse(text, config_path).connections[0].request()
+    request = parse(text, config_path).connections[0].request
     assert request.tls_options() == {"ca_certs": str(tmp_path / "ca.pem"), "cert_file": str(tmp_path / "c.pem"),
                                      "key_file": str(tmp_path / "k.pem")}
 
@@ -721,7 +716,7 @@ def test_relative_tls_paths_are_taken_from_the_config_directory_not_the_working_
         (configs / "tls" / name).write_text("x")
     monkeypatch.chdir(tmp_path)  # elsewhere: tls/ is not here
     text = CONNECTION + 'verify = "tls/ca.pem"\ncert = ["tls/c.pem", "tls/k.pem"]\n'
-    request = parse(text, configs / "sseplug.toml").connections[0].request()
+    request = parse(text, configs / "sseplug.toml").connections[0].request
     tls = configs.absolute() / "tls"
     assert request.tls_options() == {"ca_certs": str(tls / "ca.pem"), "cert_file": str(tls / "c.pem"),
                                      "key_file": str(tls / "k.pem")}

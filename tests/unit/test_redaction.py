@@ -51,10 +51,10 @@ def test_request_repr_hides_credential_headers_and_keeps_their_values() -> None:
 def test_config_reprs_hide_credential_and_environment_headers(tmp_path: Path) -> None:
     config = parse_config(CONFIG, path=tmp_path / "run.toml", environ=ENVIRON)
     connection = config.connections[0]
-    for shown in (repr(config), repr(connection), repr(connection.request())):
+    for shown in (repr(config), repr(connection), repr(connection.request)):
         assert leaks(shown) == []
         assert "visible" in shown and "http://${HOST}:8000/stream" in shown  # the rest as written
-    assert connection.request().headers == {
+    assert connection.request.headers == {
         "Authorization": f"Bearer {TOKEN}", "X-Api-Key": KEY, "X-Plain": "visible", "Cookie": f"s={COOKIE}"
     }
 

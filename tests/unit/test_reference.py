@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sseplug.errors import ConfigError
+from sseplug.models import SSERequest
 from sseplug.route import ErrorPolicy
 from sseplug.run.config import ConnectionConfig, RunnerConfig, parse_config
 from sseplug.run.config_spec import SPEC, keys_of, names_of
@@ -16,7 +17,12 @@ from sseplug.run.reference import KEYS, config_reference, default_of
 
 
 def test_the_spec_has_a_key_for_every_field_of_the_config_classes_and_no_other() -> None:
-    assert [spec.name for spec in keys_of("connections[]")] == [f.name for f in dataclasses.fields(ConnectionConfig)]
+    connection = [f.name for f in dataclasses.fields(ConnectionConfig)]  # the request's keys are SSERequest's
+    request = {f.name for f in dataclasses.fields(SSERequest)}
+    keys = [spec.name for spec in keys_of("connections[]")]
+    assert [name for name in keys if name not in request] == [name for name in connection if name != "request"]
+    assert {name for name in keys if name in request} == request - {"content_type", "last_event_id"} - {
+        f.name for f in dataclasses.fields(SSERequest) if f.name.startswith("on_")}
     runner = {spec.name for spec in (*keys_of("runner"), *keys_of("runner.plugins"))} | {"errors"}
     assert runner == {f.name for f in dataclasses.fields(RunnerConfig)}
     assert [spec.name for spec in keys_of("runner.errors")] == [f.name for f in dataclasses.fields(ErrorPolicy)]

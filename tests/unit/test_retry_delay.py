@@ -29,7 +29,7 @@ def test_negative_and_non_numbers_are_refused(value: object) -> None:
 def test_the_config_accepts_zero_and_names_the_file_for_a_negative(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('[[connections]]\nid = "a"\nurl = "http://127.0.0.1:1/s"\nretry_delay = 0\n')
-    assert load_config(path, environ={}).connections[0].retry_delay == 0
+    assert load_config(path, environ={}).connections[0].request.retry_delay == 0
     path.write_text('[[connections]]\nid = "a"\nurl = "http://127.0.0.1:1/s"\nretry_delay = -1\n')
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
