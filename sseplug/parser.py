@@ -122,30 +122,10 @@ class EventParser:
     complete (also in blocks that dispatch no event: heartbeats).
     """
 
-    __slots__ = (
-        "last_event_id",
-        "retry",
-        "max_event_size",
-        "_undecoded",
-        "_bom",
-        "_cr",
-        "_partial",
-        "_partial_folded",
-        "_partial_size",
-        "_id",
-        "_event",
-        "_data",
-        "_comments",
-        "_raw",
-        "_data_done",
-        "_comments_done",
-        "_raw_done",
-        "_block_retry",
-        "_block_size",
-        "_bulk_enabled",
-        "decode_data",
-        "_out",
-    )
+    __slots__ = ("last_event_id", "retry", "max_event_size", "decode_data", "_undecoded", "_bom", "_cr",
+                 "_partial", "_partial_folded", "_partial_size", "_id", "_event", "_data", "_comments", "_raw",
+                 "_data_done", "_comments_done", "_raw_done", "_block_retry", "_block_size", "_bulk_enabled",
+                 "_out")
 
     def __init__(
         self,
