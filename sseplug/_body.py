@@ -105,7 +105,9 @@ class Body:
     the stream's whole life) is swapped for the raw socket file it wraps.
     """
 
-    __slots__ = ("read", "_since", "_timer")
+    # methods and slots, not closures: an idle stream holds a bound method or two instead of
+    # functions, their cells and closure tuples (~0.7 KB)
+    __slots__ = ("read", "_decoder", "_pending", "_read1", "_recv", "_since", "_timer")
 
     def __init__(self, response: urllib3.BaseHTTPResponse, read_timeout: float | None) -> None:
         self.read: Callable[[int], bytes | None]
@@ -120,10 +122,10 @@ class Body:
             or not (chunked or response.length_remaining is None)
             or response.headers.get("Content-Encoding", "identity").strip().lower() != "identity"
         ):
-            read1 = response.read1
-            self.read = lambda size: read1(size) or None
+            self._read1 = response.read1
+            self.read = self._read_urllib3
             return
-        pending = _drain(raw, sock)  # body bytes read along with the headers
+        self._pending = _drain(raw, sock)  # body bytes read along with the headers
         # the buffered file is empty now and never read again: http.client's response gets its
         # raw socket file instead (to close it), and the file's 8 KiB buffer goes with it
         if isinstance(raw, io.BufferedReader):  # what http.client's makefile("rb") gives
@@ -133,60 +135,68 @@ class Body:
         queue = getattr(response, "_decoded_buffer", None)
         if type(queue) is BytesQueueBuffer and not len(queue):
             response._decoded_buffer = _IdleQueue()  # type: ignore[attr-defined]  # urllib3's HTTPResponse
-        recv, clock = sock.recv, time.monotonic
+        self._recv = sock.recv
         if read_timeout is not None:
             sock.settimeout(None)
             self._arm(read_timeout, gevent.getcurrent())
-
-        def read_body(size: int) -> bytes:
-            """Up to ``size`` bytes: those read along with the head first, then the socket's."""
-            nonlocal pending
-            if pending:
-                data, pending = pending, b""
-                return data
-            self._since = clock()
-            try:
-                received: bytes = recv(size)
-            finally:
-                self._since = None
-            return received
-
         if not chunked:
-            self.read = lambda size: read_body(size) or None
+            self.read = self._read_plain
             return
-        decoder = Dechunker()
+        self._decoder = Dechunker()
+        self.read = self._read_chunked
 
-        def read_chunked(size: int) -> bytes | None:
-            """The payload of what the socket gave; ``None`` once the last chunk came."""
-            if decoder.done:  # the last chunk came: never wait for a keep-alive socket to close
-                return None
-            data = read_body(size)
-            if not data:
-                raise ChunkedError("the connection closed before the last chunk")
-            return decoder.feed(data)
+    def _read_urllib3(self, size: int) -> bytes | None:
+        """urllib3's ``read1``: at most one HTTP chunk; ``None`` at the end."""
+        return self._read1(size) or None
 
-        self.read = read_chunked
+    def _read_body(self, size: int) -> bytes:
+        """Up to ``size`` bytes: those read along with the head first, then the socket's."""
+        pending = self._pending
+        if pending:
+            self._pending = b""
+            return pending
+        self._since = time.monotonic()
+        try:
+            received: bytes = self._recv(size)
+        finally:
+            self._since = None
+        return received
+
+    def _read_plain(self, size: int) -> bytes | None:
+        """The socket's bytes; ``None`` at the end."""
+        return self._read_body(size) or None
+
+    def _read_chunked(self, size: int) -> bytes | None:
+        """The payload of what the socket gave; ``None`` once the last chunk came."""
+        decoder = self._decoder
+        if decoder.done:  # the last chunk came: never wait for a keep-alive socket to close
+            return None
+        data = self._read_body(size)
+        if not data:
+            raise ChunkedError("the connection closed before the last chunk")
+        return decoder.feed(data)
 
     def _arm(self, seconds: float, reader: Any, after: float | None = None) -> None:
         """Check in ``after`` (default ``seconds``) seconds whether ``reader`` waits in ``recv``
         since ``seconds`` or more: fail that read, else check again when it would be due."""
-        timer = self._timer = gevent.get_hub().loop.timer(seconds if after is None else after)
+        self._timer = gevent.get_hub().loop.timer(seconds if after is None else after)
+        self._timer.start(self._check, seconds, reader)
 
-        def check() -> None:
-            """The timer's callback: fail the read that waited ``seconds``, else check again later."""
+    def _check(self, seconds: float, reader: Any) -> None:
+        """The timer's callback: fail the read that waited ``seconds``, else check again later."""
+        timer = self._timer
+        if timer is not None:
             timer.close()
-            since = self._since
-            waited = 0.0 if since is None else time.monotonic() - since
-            if waited < seconds:
-                self._arm(seconds, reader, seconds - waited)
-                return
-            self._timer = None
-            reader.throw(StallError(
-                f"no byte for {waited:.3g} s (read_timeout {seconds:g} s): the server or the network "
-                "stopped sending; raise read_timeout if the server is quiet for longer between events"
-            ))
-
-        timer.start(check)
+        since = self._since
+        waited = 0.0 if since is None else time.monotonic() - since
+        if waited < seconds:
+            self._arm(seconds, reader, seconds - waited)
+            return
+        self._timer = None
+        reader.throw(StallError(
+            f"no byte for {waited:.3g} s (read_timeout {seconds:g} s): the server or the network "
+            "stopped sending; raise read_timeout if the server is quiet for longer between events"
+        ))
 
     def close(self) -> None:
         """Stop the stall timer."""

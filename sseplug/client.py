@@ -25,6 +25,7 @@ __all__ = ["SSEClient", "EventStream"]
 BUFFERED_BATCHES = 2  # per stream; a slow consumer holds the connection's reads back (backpressure)
 CLOSE_TIMEOUT = 5.0
 _END = object()
+_NO_EVENTS: Iterator[Any] = iter(())  # a stream's events before its first iteration (never returned)
 
 
 class EventStream(Iterator[SSEResponse]):
@@ -58,9 +59,10 @@ class EventStream(Iterator[SSEResponse]):
         self._reading = request.on_data is None  # with on_data: not until someone iterates
         self._done = False  # the iteration is over: the end was read, or close() was called
         self._handoff = Handoff(BUFFERED_BATCHES)
-        self._batches = self._generate()
-        # a batch's events are stepped through by chain's C loop: no generator frame per event
-        self._events: Iterator[SSEResponse] = chain.from_iterable(self._batches)
+        # made at the first iteration; a batch's events are stepped through by chain's C loop (no
+        # generator frame per event)
+        self._batches: Generator[list[SSEResponse], None, None] | None = None
+        self._events: Iterator[SSEResponse] = _NO_EVENTS
         self._greenlet: gevent.Greenlet[[], None] | None = None
 
     @property
@@ -95,9 +97,17 @@ class EventStream(Iterator[SSEResponse]):
 
     def __iter__(self) -> Iterator[SSEResponse]:
         self._reading = True
-        if self._batches.gi_frame is None and not self._done:  # type: ignore[attr-defined]  # typeshed's Generator lacks it
-            # an exception from outside (a gevent.Timeout around next(), a kill) ended the last
-            # generator while it waited between batches: a new one goes on, losing nothing
+        batches = self._batches
+        # a generator that is neither suspended nor running was just made, or is over: only then
+        # is gi_frame read (reading it makes a frame object, which the generator then keeps)
+        if batches is None or (
+            not (batches.gi_suspended or batches.gi_running)  # type: ignore[attr-defined]  # not in typeshed
+            and batches.gi_frame is None  # type: ignore[attr-defined]  # typeshed's Generator lacks it
+            and not self._done
+        ):
+            # the first iteration; or an exception from outside (a gevent.Timeout around next(), a
+            # kill) ended the last generator while it waited between batches: a new one goes on,
+            # losing nothing
             self._batches = self._generate()
             self._events = chain.from_iterable(self._batches)
         return self._events  # C iterators: for-loops step them without a Python-level __next__
