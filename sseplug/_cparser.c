@@ -208,7 +208,7 @@ decoded(PyObject *decode, PyObject *data)
    length, another type) sends the batch through decoded() one event at a time, the per-event
    path with its exact answers and errors. The batch is decoded before any other block is handled
    (the spec path, an event decoded alone) and at the end: events and errors stay in stream order. */
-#define BATCH 64
+#define BATCH 1024 /* a 64 KiB read holds ~700 small events: one loads per read (1.17x over 64, parser alone) */
 
 typedef struct {
     PyObject *id, *event, *raw; /* new references */
@@ -399,7 +399,7 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t data_starts[MAX_LINES], data_ends[MAX_LINES];
-    Pending pending[BATCH];
+    Pending *pending = NULL; /* BATCH entries, allocated at the first event to batch */
     Py_ssize_t npending = 0;
     int batching = PyTuple_CheckExact(decode); /* the json plugin's decoder: one loads per batch */
     Py_INCREF(last);
@@ -493,6 +493,11 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             event = Py_NewRef(MESSAGE);
         }
         if (batching && lines == 1 && json_single(s, data_starts[0], data_ends[0])) { /* decoded with its batch */
+            if (pending == NULL && (pending = PyMem_Malloc(BATCH * sizeof(Pending))) == NULL) {
+                PyErr_NoMemory();
+                Py_DECREF(event);
+                goto fail;
+            }
             PyObject *raw = PyUnicode_Substring(text, p, bend);
             if (raw == NULL) {
                 Py_DECREF(event);
@@ -535,10 +540,12 @@ bulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (flush(text, pending, &npending, decode, events, response_type, error_type) < 0)
         goto fail;
+    PyMem_Free(pending);
     Py_XDECREF(last_event);
     return last;
 fail:
     pending_clear(pending, 0, npending);
+    PyMem_Free(pending);
     Py_XDECREF(last_event);
     Py_DECREF(last);
     return NULL;

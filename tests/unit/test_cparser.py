@@ -121,6 +121,20 @@ def test_batched_json_decoding_answers_as_one_by_one(lines: list[str], loads_kin
 
 
 @pytest.mark.skipif(parser_module._cbulk is None, reason="sseplug._cparser is not built")
+@pytest.mark.parametrize("loads_kind", [0, 1])
+def test_batches_longer_than_the_c_cores_batch_answer_as_one_by_one(loads_kind: int) -> None:
+    """More one-line JSON events in one chunk than the C core batches at once (1,024), with data
+    that is one value by its brackets but not JSON past the first batch, then a decoder's other
+    error: the same events and error as the regex path."""
+    lines = [f'{{"seq": {i}}}' for i in range(2600)]
+    lines[1500] = '{"seq": }'
+    lines[2500] = '{"bad": 1}'
+    blob = b"".join(f"id: {i}\ndata: {line}\n\n".encode() for i, line in enumerate(lines))
+    options = {"decode_data": JSON_DECODERS[loads_kind]}
+    assert outcome([blob], True, **options) == outcome([blob], False, **options)
+
+
+@pytest.mark.skipif(parser_module._cbulk is None, reason="sseplug._cparser is not built")
 def test_events_of_atomic_values_are_left_to_the_collector_untracked() -> None:
     """Text (or a number) as data: no cycle can run through the event, so the C core creates it
     untracked, as the collector would at its first pass; decoded objects keep it tracked."""
