@@ -63,7 +63,7 @@ def render(view: dict[str, Any]) -> str:
     """The view as a table for people."""
     lines = [f"{len(view['runners'])} live runners at {view['redis']}, {view['streams']} streams: "
              f"{view['streams'] - len(view['unowned'])} owned, {len(view['unowned'])} not owned by a live runner, "
-             f"{view['standby']} in standby",
+             f"{view['standby']} in standby (held, open and standby as each runner said at its last heartbeat)",
              f"{'TOKEN':<34}{'HOST':<20}{'PID':>8}{'HEARTBEAT':>11}{'HELD':>7}{'OPEN':>7}{'STANDBY':>9}"]
     for runner in sorted(view["runners"], key=lambda r: (r["host"] or "", r["pid"])):
         lines.append(f"{runner['token']:<34}{(runner['host'] or '?')[:19]:<20}{runner['pid']:>8}"
