@@ -31,7 +31,6 @@ The parts: ``state.py`` (what a runner knows and holds), ``ownership.py`` (the c
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -52,7 +51,7 @@ from .ownership import Ownership, died
 from .scripts import MARKER_KEY, RUNNERS_KEY, SCRIPTS, checkpoint_key, lease_key, session_key
 from .settings import KEYS, NAME, SETTINGS, settings as _settings
 from .sink import Sink
-from .state import MAX_REDIS_CONNECTIONS
+from .state import MAX_REDIS_CONNECTIONS, log
 
 if TYPE_CHECKING:
     from sseplug.connection import Connection
@@ -64,7 +63,6 @@ __all__ = ["NAME", "SETTINGS", "KEYS", "RedisLeases", "lease_key", "checkpoint_k
 
 __version__ = "0.2.0"
 
-log = logging.getLogger("sseplug.redis")
 
 
 class RedisLeases(Ownership, Faults, Sink):

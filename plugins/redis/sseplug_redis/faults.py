@@ -3,18 +3,16 @@ Redis unreachable and back, restarted (with or without its data: ``on_lost_state
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 
 from redis.exceptions import RedisError
 
 from .scripts import MARKER_KEY, SESSION_PREFIX, checkpoint_key, lease_key, session_key
-from .state import GUARD, FleetState
+from .state import GUARD, FleetState, log
 
 __all__ = ["Faults"]
 
-log = logging.getLogger("sseplug.redis")
 
 
 class Faults(FleetState):

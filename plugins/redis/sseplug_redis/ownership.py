@@ -17,11 +17,10 @@ from redis.exceptions import RedisError
 
 from .assign import share_of
 from .scripts import MARKER_KEY, RUNNERS_KEY, SESSION_PREFIX, checkpoint_key, lease_key, session_key
-from .state import BATCH, GUARD, START_BATCH, START_PAUSE, FleetState
+from .state import BATCH, GUARD, START_BATCH, START_PAUSE, FleetState, log
 
 __all__ = ["Ownership", "died"]
 
-log = logging.getLogger("sseplug.redis")
 
 
 class Ownership(FleetState):

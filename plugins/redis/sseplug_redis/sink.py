@@ -5,7 +5,6 @@ stream resumes from."""
 from __future__ import annotations
 
 import json
-import logging
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
@@ -14,7 +13,7 @@ from sseplug.builtin.deadletter import letter
 from sseplug.hookspecs import hookimpl
 
 from .scripts import checkpoint_key, lease_key, session_key
-from .state import FleetState
+from .state import FleetState, log
 
 if TYPE_CHECKING:
     from sseplug.connection import Connection
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Sink"]
 
-log = logging.getLogger("sseplug.redis")
 
 
 class Sink(FleetState):

@@ -4,6 +4,7 @@ and the plugin (``RedisLeases``) is all of them."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import deque
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from sseplug.connection import Connection
     from sseplug.run.streams import StreamControl
 
-__all__ = ["FleetState", "MAX_REDIS_CONNECTIONS", "BATCH", "START_BATCH", "START_PAUSE", "GUARD"]
+__all__ = ["FleetState", "log", "MAX_REDIS_CONNECTIONS", "BATCH", "START_BATCH", "START_PAUSE", "GUARD"]
 
 MAX_REDIS_CONNECTIONS = 64  # for the streams' saves and loads (the coordinator has two of its own)
 BATCH = 500  # keys per claim or release script: a few milliseconds of Redis time each
@@ -30,6 +31,8 @@ START_BATCH = 50  # streams started at once, then a pause for the hub (1,000 a s
 START_PAUSE = 0.05
 GUARD = 0.8  # streams stop this share of lease_ttl after the last confirmed heartbeat was sent
 
+
+log = logging.getLogger("sseplug.redis")  # every part of the plugin logs here
 
 class FleetState:
     """Settings, Redis clients, the session, the leases held and each stream's checkpoint facts."""
