@@ -19,6 +19,7 @@ from typing import Any
 
 import gevent
 import urllib3
+from gevent import getcurrent
 from urllib3.response import BytesQueueBuffer
 
 from ._chunked import ChunkedDecoder, ChunkedError
@@ -107,12 +108,13 @@ class Body:
 
     # methods and slots, not closures: an idle stream holds a bound method or two instead of
     # functions, their cells and closure tuples (~0.7 KB)
-    __slots__ = ("read", "_decoder", "_pending", "_read1", "_recv", "_since", "_timer")
+    __slots__ = ("read", "_decoder", "_pending", "_read1", "_reader", "_recv", "_since", "_timer")
 
     def __init__(self, response: urllib3.BaseHTTPResponse, read_timeout: float | None) -> None:
         self.read: Callable[[int], bytes | None]
         self._timer: Any = None
         self._since: float | None = None  # when the pending recv started; None outside recv
+        self._reader: Any = None  # the greenlet in that recv (the stream's, or its iterator's)
         raw: Any = getattr(getattr(response, "_fp", None), "fp", None)  # http.client's buffered socket file
         sock = getattr(getattr(raw, "raw", None), "_sock", None)
         chunked = getattr(response, "chunked", False)
@@ -138,7 +140,7 @@ class Body:
         self._recv = sock.recv
         if read_timeout is not None:
             sock.settimeout(None)
-            self._arm(read_timeout, gevent.getcurrent())
+            self._arm(read_timeout)
         if not chunked:
             self.read = self._read_plain
             return
@@ -155,7 +157,7 @@ class Body:
         if pending:
             self._pending = b""
             return pending
-        self._since = time.monotonic()
+        self._since, self._reader = time.monotonic(), getcurrent()
         try:
             received: bytes = self._recv(size)
         finally:
@@ -176,13 +178,13 @@ class Body:
             raise ChunkedError("the connection closed before the last chunk")
         return decoder.feed(data)
 
-    def _arm(self, seconds: float, reader: Any, after: float | None = None) -> None:
-        """Check in ``after`` (default ``seconds``) seconds whether ``reader`` waits in ``recv``
+    def _arm(self, seconds: float, after: float | None = None) -> None:
+        """Check in ``after`` (default ``seconds``) seconds whether a read waits in ``recv``
         since ``seconds`` or more: fail that read, else check again when it would be due."""
         self._timer = gevent.get_hub().loop.timer(seconds if after is None else after)
-        self._timer.start(self._check, seconds, reader)
+        self._timer.start(self._check, seconds)
 
-    def _check(self, seconds: float, reader: Any) -> None:
+    def _check(self, seconds: float) -> None:
         """The timer's callback: fail the read that waited ``seconds``, else check again later."""
         timer = self._timer
         if timer is not None:
@@ -190,10 +192,10 @@ class Body:
         since = self._since
         waited = 0.0 if since is None else time.monotonic() - since
         if waited < seconds:
-            self._arm(seconds, reader, seconds - waited)
+            self._arm(seconds, seconds - waited)
             return
         self._timer = None
-        reader.throw(StallError(
+        self._reader.throw(StallError(
             f"no byte for {waited:.3g} s (read_timeout {seconds:g} s): the server or the network "
             "stopped sending; raise read_timeout if the server is quiet for longer between events"
         ))

@@ -52,6 +52,10 @@ class Handoff:
         """Whether no item is buffered."""
         return not self._items
 
+    def waiting(self) -> bool:
+        """Whether the reader waits in ``get()``."""
+        return self._reader is not None
+
     def close(self) -> None:
         """The reader is going away: from now on the writer never waits for room."""
         self._closed = True

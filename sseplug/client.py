@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Collection, Generator, Iterator
 from itertools import chain
@@ -9,23 +10,37 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
+import gevent.event
 import gevent.monkey
 import gevent.pool
 import urllib3
 
 from ._handoff import Handoff
-from .connection import Connection, ConnectionState, HttpFor
+from .connection import GIVE_BACK, Connection, ConnectionState, HttpFor, Outcome, Steps
 from .errors import SSEError
 from .models import DEFAULT_POOL_SIZE, SSERequest, SSEResponse
 from .plugins import PluginManager, create_plugin_manager
 from .route import DEFAULT_ROUTE, Route
 
-__all__ = ["SSEClient", "EventStream"]
+__all__ = ["SSEClient", "EventStream", "StreamPool"]
 
 BUFFERED_BATCHES = 2  # per stream; a slow consumer holds the connection's reads back (backpressure)
 CLOSE_TIMEOUT = 5.0
 _END = object()
+_LENT = object()  # the connection lent its response: read it here (EventStream._steps)
 _NO_EVENTS: Iterator[Any] = iter(())  # a stream's events before its first iteration (never returned)
+
+
+class StreamPool(gevent.pool.Pool):
+    """The client's pool: a greenlet per stream, or a place kept for a stream whose iterator
+    reads it (``lent``: its greenlet ended, and a new one is spawned when the iterator gives
+    the response back, so there must be room for it)."""
+
+    lent = 0
+
+    def full(self) -> bool:
+        """Whether no stream more fits."""
+        return self.free_count() - self.lent <= 0
 
 
 class EventStream(Iterator[SSEResponse]):
@@ -35,10 +50,16 @@ class EventStream(Iterator[SSEResponse]):
     ended it otherwise (after the events received before it). An exception raised in the
     consumer while it waits for the next event (a ``gevent.Timeout`` around ``next(stream)``)
     ends no stream: iterating again goes on where it left off. While the consumer is not asking,
-    the connection reads ahead at most ``BUFFERED_BATCHES`` batches. A request with ``on_data``
+    a connection in its own greenlet reads ahead at most ``BUFFERED_BATCHES`` batches. A request with ``on_data``
     gets every event whether or not anyone iterates: its events reach the iterator from the
     moment it is first iterated (iterate right after ``connect``, before anything yields to the
     hub, to see them all), and until then the connection never waits for it.
+
+    Once the consumer waits for events with none buffered, and nothing but the parser runs per
+    batch (``Connection.lendable``), the connection's greenlet lends it the response and ends:
+    the consumer's greenlet reads on (an idle stream then holds one greenlet, not two), only
+    while it iterates, and gives the response back to a new greenlet when it is over, to
+    reconnect there, or when a plugin that handles events is registered meanwhile.
     """
 
     def __init__(
@@ -53,7 +74,7 @@ class EventStream(Iterator[SSEResponse]):
     ) -> None:
         self.connection = Connection(
             connection_id, request, http_for=http_for, plugins=plugins, deliver=self._put if iterate else None,
-            route=route,
+            lend=self._lend if iterate and request.on_data is None else None, route=route,
         )
         self.iterate = iterate
         self._reading = request.on_data is None  # with on_data: not until someone iterates
@@ -63,7 +84,10 @@ class EventStream(Iterator[SSEResponse]):
         # generator frame per event)
         self._batches: Generator[list[SSEResponse], None, None] | None = None
         self._events: Iterator[SSEResponse] = _NO_EVENTS
-        self._greenlet: gevent.Greenlet[[], None] | None = None
+        self._greenlet: gevent.Greenlet[..., None] | None = None
+        self._pool: gevent.pool.Pool | None = None
+        self._steps: Steps | None = None  # the response's steps while the iterator reads them
+        self._returned: gevent.event.Event | None = None  # set when they are given back (made by _join)
 
     @property
     def state(self) -> ConnectionState:
@@ -82,18 +106,18 @@ class EventStream(Iterator[SSEResponse]):
 
     def start(self, pool: gevent.pool.Pool) -> EventStream:
         """Run the connection in a greenlet of ``pool``; returns ``self``."""
-        if self._greenlet is not None:
+        if self._pool is not None:
             raise RuntimeError(f"stream {self.connection.id!r} already started")
+        self._pool = pool
         self._greenlet = pool.spawn(self._run)
         return self
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds (for ever with ``None``) for the connection to end for
         good; whether it did."""
-        if self._greenlet is None:
+        if self._pool is None:
             raise RuntimeError(f"stream {self.connection.id!r} not started")
-        self._greenlet.join(timeout)
-        return bool(self._greenlet.dead)
+        return self._join(timeout)
 
     def __iter__(self) -> Iterator[SSEResponse]:
         self._reading = True
@@ -116,11 +140,27 @@ class EventStream(Iterator[SSEResponse]):
         return next(iter(self))
 
     def _generate(self) -> Generator[list[SSEResponse], None, None]:
-        """The batches handed over by the connection, in order, until its end or its error."""
-        while not (self._done and self._handoff.empty()):
-            item = self._handoff.get()
+        """The batches handed over by the connection, in order, until its end or its error; read
+        here, step by step, while the connection lends its response."""
+        handoff, connection = self._handoff, self.connection
+        while True:
+            steps = self._steps
+            if steps is not None and handoff.empty():  # lent: read here
+                signal = GIVE_BACK if self._done else connection.lent_step(steps)
+                if isinstance(signal, BaseException):
+                    raise signal  # this greenlet's own (a Timeout): the steps go on at the next iteration
+                if signal is not None:
+                    self._give_back(steps, signal)
+                continue
+            if self._done and handoff.empty():
+                return
+            item = handoff.get()
+            if item is _LENT:
+                continue
             if item is _END:
                 self._done = True
+                if self._steps is not None:  # closed while this greenlet read: the pool ends the response
+                    self._give_back(self._steps, GIVE_BACK)
                 return
             if isinstance(item, BaseException):
                 self._done = True
@@ -134,24 +174,77 @@ class EventStream(Iterator[SSEResponse]):
         self.connection.stop()
         self._handoff.close()  # the connection must not wait for room to hand over its last batch
         self._handoff.put(_END, last=True)  # wake a consumer waiting for events
-        greenlet = self._greenlet
-        if greenlet is not None and greenlet is not gevent.getcurrent():
-            greenlet.join(timeout)
-            if not greenlet.dead:  # blocked handing over to a consumer that went away
+        steps = self._steps
+        if steps is not None and not steps.gi_running:  # type: ignore[attr-defined]  # lent, not being read: a greenlet ends it
+            self._give_back(steps, GIVE_BACK)
+        if self._pool is not None and self._greenlet is not gevent.getcurrent() and not self._join(timeout):
+            greenlet = self._greenlet
+            if greenlet is not None and not greenlet.dead:  # blocked handing over to a consumer that went away
                 greenlet.kill(block=True, timeout=timeout)
 
-    def _run(self) -> None:
-        """The connection's greenlet: run it and pass its outcome to the iterator."""
+    def _join(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds for the connection to end for good, through lends and
+        give-backs; whether it did."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._steps is not None:  # the iterator reads it: until it gives the response back
+                self._returned = returned = self._returned or gevent.event.Event()
+                if not returned.wait(remaining):
+                    return False
+                continue
+            greenlet = self._greenlet
+            assert greenlet is not None  # None only while lent
+            greenlet.join(remaining)
+            if not greenlet.dead:
+                return False
+            if greenlet is self._greenlet and self._steps is None:
+                return True
+
+    def _run(self, steps: Steps | None = None, after: Outcome | None = None) -> None:
+        """The connection's greenlet: run it and pass its outcome to the iterator, unless it
+        lent its response to the iterator (which gives it back to a new greenlet here)."""
+        lent = False
         try:
-            self.connection.run()
+            lent = not self.connection.run(steps, after)
         except SSEError as error:  # Connection.run wraps anything else: nothing dies silently
             self._put(error, last=True)
         finally:
-            self._put(_END, last=True)
+            if not lent:
+                self._put(_END, last=True)
+
+    def _lend(self, steps: Steps) -> bool:
+        """The connection asks before a read: take its response's steps when the consumer waits
+        for events with none buffered (its greenlet then ends)."""
+        handoff, pool = self._handoff, self._pool
+        if self._done or not handoff.waiting() or not handoff.empty() or not isinstance(pool, StreamPool):
+            return False
+        self._steps, self._greenlet = steps, None  # it ends: a Greenlet object less per idle stream
+        self.connection.lent = True
+        pool.lent += 1
+        handoff.put(_LENT, last=True)  # wakes the consumer once this greenlet ended
+        return True
+
+    def _give_back(self, steps: Steps, signal: Any) -> None:
+        """The response goes back to a new greenlet of the pool: its ``Outcome`` once it is over,
+        else its steps to read on (``GIVE_BACK``)."""
+        pool = self._pool
+        assert isinstance(pool, StreamPool)
+        self._steps = None
+        self.connection.lent = False
+        pool.lent -= 1
+        if signal is GIVE_BACK:
+            self._greenlet = pool.spawn(self._run, steps)
+        else:
+            self._greenlet = pool.spawn(self._run, None, signal)
+        returned, self._returned = self._returned, None
+        if returned is not None:
+            returned.set()
 
     def _put(self, item: Any, last: bool = False) -> None:
         if self.iterate and not self._done and (self._reading or last):
-            self._handoff.put(item, last)
+            # the consumer's own greenlet reads while lent: it takes the batch after the step
+            self._handoff.put(item, last or self.connection.lent)
 
 
 class SSEClient:
@@ -185,7 +278,7 @@ class SSEClient:
         if plugin_manager is not None and disable:
             raise TypeError("disable applies to the plugins SSEClient loads; block them in your plugin_manager instead")
         self.plugins = plugin_manager if plugin_manager is not None else create_plugin_manager(disable=disable)
-        self.pool = gevent.pool.Pool(pool_size)
+        self.pool = StreamPool(pool_size)
         self._http = http or urllib3.PoolManager(num_pools=max(10, pool_size), maxsize=pool_size, retries=False)
         self._proxies: dict[str, urllib3.ProxyManager] = {}
         self._proxy_settings: dict[str, str] | None = None  # the standard proxy variables, at the first connect

@@ -15,8 +15,8 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import Any, NamedTuple
 
 import gevent
 import gevent.event
@@ -37,9 +37,28 @@ from .plugins import PluginManager
 from .redaction import public_error, public_url
 from .route import DEFAULT_ROUTE, Route
 
-__all__ = ["Connection", "ConnectionState", "ConnectionStats", "HttpFor", "Interrupt"]
+__all__ = ["GIVE_BACK", "Connection", "ConnectionState", "ConnectionStats", "HttpFor", "Interrupt", "Outcome", "Steps"]
 
 log = logging.getLogger("sseplug.connection")
+
+Steps = Generator[Any, None, bool]
+"""A response being read (``Connection._steps``): one step per read, the value True when the
+stream is over (204, an end event)."""
+
+
+class Outcome(NamedTuple):
+    """How a response's steps ended: ``ended`` (the server asked to stop), or ``error``."""
+
+    ended: bool
+    error: BaseException | None
+
+
+GIVE_BACK = "give back"
+"""``Connection.lent_step``: a plugin now runs per batch; the steps go back to a greenlet of their own."""
+
+
+class _Lent(BaseException):
+    """Unwinds ``run()`` once the response's steps were lent to the iterator."""
 
 
 class ConnectionState(str, enum.Enum):
@@ -167,6 +186,8 @@ class Connection(Counted, Lifecycle):
     ``run()`` returns when the stream ended cleanly (204, ``retry=False`` and EOF, a retry
     decision of ``False`` after EOF, or ``stop()``) and raises the ``SSEError`` that ended it
     otherwise. ``deliver`` receives each batch of events after the handlers and the checkpoint.
+    ``lend(steps)``, asked before each read while ``lendable()``, may take the response's steps
+    to read them in the greenlet iterating the events (``lent_step``): True when it took them.
     ``route`` says which plugins handle the events, which events, and what a failing handler
     costs (``sseplug.route.Route``). ``stats`` holds its counts.
     """
@@ -179,6 +200,7 @@ class Connection(Counted, Lifecycle):
         http_for: HttpFor,
         plugins: PluginManager,
         deliver: Callable[[list[SSEResponse]], Any] | None = None,
+        lend: Callable[[Steps], bool] | None = None,
         route: Route = DEFAULT_ROUTE,
     ) -> None:
         self.id = connection_id
@@ -193,6 +215,10 @@ class Connection(Counted, Lifecycle):
         self._plugins = plugins
         self._events = Dispatcher(self, request, plugins=plugins, route=route, deliver=deliver)
         self.stats = self._events.stats
+        self._lend = lend
+        self.lent = False  # the steps of the response are read by the iterating greenlet
+        self._delivered_before = 0  # events_total when the current response was requested
+        self._opened_at = 0.0  # when the current response was opened
         Lifecycle.__init__(self)
 
     def __repr__(self) -> str:
@@ -215,14 +241,19 @@ class Connection(Counted, Lifecycle):
 
     # -- life cycle ------------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, steps: Steps | None = None, after: Outcome | None = None) -> bool:
         """Consume the stream until it ends for good; call ``on_done`` or ``on_error`` once.
 
-        Returns when the stream ended cleanly; raises the ``SSEError`` that failed it (also kept
-        in ``error``), an unexpected exception (a bug) being wrapped in one, never lost.
+        Returns True when the stream ended cleanly; raises the ``SSEError`` that failed it (also
+        kept in ``error``), an unexpected exception (a bug) being wrapped in one, never lost.
+        Returns False when the read of the current response was lent to the iterator (``lend``):
+        the greenlet iterating it reads on, and gives the response back (``steps``, or its
+        ``after`` outcome once it was over) to another ``run()`` to go on from there.
         """
         try:
-            self._run()
+            self._run(steps, after)
+        except _Lent:
+            return False
         except gevent.GreenletExit:
             raise  # killed: the client is closing it
         except BaseException as failure:  # a bug too (even a KeyboardInterrupt from a plugin): never silent
@@ -241,29 +272,41 @@ class Connection(Counted, Lifecycle):
         self._enter(ConnectionState.ENDED)
         self._finished(None)
         self._callback("on_done")
+        return True
 
-    def _run(self) -> None:
-        """The loop: claim, resume, one response, then what the interrupt or the backoff says."""
-        resume = True  # load the checkpoint before the next request
-        while self._claim():
-            if self._take(Interrupt.RELEASE):  # released while not streaming (waiting to reconnect)
-                resume = True
-            if resume and not self._resume():
-                continue  # the load itself lost the stream: claim it again first
-            resume = False
-            delivered_before, error = self.stats.events_total, None
-            try:
-                if self._consume_once():
-                    return  # 204 or an end event: the server asked us to stop
-            except SSEError as failure:
-                error = self._retryable(failure)
+    def _run(self, steps: Steps | None, after: Outcome | None) -> None:
+        """The loop: claim, resume, one response, then what the interrupt or the backoff says.
+        With ``steps`` or ``after``, it goes on from a response given back by the iterator."""
+        resume = steps is None and after is None  # load the checkpoint before the next request
+        while steps is not None or after is not None or self._claim():
+            if steps is None and after is None:
+                if self._take(Interrupt.RELEASE):  # released while not streaming (waiting to reconnect)
+                    resume = True
+                if resume and not self._resume():
+                    continue  # the load itself lost the stream: claim it again first
+                resume = False
+                self._delivered_before = self.stats.events_total
+                try:
+                    steps = self._respond()
+                except SSEError as failure:
+                    after = Outcome(False, failure)
+            if after is None:
+                assert steps is not None
+                after = self._drive(steps)
+            steps, (ended, error), after = None, after, None
+            if ended:
+                return  # 204 or an end event: the server asked us to stop
+            if error is not None:
+                if not isinstance(error, SSEError):
+                    raise error  # a bug, raised where the iterator read: run() reports it
+                error = self._retryable(error)
             interrupt = self._take(Interrupt.STOP, Interrupt.RELEASE, Interrupt.RESTART)
             if interrupt is Interrupt.STOP:
                 return
             if interrupt is not None:  # released: claim it back later; restarted: reconnect now, nothing counted
                 resume = interrupt is Interrupt.RELEASE
                 continue
-            wait = self._next_wait(error, delivered=self.stats.events_total > delivered_before)
+            wait = self._next_wait(error, delivered=self.stats.events_total > self._delivered_before)
             if wait is None:
                 return
             self._wait(wait, error)
@@ -342,10 +385,10 @@ class Connection(Counted, Lifecycle):
 
     # -- one response ----------------------------------------------------------------------------
 
-    def _consume_once(self) -> bool:
-        """One request and its response; True when the stream is over (204, an end event)."""
+    def _respond(self) -> Steps:
+        """Send the request; the steps of its response."""
         self._enter(ConnectionState.CONNECTING)
-        try:  # not in a method of its own: an idle stream keeps the memory its deepest stack touched
+        try:
             response = _http.open_response(self._http_for, self.request, *self._request_headers(),
                                            resuming=self.stats.events_total > 0, connection_id=self.id)
         except SSEError as error:
@@ -353,32 +396,123 @@ class Connection(Counted, Lifecycle):
                               reason=f"{type(error).__name__}: {error.message}")
             raise
         self._response = response
-        opened_at, reason = None, "eof"
+        return self._steps(response)
+
+    def _drive(self, steps: Steps) -> Outcome:
+        """Run the response's steps in this greenlet to their end; lend them to the iterator
+        (raises ``_Lent``) at a step where it waits for them."""
+        lend = self._lend
         try:
-            if response.status == 204:
+            while True:
+                next(steps)
+                if lend is not None and self.lendable() and lend(steps):
+                    raise _Lent
+        except StopIteration as stop:
+            return Outcome(stop.value, None)
+        except SSEError as error:
+            return Outcome(False, error)
+
+    def lendable(self) -> bool:
+        """Whether a greenlet iterating the stream may read it: nothing but the parser (and its
+        decoder) runs per batch, so an exception of the iterator's own (a ``gevent.Timeout``)
+        can only land while it waits for bytes, where it loses nothing."""
+        request, hooks = self.request, self._events.hooks()
+        return (request.on_data is None and request.on_comment is None and request.on_bytes is None
+                and hooks.handle_event is None and hooks.checkpoint_save is None and hooks.deserialize is None)
+
+    def lent_step(self, steps: Steps) -> Any:
+        """One step of lent ``steps``, in the iterating greenlet: ``None`` to go on; an exception
+        of that greenlet's own, to raise there (the steps go on at the next call); ``GIVE_BACK``
+        when a plugin changed what runs per batch; else the ``Outcome`` of the response."""
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            return Outcome(stop.value, None)
+        except Exception as error:  # SSEError; anything else is a bug, reported by run()
+            return Outcome(False, error)
+        if step is None and not self.lendable():
+            return GIVE_BACK
+        return step
+
+    def _steps(self, response: urllib3.BaseHTTPResponse) -> Steps:
+        """Read, parse and dispatch the response, one step before each read, until EOF (False),
+        an interrupt (False), a 204 or an end event (True); then close it. One generator, not
+        two: a greenlet waiting in it (the iterator's, when lent) saves one frame less of C stack.
+        An exception thrown into the greenlet while it waits for bytes is the iterating
+        greenlet's own when the steps are lent: it is passed on as a step, losing nothing."""
+        body, reason = None, "eof"
+        try:
+            body = self._open_body(response)
+            if body is None:
                 reason = "204"
                 return True
-            _http.check_response(response, connection_id=self.id, url=self.url)
-            self._events.call("sseplug_connection_opened", connection=self, status=response.status,
-                              headers=HTTPHeaderDict(response.headers))  # a copy; names case-insensitive
-            self._enter(ConnectionState.OPEN)
-            opened_at = time.monotonic()
-            if self._read(response):
-                reason = "end event"
-                return True
-            if self._interrupt is not None:
-                reason = self._interrupt.value
-            return False
+            read, events_, request = body.read, self._events, self.request
+            parser = EventParser(self.last_event_id, request.max_event_size)
+            feed, dispatch = ((parser.feed, events_.dispatch) if request.on_comment is None  # the hot path
+                              else (parser.feed_with_comments, events_.parsed))
+            on_bytes, stats, turns, size = request.on_bytes, self.stats, HubTurns(), READ_SIZE
+            while True:
+                yield None
+                if self._interrupt is not None:
+                    return False
+                try:
+                    turns.check()
+                    chunk = read(size)
+                except (Urllib3Error, OSError, ChunkedError) as error:
+                    raise NetworkError(f"stream broke: {error}", connection_id=self.id, url=self.url) from error
+                except BaseException as error:
+                    if not self.lent:
+                        raise
+                    yield error  # the iterator's own (a Timeout): raised there; this read goes on after
+                    continue
+                if chunk is None:
+                    return False
+                if not chunk:
+                    continue
+                stats.bytes_total += len(chunk)
+                if on_bytes is not None:
+                    self._on_bytes(on_bytes, chunk)
+                parser.decode_data = events_.hooks().decode_data
+                events = self._feed(feed, parser, chunk)
+                if parser.retry is not None and parser.retry != self.backoff.retry_ms:
+                    self.backoff = self.backoff.with_retry(parser.retry)
+                size = read_size(parser.pending_size, len(chunk), len(events))
+                if events:
+                    if dispatch(events, parser.last_event_id):
+                        reason = "end event"
+                        return True
+                elif parser.last_event_id != self.last_event_id:
+                    events_.checkpoint(parser.last_event_id)  # an id-only block
+                del chunk, events  # not held while the next read waits (they can be megabytes)
         except SSEError as error:
             reason = self._interrupt.value if self._interrupt is not None else f"{type(error).__name__}: {error.message}"
             raise
         finally:
-            if opened_at is not None and time.monotonic() - opened_at >= HEALTHY_AFTER:
+            self._close_response(response, body, reason)
+
+    def _open_body(self, response: urllib3.BaseHTTPResponse) -> Body | None:
+        """The body to read, once the response is checked and announced; ``None`` for a 204."""
+        if response.status == 204:
+            return None
+        _http.check_response(response, connection_id=self.id, url=self.url)
+        self._events.call("sseplug_connection_opened", connection=self, status=response.status,
+                          headers=HTTPHeaderDict(response.headers))  # a copy; names case-insensitive
+        self._enter(ConnectionState.OPEN)
+        self._opened_at = time.monotonic()
+        return Body(response, self.request.read_timeout)
+
+    def _close_response(self, response: urllib3.BaseHTTPResponse, body: Body | None, reason: str) -> None:
+        """Close the response and tell the plugins why: ``reason``, or the interrupt that ended the read."""
+        if reason == "eof" and self._interrupt is not None:
+            reason = self._interrupt.value
+        if body is not None:
+            body.close()
+            if time.monotonic() - self._opened_at >= HEALTHY_AFTER:
                 self.backoff = self.backoff.healthy()  # the next reconnect starts the backoff over
-            self._response = None
-            response.close()
-            response.release_conn()
-            self._events.call("sseplug_connection_closed", connection=self, reason=reason)
+        self._response = None
+        response.close()
+        response.release_conn()
+        self._events.call("sseplug_connection_closed", connection=self, reason=reason)
 
     def _request_headers(self) -> tuple[HTTPHeaderDict, set[str]]:
         """The next request's headers, with the auth plugins' (checked), and the credentials' names."""
@@ -386,52 +520,12 @@ class Connection(Counted, Lifecycle):
         checked = _http.check_auth_headers(auth, connection_id=self.id, url=self.url)
         return _http.request_headers(self.request, checked, self.last_event_id)
 
-    def _read(self, response: urllib3.BaseHTTPResponse) -> bool:
-        """Read the stream until EOF, dispatching every batch of events; True when an end event
-        (``end_events``, ``end_data``) ended it."""
-        body = Body(response, self.request.read_timeout)
+    def _on_bytes(self, on_bytes: Callable[[bytes], Any], chunk: bytes) -> None:
+        """The request's ``on_bytes`` callback; one that raises is a ``PluginError``."""
         try:
-            return self._read_from(body.read)
-        finally:
-            body.close()
-
-    def _read_from(self, read: Callable[[int], bytes | None]) -> bool:
-        """Read, parse and dispatch until EOF (False), an end event (True) or an interrupt (False)."""
-        request, events_ = self.request, self._events
-        parser = EventParser(self.last_event_id, request.max_event_size)
-        if request.on_comment is None:  # the hot path: events only
-            feed, dispatch = parser.feed, events_.dispatch
-        else:
-            feed, dispatch = parser.feed_with_comments, events_.parsed  # type: ignore[assignment]
-        on_bytes, stats, turns, size = request.on_bytes, self.stats, HubTurns(), READ_SIZE
-        while self._interrupt is None:
-            turns.check()
-            try:
-                chunk = read(size)
-            except (Urllib3Error, OSError, ChunkedError) as error:
-                raise NetworkError(f"stream broke: {error}", connection_id=self.id, url=self.url) from error
-            if chunk is None:
-                return False
-            if not chunk:
-                continue
-            stats.bytes_total += len(chunk)
-            if on_bytes is not None:
-                try:
-                    on_bytes(chunk)
-                except Exception as error:
-                    raise events_.plugin_error("on_bytes callback", "on_bytes", error, self.last_event_id) from error
-            parser.decode_data = events_.hooks().decode_data
-            events = self._feed(feed, parser, chunk)
-            if parser.retry is not None and parser.retry != self.backoff.retry_ms:
-                self.backoff = self.backoff.with_retry(parser.retry)
-            size = read_size(parser.pending_size, len(chunk), len(events))
-            if events:
-                if dispatch(events, parser.last_event_id):
-                    return True
-            elif parser.last_event_id != self.last_event_id:
-                events_.checkpoint(parser.last_event_id)  # an id-only block
-            del chunk, events  # not held while the next read waits (they can be megabytes)
-        return False
+            on_bytes(chunk)
+        except Exception as error:
+            raise self._events.plugin_error("on_bytes callback", "on_bytes", error, self.last_event_id) from error
 
     def _feed(self, feed: Callable[[bytes], list[Any]], parser: EventParser, chunk: bytes) -> list[Any]:
         """``feed(chunk)``; the events before a parse error are dispatched before it is raised."""

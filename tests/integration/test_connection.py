@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import gevent
 import gevent.event
@@ -368,13 +369,21 @@ def test_close_one_connection_ends_its_iterator_cleanly(sse_server: SSEServer, s
     assert sse_server.open_streams("/feed/a") == sse_server.open_streams("/feed/b") == 0
 
 
-def test_a_consumer_that_stops_asking_holds_the_connection_back(sse_server: SSEServer, sse_client: SSEClient) -> None:
-    stream = sse_client.connect("s", SSERequest(sse_server.url("/feed/s?count=100&interval=0.01"), retry=False))
+@pytest.mark.parametrize(("callbacks", "read_ahead"), [
+    ({}, (1, 3)),  # lent: the consumer's own greenlet reads, so nothing is read while it does not ask
+    ({"on_comment": lambda comment: None}, (2, 30)),  # a callback per batch: its own greenlet reads ahead
+], ids=["lent", "own-greenlet"])
+def test_a_consumer_that_stops_asking_holds_the_connection_back(
+    sse_server: SSEServer, sse_client: SSEClient, callbacks: dict[str, Any], read_ahead: tuple[int, int]
+) -> None:
+    request = SSERequest(sse_server.url("/feed/s?count=100&interval=0.01"), retry=False, **callbacks)
+    stream = sse_client.connect("s", request)
     first = collect(stream, count=1)
     gevent.sleep(1.2)  # the feed would be over by now (100 x 10 ms) were nothing holding it back
     connection = sse_client.connections["s"]
-    # read ahead: 2 batches buffered and 1 waiting to be put (about one event per read here)
-    assert 2 <= connection.events_total <= 30 and connection.state == "open"
+    # own greenlet: 2 batches buffered and 1 waiting to be put (about one event per read here)
+    assert read_ahead[0] <= connection.events_total <= read_ahead[1] and connection.state == "open"
+    assert connection.lent == (not callbacks)
     rest = collect(stream, timeout=10)
     assert [e.data["seq"] for e in first + rest] == list(range(1, 101))  # then all of it, in order
 

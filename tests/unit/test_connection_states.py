@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sseplug import hookimpl
 from sseplug.connection import TRANSITIONS, Connection, ConnectionState, ConnectionStats, HttpFor, Interrupt
 from sseplug.models import SSERequest
 from sseplug.plugins import PluginManager
@@ -94,3 +95,33 @@ def test_the_counters_read_one_stats_value_under_their_old_names() -> None:
     assert (c.events_total, c.bytes_total, c.dead_letters, c.reconnects_total) == (7, 10, 2, 0)
     assert (c.events_filtered, c.handler_errors, c.events_skipped, c.last_event_at) == (0, 0, 0, None)
     assert (c.attempt, c.backoff_step, c.retry_ms) == (0, 0, None)
+
+
+class Handles:
+    @hookimpl
+    def sseplug_handle_event(self, event: Any) -> None: ...
+
+
+class Saves:
+    @hookimpl
+    def sseplug_checkpoint_save(self, last_event_id: str) -> None: ...
+
+
+class Deserializes:
+    @hookimpl
+    def sseplug_deserialize(self, event: Any) -> Any: ...
+
+
+def test_a_read_is_lendable_while_nothing_but_the_parser_runs_per_batch() -> None:
+    c = connection()
+    assert c.lendable()
+    for plugin in (Handles(), Saves(), Deserializes()):
+        c._plugins.register(plugin)
+        assert not c.lendable()  # a plugin could yield to the hub: an iterator's Timeout must not land in it
+        c._plugins.unregister(plugin)
+        assert c.lendable()
+
+
+@pytest.mark.parametrize("callback", ["on_data", "on_comment", "on_bytes"])
+def test_a_request_callback_per_batch_keeps_the_read_in_its_own_greenlet(callback: str) -> None:
+    assert not connection(**{callback: lambda value: None}).lendable()
