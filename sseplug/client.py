@@ -214,7 +214,7 @@ class EventStream(Iterator[SSEResponse]):
                 self._put(_END, last=True)
 
     def _lend(self, steps: Steps) -> bool:
-        """The connection asks before a read: take its response's steps when the consumer waits
+        """The connection asks after a read: take its response's steps when the consumer waits
         for events with none buffered (its greenlet then ends)."""
         handoff, pool = self._handoff, self._pool
         if self._done or not handoff.waiting() or not handoff.empty() or not isinstance(pool, StreamPool):

@@ -186,7 +186,7 @@ class Connection(Counted, Lifecycle):
     ``run()`` returns when the stream ended cleanly (204, ``retry=False`` and EOF, a retry
     decision of ``False`` after EOF, or ``stop()``) and raises the ``SSEError`` that ended it
     otherwise. ``deliver`` receives each batch of events after the handlers and the checkpoint.
-    ``lend(steps)``, asked before each read while ``lendable()``, may take the response's steps
+    ``lend(steps)``, asked after each read while ``lendable()``, may take the response's steps
     to read them in the greenlet iterating the events (``lent_step``): True when it took them.
     ``route`` says which plugins handle the events, which events, and what a failing handler
     costs (``sseplug.route.Route``). ``stats`` holds its counts.
@@ -435,7 +435,7 @@ class Connection(Counted, Lifecycle):
         return step
 
     def _steps(self, response: urllib3.BaseHTTPResponse) -> Steps:
-        """Read, parse and dispatch the response, one step before each read, until EOF (False),
+        """Read, parse and dispatch the response, one step per read, until EOF (False),
         an interrupt (False), a 204 or an end event (True); then close it. One generator, not
         two: a greenlet waiting in it (the iterator's, when lent) saves one frame less of C stack.
         An exception thrown into the greenlet while it waits for bytes is the iterating
@@ -451,10 +451,7 @@ class Connection(Counted, Lifecycle):
             feed, dispatch = ((parser.feed, events_.dispatch) if request.on_comment is None  # the hot path
                               else (parser.feed_with_comments, events_.parsed))
             on_bytes, stats, turns, size = request.on_bytes, self.stats, HubTurns(), READ_SIZE
-            while True:
-                yield None
-                if self._interrupt is not None:
-                    return False
+            while self._interrupt is None:
                 try:
                     turns.check()
                     chunk = read(size)
@@ -484,6 +481,8 @@ class Connection(Counted, Lifecycle):
                 elif parser.last_event_id != self.last_event_id:
                     events_.checkpoint(parser.last_event_id)  # an id-only block
                 del chunk, events  # not held while the next read waits (they can be megabytes)
+                yield None  # after the read, not before: the first events go straight to the iterator
+            return False
         except SSEError as error:
             reason = self._interrupt.value if self._interrupt is not None else f"{type(error).__name__}: {error.message}"
             raise

@@ -369,16 +369,18 @@ def test_close_one_connection_ends_its_iterator_cleanly(sse_server: SSEServer, s
     assert sse_server.open_streams("/feed/a") == sse_server.open_streams("/feed/b") == 0
 
 
-@pytest.mark.parametrize(("callbacks", "read_ahead"), [
-    ({}, (1, 3)),  # lent: the consumer's own greenlet reads, so nothing is read while it does not ask
-    ({"on_comment": lambda comment: None}, (2, 30)),  # a callback per batch: its own greenlet reads ahead
+@pytest.mark.parametrize(("callbacks", "taken", "read_ahead"), [
+    # lent once the consumer waited for its 2nd event: its own greenlet reads, nothing is read ahead
+    ({}, 2, (2, 3)),
+    # a callback per batch keeps the connection in its own greenlet, which reads ahead
+    ({"on_comment": lambda comment: None}, 1, (2, 30)),
 ], ids=["lent", "own-greenlet"])
 def test_a_consumer_that_stops_asking_holds_the_connection_back(
-    sse_server: SSEServer, sse_client: SSEClient, callbacks: dict[str, Any], read_ahead: tuple[int, int]
+    sse_server: SSEServer, sse_client: SSEClient, callbacks: dict[str, Any], taken: int, read_ahead: tuple[int, int]
 ) -> None:
     request = SSERequest(sse_server.url("/feed/s?count=100&interval=0.01"), retry=False, **callbacks)
     stream = sse_client.connect("s", request)
-    first = collect(stream, count=1)
+    first = collect(stream, count=taken)
     gevent.sleep(1.2)  # the feed would be over by now (100 x 10 ms) were nothing holding it back
     connection = sse_client.connections["s"]
     # own greenlet: 2 batches buffered and 1 waiting to be put (about one event per read here)

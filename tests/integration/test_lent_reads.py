@@ -17,8 +17,8 @@ FEED = "/feed/s?count=6&interval=0.3"
 
 
 def waiting_in_lent_read(client: SSEClient, stream: Any) -> gevent.Greenlet[..., list[Any]]:
-    """A consumer iterating ``stream`` to its end, once it took the first event and waits for
-    the next one in the lent read."""
+    """A consumer iterating ``stream`` to its end, once it took the first event (handed over by
+    the connection's greenlet) and waits for the next one in the lent read."""
     consumer = gevent.spawn(collect, stream)  # to the end: a lent read goes on only while iterated
     with gevent.Timeout(5, AssertionError("the consumer never took the read over")):
         while not stream.connection.lent or stream.connection.events_total < 1:
@@ -103,9 +103,7 @@ def test_a_stall_while_the_consumer_reads_reconnects_from_the_last_event(
 ) -> None:
     sse_server.script("/s", Response(body=[b"retry: 10\n\nid: 7\ndata: a\n\n"], stall=30), DONE)
     stream = sse_client.connect("s", SSERequest(sse_server.url("/s"), read_timeout=0.3))
-    with gevent.Timeout(5):
-        assert next(stream).data == "a"
-    assert stream.connection.lent  # the stall fails this greenlet's read: the pool's reconnects
-    assert collect(stream, timeout=10) == [] and stream.state == "ended"
+    consumer = waiting_in_lent_read(sse_client, stream)  # the stall fails this greenlet's read
+    assert [e.data for e in consumer.get(timeout=10)] == ["a"] and stream.state == "ended"
     assert [r.headers.get("last-event-id") for r in sse_server.requests_for("/s")] == [None, "7"]
     assert "read_timeout 0.3 s" in str(stream.connection.last_error)
