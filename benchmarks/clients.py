@@ -263,6 +263,33 @@ def make_urllib3_stream() -> Consume:
     return consume
 
 
+def make_socket_recv_into() -> Consume:
+    """Baseline, the loopback's ceiling: the request written by hand on a plain socket, the
+    response read with ``recv_into`` into one reused 1 MiB buffer and thrown away, no HTTP parsing.
+    Counts the bytes after the response head (chunked framing included)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    buffer = bytearray(1024 * 1024)
+
+    def consume(url: str, decode: bool, stop: int) -> Result:
+        parts = urlsplit(url)
+        request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n\r\n"
+        with socket.create_connection((parts.hostname, parts.port)) as sock:
+            sock.sendall(request.encode())
+            recv_into, total, head = sock.recv_into, 0, -1
+            while n := recv_into(buffer):
+                total += n
+                if head < 0:  # the head comes with the first bytes (the server sends it with the body)
+                    head = buffer.find(b"\r\n\r\n", 0, n) + 4
+                    if head < 4:
+                        raise ValueError("the response head did not come in the first read")
+            t_end = time.perf_counter()
+        return 0, total - head, None, None, t_end
+
+    return consume
+
+
 CLIENTS: dict[str, Callable[[], Consume]] = {
     "sseplug": lambda: make_sseplug(json_plugin=True),
     "sseplug-nojson": lambda: make_sseplug(json_plugin=False),
@@ -273,6 +300,7 @@ CLIENTS: dict[str, Callable[[], Consume]] = {
     "urllib3-read1": make_urllib3_read1,
     "urllib3-read1-gevent": make_urllib3_read1,
     "urllib3-stream": make_urllib3_stream,
+    "socket-recv-into": make_socket_recv_into,
 }
 
 
