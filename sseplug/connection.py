@@ -395,7 +395,7 @@ class Connection(Counted, Lifecycle):
         finally:
             body.close()
 
-    def _read_from(self, read: Callable[[int], bytes | None]) -> bool:
+    def _read_from(self, read: Callable[[int], bytes | memoryview | None]) -> bool:
         """Read, parse and dispatch until EOF (False), an end event (True) or an interrupt (False)."""
         request, events_ = self.request, self._events
         parser = EventParser(self.last_event_id, request.max_event_size)
@@ -417,7 +417,7 @@ class Connection(Counted, Lifecycle):
             stats.bytes_total += len(chunk)
             if on_bytes is not None:
                 try:
-                    on_bytes(chunk)
+                    on_bytes(bytes(chunk))  # the same bytes, or a copy of a view of a reused buffer
                 except Exception as error:
                     raise events_.plugin_error("on_bytes callback", "on_bytes", error, self.last_event_id) from error
             parser.decode_data = events_.hooks().decode_data
@@ -433,7 +433,7 @@ class Connection(Counted, Lifecycle):
             del chunk, events  # not held while the next read waits (they can be megabytes)
         return False
 
-    def _feed(self, feed: Callable[[bytes], list[Any]], parser: EventParser, chunk: bytes) -> list[Any]:
+    def _feed(self, feed: Callable[[bytes | memoryview], list[Any]], parser: EventParser, chunk: bytes | memoryview) -> list[Any]:
         """``feed(chunk)``; the events before a parse error are dispatched before it is raised."""
         try:
             return feed(chunk)
