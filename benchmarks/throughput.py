@@ -14,13 +14,15 @@ Workloads:
 
 Every contender runs once to warm up, then round after round, each round running every contender
 once in a rotating order; every run is checked (event count, last id, last data; bytes for the
-urllib3 baselines) before its time counts. Figures are medians over the rounds; ratios are medians
-of the per-round ratios against the peer with the best median, against "urllib3 read": the
-faster (by median) of two plain-process read-and-discard loops, read1(64 KiB) and stream(64 KiB)
-(on a chunked body urllib3's read1 costs a few us per call and returns one chunk per call), and
-against the ceiling: a plain-process socket that sends the request itself and reads the response
-with recv_into into one reused 1 MiB buffer, no HTTP parsing (its check counts the body's bytes
-after the head, chunked framing included): no client reads the loopback faster than that.
+urllib3 baselines) before its time counts. Figures are medians over the rounds (minflt: the
+worker's minor page faults per run, from getrusage: memory the allocator gave back to the system
+and took again shows there); ratios are medians of the per-round ratios against the peer with
+the best median, against "urllib3 read": the faster (by median) of two plain-process
+read-and-discard loops, read1(64 KiB) and stream(64 KiB) (on a chunked body urllib3's read1
+costs a few us per call and returns one chunk per call), and against the ceiling: a
+plain-process socket that sends the request itself and reads the response with recv_into into
+one reused 1 MiB buffer, no HTTP parsing (its check counts the body's bytes after the head,
+chunked framing included): no client reads the loopback faster than that.
 
 Like for like: sseplug's json plugin hands back decoded JSON, so on JSON workloads (small,
 small-chunked) each peer also runs with a JSON decode per event and "sseplug" is compared with
@@ -96,6 +98,7 @@ class Contender:
     json_class: bool  # compared within the json.loads class (or the raw one)
     rates: list[float] = field(default_factory=list)  # events/s per round
     mbs: list[float] = field(default_factory=list)
+    faults: list[int] = field(default_factory=list)  # the worker's minor page faults per run
 
 
 def contenders_for(workload: Workload, json_lib: str) -> list[Contender]:
@@ -140,7 +143,9 @@ def run_workload(workload: Workload, args: argparse.Namespace, port: int, payloa
     for r in range(args.rounds):
         shift = r % len(contenders)
         for c in contenders[shift:] + contenders[:shift]:
-            seconds = once(c)["seconds"]
+            reply = once(c)
+            seconds = reply["seconds"]
+            c.faults.append(reply["minflt"])
             c.rates.append(n / seconds)
             c.mbs.append(payload / seconds / 1e6)
 
@@ -155,13 +160,13 @@ def run_workload(workload: Workload, args: argparse.Namespace, port: int, payloa
     lines = [
         f"{workload.name}: {n} events, {payload / 1e6:.1f} MB, {framing}; {args.rounds} rounds, medians; "
         f"urllib3 read = {base.label}",
-        f"  {'client':<38} {'events/s':>10} {'MB/s':>8} {'vs urllib3 read':>17} {'vs ceiling':>11}   vs best peer",
+        f"  {'client':<38} {'events/s':>10} {'MB/s':>8} {'vs urllib3 read':>17} {'vs ceiling':>11} {'minflt':>8}   vs best peer",
     ]
     for c in contenders:
         ratio_base = statistics.median(a / b for a, b in zip(c.rates, base.rates))
         ratio_ceiling = statistics.median(a / b for a, b in zip(c.rates, ceiling.rates))
         text = (f"  {c.label:<38} {statistics.median(c.rates) / 1e3:9.0f}k {statistics.median(c.mbs):8.0f}"
-                f" {ratio_base:16.2f}x {ratio_ceiling:10.2f}x")
+                f" {ratio_base:16.2f}x {ratio_ceiling:10.2f}x {statistics.median(c.faults):8.0f}")
         if c.kind == "sseplug":
             peer = best(c.json_class)
             ratio = statistics.median(a / b for a, b in zip(c.rates, peer.rates))
