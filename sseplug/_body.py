@@ -31,7 +31,9 @@ READ_SIZE = 64 * 1024
 LARGE_READ_SIZE = 1024 * 1024
 """Bytes asked of the socket while a large event (``LARGE_PENDING`` bytes or more) is pending,
 or after a read whose events were that large on average: fewer reads and fewer pieces to join.
-An idle stream never holds a buffer this size (``recv`` allocates it once bytes are there)."""
+An idle stream never holds a buffer this size: a read that waits goes through ``recv``, which
+allocates once bytes are there; one the socket has bytes for lands in a buffer reused from read to
+read (``Body._read_plain``), put back as the process's one spare when reads wait or get small."""
 LARGE_PENDING = 16 * 1024
 HUB_TURN_EVERY = 0.005
 """Seconds a stream whose socket always has data reads between two polls of the hub before it
