@@ -6,10 +6,11 @@ NAME is one of CLIENTS. gevent-based clients (sseplug, the gevent urllib3 baseli
 monkey patches before anything else is imported; the others run in a plain process. The worker
 prints "ready", then for each JSON command line on stdin
 ``{"url": ..., "json": bool, "stop": int | null}`` it consumes the stream and prints one JSON line:
-``{"count", "bytes", "last_id", "last", "seconds"}`` where ``last`` is the last event's data as a
+``{"count", "bytes", "last_id", "last", "seconds", "minflt"}`` where ``last`` is the last event's data as a
 check value (``data["seq"]`` when decoded, else ``len(data)``) and ``seconds`` runs from just
 before the request to just after the last event counted (``stop`` events, else the end of the
-stream), before any close. ``json`` asks a peer to decode each event's data (sseplug's variants
+stream), before any close, and ``minflt`` counts the worker's minor page faults over the same
+run (``getrusage``). ``json`` asks a peer to decode each event's data (sseplug's variants
 decode, or not, by their plugins) with the library ``SSEPLUG_BENCH_JSON`` names, ``orjson``
 (default) or ``json``, which sseplug's json plugin uses too. Any failure is printed as
 ``{"error": ...}``.
@@ -29,6 +30,7 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] in GEVENT_CLIENT
 import atexit  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Callable, Iterable  # noqa: E402
@@ -263,6 +265,33 @@ def make_urllib3_stream() -> Consume:
     return consume
 
 
+def make_socket_recv_into() -> Consume:
+    """Baseline, the loopback's ceiling: the request written by hand on a plain socket, the
+    response read with ``recv_into`` into one reused 1 MiB buffer and thrown away, no HTTP parsing.
+    Counts the bytes after the response head (chunked framing included)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    buffer = bytearray(1024 * 1024)
+
+    def consume(url: str, decode: bool, stop: int) -> Result:
+        parts = urlsplit(url)
+        request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n\r\n"
+        with socket.create_connection((parts.hostname, parts.port)) as sock:
+            sock.sendall(request.encode())
+            recv_into, total, head = sock.recv_into, 0, -1
+            while n := recv_into(buffer):
+                total += n
+                if head < 0:  # the head comes with the first bytes (the server sends it with the body)
+                    head = buffer.find(b"\r\n\r\n", 0, n) + 4
+                    if head < 4:
+                        raise ValueError("the response head did not come in the first read")
+            t_end = time.perf_counter()
+        return 0, total - head, None, None, t_end
+
+    return consume
+
+
 CLIENTS: dict[str, Callable[[], Consume]] = {
     "sseplug": lambda: make_sseplug(json_plugin=True),
     "sseplug-nojson": lambda: make_sseplug(json_plugin=False),
@@ -273,6 +302,7 @@ CLIENTS: dict[str, Callable[[], Consume]] = {
     "urllib3-read1": make_urllib3_read1,
     "urllib3-read1-gevent": make_urllib3_read1,
     "urllib3-stream": make_urllib3_stream,
+    "socket-recv-into": make_socket_recv_into,
 }
 
 
@@ -284,10 +314,12 @@ def serve(name: str) -> int:
     for line in sys.stdin:
         command = json.loads(line)
         try:
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
             count, nbytes, last_id, data, t_end = consume(command["url"], command["json"], command["stop"] or -1)
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
             reply = {"count": count, "bytes": nbytes, "last_id": last_id, "last": _check(data) if count and data is not None else None,
-                     "seconds": t_end - t0}
+                     "seconds": t_end - t0, "minflt": faults}
         except Exception as error:  # reported to the controller, which stops the run
             reply = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
         out.write(json.dumps(reply) + "\n")

@@ -3,7 +3,8 @@
     python benchmarks/sse_server.py [--workloads small,large] [--quick] [--silence 2.0]
 
 Runs in its own process (started by throughput.py and first_event.py), binds 127.0.0.1 on a free
-port and prints one JSON line: {"port": ..., "bodies": {path: payload bytes}}. Then it serves, one
+port and prints one JSON line: {"port": ..., "bodies": {path: payload bytes}, "wire": {path: body
+bytes after the head, HTTP framing included}}. Then it serves, one
 thread per connection, until it is terminated:
 
 - ``/<workload>``: the workload's whole body with one ``sendall`` (close-delimited, or chunked with
@@ -154,13 +155,13 @@ def main(argv: list[str] | None = None) -> int:
 
     server = Server(("127.0.0.1", 0), Handler)
     server.silence = args.silence
-    server.bodies, sizes = {}, {}
+    server.bodies, sizes, wire = {}, {}, {}
     for name in filter(None, args.workloads.split(",")):
         workload = WORKLOADS[name]
         body, payload = body_of(workload, args.quick)
         server.bodies["/" + name] = (workload.chunked, body)
-        sizes["/" + name] = payload
-    print(json.dumps({"port": server.server_address[1], "bodies": sizes}), flush=True)
+        sizes["/" + name], wire["/" + name] = payload, len(body)
+    print(json.dumps({"port": server.server_address[1], "bodies": sizes, "wire": wire}), flush=True)
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:

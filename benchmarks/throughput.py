@@ -14,10 +14,15 @@ Workloads:
 
 Every contender runs once to warm up, then round after round, each round running every contender
 once in a rotating order; every run is checked (event count, last id, last data; bytes for the
-urllib3 baselines) before its time counts. Figures are medians over the rounds; ratios are medians
-of the per-round ratios against the peer with the best median, and against "urllib3 read": the
-faster (by median) of two plain-process read-and-discard loops, read1(64 KiB) and stream(64 KiB)
-(on a chunked body urllib3's read1 costs a few us per call and returns one chunk per call).
+urllib3 baselines) before its time counts. Figures are medians over the rounds (minflt: the
+worker's minor page faults per run, from getrusage: memory the allocator gave back to the system
+and took again shows there); ratios are medians of the per-round ratios against the peer with
+the best median, against "urllib3 read": the faster (by median) of two plain-process
+read-and-discard loops, read1(64 KiB) and stream(64 KiB) (on a chunked body urllib3's read1
+costs a few us per call and returns one chunk per call), and against the ceiling: a
+plain-process socket that sends the request itself and reads the response with recv_into into
+one reused 1 MiB buffer, no HTTP parsing (its check counts the body's bytes after the head,
+chunked framing included): no client reads the loopback faster than that.
 
 Like for like: sseplug's json plugin hands back decoded JSON, so on JSON workloads (small,
 small-chunked) each peer also runs with a JSON decode per event and "sseplug" is compared with
@@ -43,13 +48,15 @@ from sse_server import WORKLOADS, Workload
 HERE = Path(__file__).resolve().parent
 PEERS = ["launchdarkly-eventsource", "httpx-sse", "sseclient-py", "aiohttp-sse-client2"]
 SSEPLUG = ["sseplug", "sseplug-nojson"]
-BASELINES = ["urllib3-read1", "urllib3-stream", "urllib3-read1-gevent"]
+BASELINES = ["urllib3-read1", "urllib3-stream", "urllib3-read1-gevent", "socket-recv-into"]
+CEILING = "socket-recv-into"
 LABELS = {
     "sseplug": "sseplug (json plugin)",
     "sseplug-nojson": "sseplug, no json plugin",
     "urllib3-read1": "urllib3 read1, discard",
     "urllib3-stream": "urllib3 stream(64 KiB), discard",
     "urllib3-read1-gevent": "urllib3 read1, discard (gevent)",
+    CEILING: "socket recv_into(1 MiB), ceiling",
 }
 
 
@@ -91,6 +98,7 @@ class Contender:
     json_class: bool  # compared within the json.loads class (or the raw one)
     rates: list[float] = field(default_factory=list)  # events/s per round
     mbs: list[float] = field(default_factory=list)
+    faults: list[int] = field(default_factory=list)  # the worker's minor page faults per run
 
 
 def contenders_for(workload: Workload, json_lib: str) -> list[Contender]:
@@ -107,9 +115,9 @@ def contenders_for(workload: Workload, json_lib: str) -> list[Contender]:
     return out
 
 
-def check(c: Contender, reply: dict, workload: Workload, n: int, payload: int) -> None:
+def check(c: Contender, reply: dict, workload: Workload, n: int, payload: int, wire: int) -> None:
     if c.kind == "baseline":
-        ok = reply["bytes"] == payload
+        ok = reply["bytes"] == (wire if c.worker == CEILING else payload)
     else:
         expected_last = n - 1 if (c.decode or (c.worker == "sseplug" and workload.json)) else workload.data_len
         ok = reply["count"] == n and reply["last_id"] == str(n - 1) and reply["last"] == expected_last
@@ -117,7 +125,7 @@ def check(c: Contender, reply: dict, workload: Workload, n: int, payload: int) -
         raise AssertionError(f"{c.label} on {workload.name}: wrong result {reply} (expected {n} events, {payload} bytes)")
 
 
-def run_workload(workload: Workload, args: argparse.Namespace, port: int, payload: int,
+def run_workload(workload: Workload, args: argparse.Namespace, port: int, payload: int, wire: int,
                  workers: dict[str, Worker]) -> list[str]:
     url = f"http://127.0.0.1:{port}/{workload.name}"
     n = workload.count(args.quick)
@@ -127,7 +135,7 @@ def run_workload(workload: Workload, args: argparse.Namespace, port: int, payloa
         # aiohttp-sse-client2 reconnects at EOF instead of ending: stop it at the expected count
         stop = n if c.worker == "aiohttp-sse-client2" else None
         reply = workers[c.worker].run(url, c.decode, stop)
-        check(c, reply, workload, n, payload)
+        check(c, reply, workload, n, payload, wire)
         return reply
 
     for c in contenders:  # warm-up and correctness before any timing
@@ -135,7 +143,9 @@ def run_workload(workload: Workload, args: argparse.Namespace, port: int, payloa
     for r in range(args.rounds):
         shift = r % len(contenders)
         for c in contenders[shift:] + contenders[:shift]:
-            seconds = once(c)["seconds"]
+            reply = once(c)
+            seconds = reply["seconds"]
+            c.faults.append(reply["minflt"])
             c.rates.append(n / seconds)
             c.mbs.append(payload / seconds / 1e6)
 
@@ -145,15 +155,18 @@ def run_workload(workload: Workload, args: argparse.Namespace, port: int, payloa
 
     base = max((c for c in contenders if c.worker in ("urllib3-read1", "urllib3-stream")),
                key=lambda c: statistics.median(c.rates))  # "urllib3 read": the faster plain way
+    ceiling = next(c for c in contenders if c.worker == CEILING)
     framing = "chunked, one chunk per event" if workload.chunked else "close-delimited"
     lines = [
         f"{workload.name}: {n} events, {payload / 1e6:.1f} MB, {framing}; {args.rounds} rounds, medians; "
         f"urllib3 read = {base.label}",
-        f"  {'client':<38} {'events/s':>10} {'MB/s':>8} {'vs urllib3 read':>17}   vs best peer",
+        f"  {'client':<38} {'events/s':>10} {'MB/s':>8} {'vs urllib3 read':>17} {'vs ceiling':>11} {'minflt':>8}   vs best peer",
     ]
     for c in contenders:
         ratio_base = statistics.median(a / b for a, b in zip(c.rates, base.rates))
-        text = f"  {c.label:<38} {statistics.median(c.rates) / 1e3:9.0f}k {statistics.median(c.mbs):8.0f} {ratio_base:16.2f}x"
+        ratio_ceiling = statistics.median(a / b for a, b in zip(c.rates, ceiling.rates))
+        text = (f"  {c.label:<38} {statistics.median(c.rates) / 1e3:9.0f}k {statistics.median(c.mbs):8.0f}"
+                f" {ratio_base:16.2f}x {ratio_ceiling:10.2f}x {statistics.median(c.faults):8.0f}")
         if c.kind == "sseplug":
             peer = best(c.json_class)
             ratio = statistics.median(a / b for a, b in zip(c.rates, peer.rates))
@@ -186,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; server pid {server.pid}, "
               f"{len(workers)} worker processes; JSON on every side: {args.json_lib}.loads", flush=True)
         for name in names:
-            lines = run_workload(WORKLOADS[name], args, info["port"], info["bodies"]["/" + name], workers)
+            path = "/" + name
+            lines = run_workload(WORKLOADS[name], args, info["port"], info["bodies"][path], info["wire"][path], workers)
             print("\n".join(lines), flush=True)
         print(f"total {time.perf_counter() - started:.0f} s")
     finally:

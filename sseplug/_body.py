@@ -32,7 +32,9 @@ READ_SIZE = 64 * 1024
 LARGE_READ_SIZE = 1024 * 1024
 """Bytes asked of the socket while a large event (``LARGE_PENDING`` bytes or more) is pending,
 or after a read whose events were that large on average: fewer reads and fewer pieces to join.
-An idle stream never holds a buffer this size (``recv`` allocates it once bytes are there)."""
+An idle stream never holds a buffer this size: a read that waits goes through ``recv``, which
+allocates once bytes are there; one the socket has bytes for lands in a buffer reused from read to
+read (``Body._read_plain``), put back as the process's one spare when reads wait or get small."""
 LARGE_PENDING = 16 * 1024
 HUB_TURN_EVERY = 0.005
 """Seconds a stream whose socket always has data reads between two polls of the hub before it
@@ -108,11 +110,12 @@ class Body:
 
     # methods and slots, not closures: an idle stream holds a bound method or two instead of
     # functions, their cells and closure tuples (~0.7 KB)
-    __slots__ = ("read", "_decoder", "_pending", "_read1", "_reader", "_recv", "_since", "_timer")
+    __slots__ = ("read", "_buffer", "_decoder", "_pending", "_read1", "_reader", "_recv", "_since", "_sock", "_timer")
 
     def __init__(self, response: urllib3.BaseHTTPResponse, read_timeout: float | None) -> None:
-        self.read: Callable[[int], bytes | None]
+        self.read: Callable[[int], bytes | memoryview | None]
         self._timer: Any = None
+        self._buffer: bytearray | None = None  # while reads are large and the socket has bytes for them
         self._since: float | None = None  # when the pending recv started; None outside recv
         self._reader: Any = None  # the greenlet in that recv (the stream's, or its iterator's)
         raw: Any = getattr(getattr(response, "_fp", None), "fp", None)  # http.client's buffered socket file
@@ -137,7 +140,7 @@ class Body:
         queue = getattr(response, "_decoded_buffer", None)
         if type(queue) is BytesQueueBuffer and not len(queue):
             response._decoded_buffer = _IdleQueue()  # type: ignore[attr-defined]  # urllib3's HTTPResponse
-        self._recv = sock.recv
+        self._recv, self._sock = sock.recv, sock
         if read_timeout is not None:
             sock.settimeout(None)
             self._arm(read_timeout)
@@ -164,8 +167,35 @@ class Body:
             self._since = None
         return received
 
-    def _read_plain(self, size: int) -> bytes | None:
-        """The socket's bytes; ``None`` at the end."""
+    def _read_plain(self, size: int) -> bytes | memoryview | None:
+        """The socket's bytes; ``None`` at the end. A large read the socket has bytes for right
+        now lands in a buffer kept from read to read: a view of it, valid until the next read,
+        instead of a new bytes object each time (a 1 MiB allocation, and page faults whenever glibc
+        gives the heap's top back and takes it again). A small read, or one that has to wait, puts
+        the buffer back (``_SPARE``): a stream waiting for bytes holds none."""
+        buffer = self._buffer
+        if size >= LARGE_READ_SIZE and not self._pending:
+            if buffer is None:
+                try:
+                    buffer = _SPARE.pop()
+                except IndexError:
+                    buffer = bytearray(LARGE_READ_SIZE)
+                self._buffer = buffer
+            sock = self._sock
+            timeout = sock.gettimeout()
+            sock.settimeout(0.0)  # only what is there now: a wait would hold the buffer
+            try:
+                received = sock.recv_into(buffer)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):  # nothing yet
+                pass
+            else:
+                return memoryview(buffer)[:received] if received else None
+            finally:
+                sock.settimeout(timeout)
+        if buffer is not None:
+            self._buffer = None
+            if not _SPARE:
+                _SPARE.append(buffer)
         return self._read_body(size) or None
 
     def _read_chunked(self, size: int) -> bytes | None:
@@ -205,6 +235,11 @@ class Body:
         if self._timer is not None:
             self._timer.close()
             self._timer = None
+
+
+_SPARE: list[bytearray] = []
+"""The large-read buffer no body holds, if any (``Body._read_plain``): the next body to read large
+takes it. One per process at most, whatever the number of streams."""
 
 
 class _IdleQueue(BytesQueueBuffer):

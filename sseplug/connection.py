@@ -519,14 +519,14 @@ class Connection(Counted, Lifecycle):
         checked = _http.check_auth_headers(auth, connection_id=self.id, url=self.url)
         return _http.request_headers(self.request, checked, self.last_event_id)
 
-    def _on_bytes(self, on_bytes: Callable[[bytes], Any], chunk: bytes) -> None:
+    def _on_bytes(self, on_bytes: Callable[[bytes], Any], chunk: bytes | memoryview) -> None:
         """The request's ``on_bytes`` callback; one that raises is a ``PluginError``."""
         try:
-            on_bytes(chunk)
+            on_bytes(bytes(chunk))  # the same bytes, or a copy of a view of a reused buffer
         except Exception as error:
             raise self._events.plugin_error("on_bytes callback", "on_bytes", error, self.last_event_id) from error
 
-    def _feed(self, feed: Callable[[bytes], list[Any]], parser: EventParser, chunk: bytes) -> list[Any]:
+    def _feed(self, feed: Callable[[bytes | memoryview], list[Any]], parser: EventParser, chunk: bytes | memoryview) -> list[Any]:
         """``feed(chunk)``; the events before a parse error are dispatched before it is raised."""
         try:
             return feed(chunk)

@@ -162,11 +162,12 @@ class EventParser:
         """UTF-8 bytes of the event (block and unfinished line) waiting for more bytes."""
         return self._block_size + self._partial_size
 
-    def feed(self, chunk: bytes) -> list[SSEResponse]:
-        """Parse ``chunk`` and return the events it completed, in stream order."""
+    def feed(self, chunk: bytes | memoryview) -> list[SSEResponse]:
+        """Parse ``chunk`` and return the events it completed, in stream order. A memoryview is
+        read during the call only: the caller may reuse its buffer afterwards."""
         return self._feed(chunk, [])
 
-    def feed_with_comments(self, chunk: bytes) -> list[SSEResponse | Comment]:
+    def feed_with_comments(self, chunk: bytes | memoryview) -> list[SSEResponse | Comment]:
         """``feed``, with the comment lines ``chunk`` completed among the events, in stream order."""
         out: list[SSEResponse | Comment] = []
         self._out = out
@@ -176,10 +177,10 @@ class EventParser:
             self._out = None
         return out
 
-    def _feed(self, chunk: bytes, events: list[SSEResponse]) -> list[SSEResponse]:
+    def _feed(self, chunk: bytes | memoryview, events: list[SSEResponse]) -> list[SSEResponse]:
         data = self._undecoded + chunk if self._undecoded else chunk
         text, used = _utf8_decode(data, "replace", False)
-        self._undecoded = data[used:] if used < len(data) else b""
+        self._undecoded = bytes(data[used:]) if used < len(data) else b""  # a copy of a view: its buffer is reused
         if self._bom and text:
             self._bom = False
             if text[0] == "\ufeff":

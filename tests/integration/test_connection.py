@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import random
 import ssl
 import subprocess
@@ -553,6 +555,23 @@ def test_tls_stream_whose_body_comes_after_the_headers(
         with SSEClient(plugin_manager=sseplug_plugins, http=http) as client:  # type: ignore[arg-type]
             got = collect(client.connect("s", SSERequest(server.url(f"/late-{framing}"), retry=False)))
     assert [e.data for e in got] == ["late", "later"]
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_large_events_in_reads_that_find_bytes_or_wait(
+    tls_server: tuple[SSEServer, trustme.CA], sse_server: SSEServer, sseplug_plugins: object, tls: bool
+) -> None:
+    # large reads land in a reused buffer while the socket has bytes, and wait without it
+    events = [b"id: %d\ndata: %s\n\n" % (i, (b"%d" % i) * 100_000) for i in range(6)]
+    server, ca = tls_server if tls else (sse_server, None)
+    server.script("/big", Response(body=[b"".join(events[:3]), 0.2, events[3], 0.1, b"".join(events[4:])], framing="close"))
+    pieces: list[object] = []
+    with ca.cert_pem.tempfile() if ca else contextlib.nullcontext(None) as ca_file, \
+            SSEClient(plugin_manager=sseplug_plugins) as client:  # type: ignore[arg-type]
+        request = SSERequest(server.url("/big"), retry=False, on_bytes=pieces.append, verify=ca_file or True)
+        got = collect(client.connect("s", request))
+    assert [(e.id, e.data) for e in got] == [(str(i), str(i) * 100_000) for i in range(6)]
+    assert all(type(piece) is bytes for piece in pieces) and b"".join(pieces) == b"".join(events)  # type: ignore[arg-type]
 
 
 def test_a_silent_tls_stream_fails_after_read_timeout(tls_server: tuple[SSEServer, trustme.CA], sseplug_plugins: object) -> None:
