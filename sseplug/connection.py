@@ -7,180 +7,39 @@ handlers, checkpoint), then ask ``Backoff`` (``_reconnect``) what follows: end, 
 and reconnect. The state moves only through ``_enter``, by the ``TRANSITIONS`` table. ``stop()``,
 ``release()`` and ``restart()`` set one ``Interrupt`` (stop outranks release, release outranks
 restart), which ends the read loop, names the close reason and is taken where the loop acts on it.
-The rules are docs/design.rst's "Reconnection" and "Delivery" sections.
+The rules are docs/design.rst's "Reconnection" and "Delivery" sections. The states and the
+interrupt are in ``_lifecycle``; one response, read as steps (and lent to an iterator), in
+``_response``.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-import time
-from collections.abc import Callable, Generator
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import gevent
-import gevent.event
-import urllib3
-from urllib3 import HTTPHeaderDict
-from urllib3.exceptions import HTTPError as Urllib3Error
 
-from . import _http
-from ._body import READ_SIZE, Body, HubTurns, read_size
-from ._chunked import ChunkedError
 from ._dispatch import ConnectionStats, Counted, Dispatcher
 from ._http import HttpFor
-from ._reconnect import HEALTHY_AFTER, Backoff, checked_last_event_id, seconds
-from .errors import EventTooLargeError, NetworkError, SSEError
+from ._lifecycle import TRANSITIONS, ConnectionState, Interrupt, Lifecycle
+from ._reconnect import Backoff, checked_last_event_id, seconds
+from ._response import GIVE_BACK, Lent, Outcome, ResponseSteps, Steps
+from .errors import SSEError
 from .models import SSERequest, SSEResponse
-from .parser import DataDecodeError, EventParser
 from .plugins import PluginManager
 from .redaction import public_error, public_url
 from .route import DEFAULT_ROUTE, Route
 
-__all__ = ["GIVE_BACK", "Connection", "ConnectionState", "ConnectionStats", "HttpFor", "Interrupt", "Outcome", "Steps"]
+__all__ = ["GIVE_BACK", "TRANSITIONS", "Connection", "ConnectionState", "ConnectionStats", "HttpFor", "Interrupt", "Outcome",
+           "Steps"]
 
 log = logging.getLogger("sseplug.connection")
 
-Steps = Generator[Any, None, bool]
-"""A response being read (``Connection._steps``): one step per read, the value True when the
-stream is over (204, an end event)."""
-
-
-class Outcome(NamedTuple):
-    """How a response's steps ended: ``ended`` (the server asked to stop), or ``error``."""
-
-    ended: bool
-    error: BaseException | None
-
-
-GIVE_BACK = "give back"
-"""``Connection.lent_step``: a plugin now runs per batch; the steps go back to a greenlet of their own."""
-
-
-class _Lent(BaseException):
-    """Unwinds ``run()`` once the response's steps were lent to the iterator."""
-
-
-class ConnectionState(str, enum.Enum):
-    """Where a connection is in its life; a ``str``, so it reads as its value in JSON and logs."""
-
-    NEW = "new"  #: created, not started
-    STANDBY = "standby"  #: another process holds the stream (``sseplug_claim``)
-    CONNECTING = "connecting"  #: request sent, response head not complete yet
-    OPEN = "open"  #: reading events
-    WAITING = "waiting"  #: between a response's end and the next reconnect
-    ENDED = "ended"  #: ended for good, cleanly (204, no retry, a stop)
-    FAILED = "failed"  #: ended for good with ``error``
-
-    @property
-    def final(self) -> bool:
-        """Whether the connection ended for good."""
-        return self in (ConnectionState.ENDED, ConnectionState.FAILED)
-
-    def __str__(self) -> str:
-        return self.value
-
-
-_S = ConnectionState
-TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
-    _S.NEW: frozenset({_S.STANDBY, _S.CONNECTING, _S.ENDED, _S.FAILED}),
-    _S.STANDBY: frozenset({_S.STANDBY, _S.CONNECTING, _S.ENDED, _S.FAILED}),
-    # a restart or a release reconnects (or claims again) without waiting
-    _S.CONNECTING: frozenset({_S.CONNECTING, _S.STANDBY, _S.OPEN, _S.WAITING, _S.ENDED, _S.FAILED}),
-    _S.OPEN: frozenset({_S.CONNECTING, _S.STANDBY, _S.WAITING, _S.ENDED, _S.FAILED}),
-    _S.WAITING: frozenset({_S.STANDBY, _S.CONNECTING, _S.ENDED, _S.FAILED}),
-    _S.ENDED: frozenset(),
-    _S.FAILED: frozenset(),
-}
-"""The states each state may move to; any other move is a bug (``_enter`` raises)."""
-
-
-class Interrupt(enum.Enum):
-    """What cut the connection's current step short; its value is the close reason."""
-
-    RESTART = "restarted"  #: reconnect now, nothing counted (``restart()``)
-    RELEASE = "released"  #: give the stream up, claim it again, resume from the checkpoint (``release()``)
-    STOP = "stopped"  #: end for good, cleanly (``stop()``); never taken back
-
-    @property
-    def rank(self) -> int:
-        """Which interrupt wins when two are asked for: the higher rank."""
-        return _RANKS[self]
-
-
-_RANKS = {Interrupt.RESTART: 0, Interrupt.RELEASE: 1, Interrupt.STOP: 2}
 _START = Backoff()
 
 
-class Lifecycle:
-    """A connection's state, moved only by ``_enter`` (``TRANSITIONS``), and its pending
-    ``Interrupt``: what ``stop()``, ``release()`` and ``restart()`` ask of the running loop."""
-
-    id: str
-
-    def __init__(self) -> None:
-        self._state = ConnectionState.NEW
-        self._interrupt: Interrupt | None = None
-        self._wakeup = gevent.event.Event()  # set to cut a wait short (a stop, a restart)
-        self._response: urllib3.BaseHTTPResponse | None = None  # the response being read, to close
-
-    @property
-    def state(self) -> ConnectionState:
-        """Where the connection is in its life."""
-        return self._state
-
-    @property
-    def stopping(self) -> bool:
-        """Whether ``stop()`` was called."""
-        return self._interrupt is Interrupt.STOP
-
-    def _enter(self, state: ConnectionState) -> None:
-        """Move to ``state``; a ``RuntimeError`` (a bug) if ``TRANSITIONS`` does not allow it."""
-        if state not in TRANSITIONS[self._state]:
-            raise RuntimeError(f"connection {self.id!r}: no transition from {self._state} to {state}")
-        self._state = state
-
-    def stop(self) -> None:
-        """Stop reading and reconnecting: ``run()`` returns soon after, without an error."""
-        self._interrupt_with(Interrupt.STOP)
-        self._wakeup.set()
-
-    def restart(self) -> None:
-        """Drop the current response and reconnect at once, with Last-Event-ID; not a failure:
-        neither the retry count nor the backoff moves. A wait to reconnect is cut short."""
-        self._interrupt_with(Interrupt.RESTART)
-        self._wakeup.set()
-
-    def release(self) -> None:
-        """Give the stream up for now (a lease plugin lost it): the current response is closed,
-        then the connection asks ``sseplug_claim`` again and, once it has the stream back,
-        resumes from ``sseplug_checkpoint_load``. Not a failure: the retry count is untouched."""
-        self._interrupt_with(Interrupt.RELEASE)
-
-    def _interrupt_with(self, interrupt: Interrupt) -> None:
-        """Ask for ``interrupt`` (unless one that outranks it is pending), and close the response."""
-        if self._interrupt is None or interrupt.rank > self._interrupt.rank:
-            self._interrupt = interrupt
-        response = self._response
-        if response is not None:
-            try:
-                response.shutdown()  # wakes a read blocked on the socket
-            except (ValueError, RuntimeError, OSError):
-                pass
-
-    def _take(self, *interrupts: Interrupt) -> Interrupt | None:
-        """The pending interrupt if it is one of ``interrupts``, now acted on: cleared, and the
-        wake-up with it (a stop stays: it is for good)."""
-        interrupt = self._interrupt
-        if interrupt is None or interrupt not in interrupts:
-            return None
-        if interrupt is not Interrupt.STOP:
-            self._interrupt = None
-            self._wakeup.clear()
-        return interrupt
-
-
-class Connection(Counted, Lifecycle):
+class Connection(Counted, ResponseSteps, Lifecycle):
     """One named event stream: reads it, hands each event to the plugins, reconnects on failure.
 
     ``run()`` returns when the stream ended cleanly (204, ``retry=False`` and EOF, a retry
@@ -252,7 +111,7 @@ class Connection(Counted, Lifecycle):
         """
         try:
             self._run(steps, after)
-        except _Lent:
+        except Lent:
             return False
         except gevent.GreenletExit:
             raise  # killed: the client is closing it
@@ -382,160 +241,3 @@ class Connection(Counted, Lifecycle):
             callback(*args)
         except Exception:
             log.exception("connection %r: the %s callback raised", self.id, name)
-
-    # -- one response ----------------------------------------------------------------------------
-
-    def _respond(self) -> Steps:
-        """Send the request; the steps of its response."""
-        self._enter(ConnectionState.CONNECTING)
-        try:
-            response = _http.open_response(self._http_for, self.request, *self._request_headers(),
-                                           resuming=self.stats.events_total > 0, connection_id=self.id)
-        except SSEError as error:
-            self._events.call("sseplug_connection_closed", connection=self,
-                              reason=f"{type(error).__name__}: {error.message}")
-            raise
-        self._response = response
-        return self._steps(response)
-
-    def _drive(self, steps: Steps) -> Outcome:
-        """Run the response's steps in this greenlet to their end; lend them to the iterator
-        (raises ``_Lent``) at a step where it waits for them."""
-        lend = self._lend
-        try:
-            while True:
-                next(steps)
-                if lend is not None and self.lendable() and lend(steps):
-                    raise _Lent
-        except StopIteration as stop:
-            return Outcome(stop.value, None)
-        except SSEError as error:
-            return Outcome(False, error)
-
-    def lendable(self) -> bool:
-        """Whether a greenlet iterating the stream may read it: nothing but the parser (and its
-        decoder) runs per batch, so an exception of the iterator's own (a ``gevent.Timeout``)
-        can only land while it waits for bytes, where it loses nothing."""
-        request, hooks = self.request, self._events.hooks()
-        return (request.on_data is None and request.on_comment is None and request.on_bytes is None
-                and hooks.handle_event is None and hooks.checkpoint_save is None and hooks.deserialize is None)
-
-    def lent_step(self, steps: Steps) -> Any:
-        """One step of lent ``steps``, in the iterating greenlet: ``None`` to go on; an exception
-        of that greenlet's own, to raise there (the steps go on at the next call); ``GIVE_BACK``
-        when a plugin changed what runs per batch; else the ``Outcome`` of the response."""
-        try:
-            step = next(steps)
-        except StopIteration as stop:
-            return Outcome(stop.value, None)
-        except Exception as error:  # SSEError; anything else is a bug, reported by run()
-            return Outcome(False, error)
-        if step is None and not self.lendable():
-            return GIVE_BACK
-        return step
-
-    def _steps(self, response: urllib3.BaseHTTPResponse) -> Steps:
-        """Read, parse and dispatch the response, one step per read, until EOF (False),
-        an interrupt (False), a 204 or an end event (True); then close it. One generator, not
-        two: a greenlet waiting in it (the iterator's, when lent) saves one frame less of C stack.
-        An exception thrown into the greenlet while it waits for bytes is the iterating
-        greenlet's own when the steps are lent: it is passed on as a step, losing nothing."""
-        body, reason = None, "eof"
-        try:
-            body = self._open_body(response)
-            if body is None:
-                reason = "204"
-                return True
-            read, events_, request = body.read, self._events, self.request
-            parser = EventParser(self.last_event_id, request.max_event_size)
-            feed, dispatch = ((parser.feed, events_.dispatch) if request.on_comment is None  # the hot path
-                              else (parser.feed_with_comments, events_.parsed))
-            on_bytes, stats, turns, size = request.on_bytes, self.stats, HubTurns(), READ_SIZE
-            while self._interrupt is None:
-                try:
-                    turns.check()
-                    chunk = read(size)
-                except (Urllib3Error, OSError, ChunkedError) as error:
-                    raise NetworkError(f"stream broke: {error}", connection_id=self.id, url=self.url) from error
-                except BaseException as error:
-                    if not self.lent:
-                        raise
-                    yield error  # the iterator's own (a Timeout): raised there; this read goes on after
-                    continue
-                if chunk is None:
-                    return False
-                if not chunk:
-                    continue
-                stats.bytes_total += len(chunk)
-                if on_bytes is not None:
-                    self._on_bytes(on_bytes, chunk)
-                parser.decode_data = events_.hooks().decode_data
-                events = self._feed(feed, parser, chunk)
-                if parser.retry is not None and parser.retry != self.backoff.retry_ms:
-                    self.backoff = self.backoff.with_retry(parser.retry)
-                size = read_size(parser.pending_size, len(chunk), len(events))
-                if events:
-                    if dispatch(events, parser.last_event_id):
-                        reason = "end event"
-                        return True
-                elif parser.last_event_id != self.last_event_id:
-                    events_.checkpoint(parser.last_event_id)  # an id-only block
-                del chunk, events  # not held while the next read waits (they can be megabytes)
-                yield None  # after the read, not before: the first events go straight to the iterator
-            return False
-        except SSEError as error:
-            reason = self._interrupt.value if self._interrupt is not None else f"{type(error).__name__}: {error.message}"
-            raise
-        finally:
-            self._close_response(response, body, reason)
-
-    def _open_body(self, response: urllib3.BaseHTTPResponse) -> Body | None:
-        """The body to read, once the response is checked and announced; ``None`` for a 204."""
-        if response.status == 204:
-            return None
-        _http.check_response(response, connection_id=self.id, url=self.url)
-        self._events.call("sseplug_connection_opened", connection=self, status=response.status,
-                          headers=HTTPHeaderDict(response.headers))  # a copy; names case-insensitive
-        self._enter(ConnectionState.OPEN)
-        self._opened_at = time.monotonic()
-        return Body(response, self.request.read_timeout)
-
-    def _close_response(self, response: urllib3.BaseHTTPResponse, body: Body | None, reason: str) -> None:
-        """Close the response and tell the plugins why: ``reason``, or the interrupt that ended the read."""
-        if reason == "eof" and self._interrupt is not None:
-            reason = self._interrupt.value
-        if body is not None:
-            body.close()
-            if time.monotonic() - self._opened_at >= HEALTHY_AFTER:
-                self.backoff = self.backoff.healthy()  # the next reconnect starts the backoff over
-        self._response = None
-        response.close()
-        response.release_conn()
-        self._events.call("sseplug_connection_closed", connection=self, reason=reason)
-
-    def _request_headers(self) -> tuple[HTTPHeaderDict, set[str]]:
-        """The next request's headers, with the auth plugins' (checked), and the credentials' names."""
-        auth = self._events.call("sseplug_auth_headers", connection=self, request=self.request)
-        checked = _http.check_auth_headers(auth, connection_id=self.id, url=self.url)
-        return _http.request_headers(self.request, checked, self.last_event_id)
-
-    def _on_bytes(self, on_bytes: Callable[[bytes], Any], chunk: bytes | memoryview) -> None:
-        """The request's ``on_bytes`` callback; one that raises is a ``PluginError``."""
-        try:
-            on_bytes(bytes(chunk))  # the same bytes, or a copy of a view of a reused buffer
-        except Exception as error:
-            raise self._events.plugin_error("on_bytes callback", "on_bytes", error, self.last_event_id) from error
-
-    def _feed(self, feed: Callable[[bytes | memoryview], list[Any]], parser: EventParser, chunk: bytes | memoryview) -> list[Any]:
-        """``feed(chunk)``; the events before a parse error are dispatched before it is raised."""
-        try:
-            return feed(chunk)
-        except EventTooLargeError as error:
-            self._events.parsed(error.events, None)
-            error.connection_id, error.url = self.id, self.url
-            raise
-        except DataDecodeError as error:  # the deserialize plugin's decoder, run by the parser
-            self._events.parsed(error.events, None)
-            plugin = self._plugins.hook.sseplug_deserialize.get_hookimpls()[0].plugin_name
-            cause = error.__cause__ if isinstance(error.__cause__, Exception) else error
-            raise self._events.plugin_error(plugin, "sseplug_deserialize", cause, error.event_id) from cause
