@@ -66,7 +66,6 @@ class ResponseSteps:
     _opened_at: float
     _enter: Callable[[ConnectionState], None]  # Lifecycle's
 
-
     def _respond(self) -> Steps:
         """Send the request; the steps of its response."""
         self._enter(ConnectionState.CONNECTING)
@@ -119,7 +118,7 @@ class ResponseSteps:
     def _steps(self, response: urllib3.BaseHTTPResponse) -> Steps:
         """Read, parse and dispatch the response, one step per read, until EOF (False),
         an interrupt (False), a 204 or an end event (True); then close it. One generator, not
-        two: a greenlet waiting in it (the iterator's, when lent) saves one frame less of C stack.
+        two: a greenlet waiting in it (the iterator's, when lent) keeps one C frame less.
         An exception thrown into the greenlet while it waits for bytes is the iterating
         greenlet's own when the steps are lent: it is passed on as a step, losing nothing."""
         body, reason = None, "eof"
