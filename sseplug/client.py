@@ -114,7 +114,8 @@ class EventStream(Iterator[SSEResponse]):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds (for ever with ``None``) for the connection to end for
-        good; whether it did."""
+        good; whether it did. A stream its iterator reads (see the class docstring) gets there
+        only while it is iterated, or at ``close()``."""
         if self._pool is None:
             raise RuntimeError(f"stream {self.connection.id!r} not started")
         return self._join(timeout)
