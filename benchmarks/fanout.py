@@ -287,7 +287,7 @@ def run_asyncio_client(url: str, k: int, ticks: int, report: Any) -> dict:
 def finish(tally: Tally, cpu0: float) -> dict:
     lat = sorted(tally.latencies)
     n = len(lat)
-    cpu_end = tally.t_last if tally.t_last else cpu_seconds()
+    cpu_end = tally.t_last or cpu_seconds()
     return {
         "delivered": n,
         "p50_ms": lat[n // 2] * 1e3 if n else None,

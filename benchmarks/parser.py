@@ -48,7 +48,7 @@ def naive(chunks: Iterable[bytes]) -> tuple[int, SSEResponse]:
             event, data = "message", []
             for line in block.decode("utf-8", "replace").split("\n"):
                 name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
+                value = value.removeprefix(" ")
                 if name == "data":
                     data.append(value)
                 elif name == "event":
