@@ -245,7 +245,7 @@ class EventStream(Iterator[SSEResponse]):
     def _put(self, item: Any, last: bool = False) -> None:
         if self.iterate and not self._done and (self._reading or last):
             # the consumer's own greenlet reads while lent: it takes the batch after the step
-            self._handoff.put(item, last or self.connection.lent)
+            self._handoff.put(item, last or self._steps is not None)
 
 
 class SSEClient:
